@@ -1,0 +1,114 @@
+//! Open Service Broker API v2 bodies: the parts svcdash implements.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub bindable: bool,
+    pub plan_updateable: bool,
+    pub instances_retrievable: bool,
+    pub bindings_retrievable: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_client: Option<DashboardClient>,
+    pub plans: Vec<Plan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DashboardClient {
+    pub id: String,
+    pub secret: String,
+    pub redirect_uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub free: bool,
+    pub bindable: bool,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+/// `PUT /v2/service_instances/:instance_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub organization_guid: Option<String>,
+    #[serde(default)]
+    pub space_guid: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionResponse {
+    pub dashboard_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}
+
+/// `GET /v2/service_instances/:instance_id/last_operation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastOperation {
+    /// `in progress`, `succeeded` or `failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BindRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub bind_resource: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BindResponse {
+    pub credentials: Credentials,
+}
+
+/// What an application needs to reach its instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub uri: String,
+}
+
+/// The broker's error body: `{"error": "...", "description": "..."}` (`error` optional in the spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub description: String,
+}

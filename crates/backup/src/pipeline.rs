@@ -1,0 +1,291 @@
+//! The streaming pipeline. Compression, encryption and hashing run on a blocking
+//! thread (zstd adds its own worker threads); the async side moves bounded chunks
+//! between that thread and the object store, so memory stays flat whatever the size.
+
+use std::future::Future;
+use std::io::{self, BufReader, Read, Write};
+use std::iter;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use crate::BackupStorage;
+
+/// Chunk handed from the encoding thread to the uploader.
+const CHUNK: usize = 4 << 20;
+/// Read and write buffer of the blocking side.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// How hard to compress and how to upload.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// zstd level (1 = fastest).
+    pub zstd_level: i32,
+    /// zstd worker threads; 0 compresses on the pipeline's own thread.
+    pub zstd_workers: u32,
+    /// Size of each multipart upload part.
+    pub part_size: usize,
+    /// Parts uploaded at once.
+    pub upload_concurrency: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self { zstd_level: 3, zstd_workers: 2, part_size: 16 << 20, upload_concurrency: 2 }
+    }
+}
+
+/// What a finished upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes of the stored (compressed, encrypted) object.
+    pub size: u64,
+    /// Hex sha256 of the stored object.
+    pub sha256: String,
+    /// Bytes of the dump before compression.
+    pub plain_size: u64,
+}
+
+/// Streams `source` through zstd and age into the object `key`.
+///
+/// `source_done` resolves once the producer of `source` has exited, with an error if it
+/// failed; the object is only completed when the whole stream and the producer succeeded,
+/// otherwise the upload is aborted and nothing is left under `key`.
+pub async fn upload<R, F>(
+    storage: &BackupStorage,
+    key: &str,
+    source: R,
+    source_done: F,
+    recipient: Box<dyn age::Recipient + Send>,
+    options: &PipelineOptions,
+) -> anyhow::Result<Stored>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let path = storage.path(key);
+    let upload = storage
+        .store()
+        .put_multipart(&path)
+        .await
+        .with_context(|| format!("starting the upload to {}", storage.display_url()))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, options.part_size);
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+    let reader = SyncIoBridge::new(source);
+    let (level, workers) = (options.zstd_level, options.zstd_workers);
+    let encoder = tokio::task::spawn_blocking(move || encode(reader, tx, recipient.as_ref(), level, workers));
+
+    let mut sent: anyhow::Result<()> = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = writer.wait_for_capacity(options.upload_concurrency).await {
+            sent = Err(anyhow::Error::new(e).context(format!("uploading to {}", storage.display_url())));
+            break;
+        }
+        writer.put(chunk);
+    }
+    // Closing the channel tells the encoder to stop if the upload broke off.
+    drop(rx);
+    let encoded = encoder.await.context("the backup pipeline thread panicked")?;
+    let outcome = match (sent, encoded) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(stored)) => source_done.await.map(|()| stored),
+    };
+    match outcome {
+        Ok(stored) => {
+            writer.finish().await.with_context(|| format!("completing the upload to {}", storage.display_url()))?;
+            Ok(stored)
+        }
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, key, "could not abort a failed upload");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn encode(
+    mut reader: impl Read,
+    tx: mpsc::Sender<Bytes>,
+    recipient: &(dyn age::Recipient + Send),
+    level: i32,
+    workers: u32,
+) -> anyhow::Result<Stored> {
+    let sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK), hasher: Sha256::new(), total: 0 };
+    let encrypted = age::Encryptor::with_recipients(iter::once(recipient as &dyn age::Recipient))
+        .context("setting up encryption")?
+        .wrap_output(sink)
+        .context("writing the encryption header")?;
+    let mut compressed = zstd::stream::write::Encoder::new(encrypted, level).context("setting up compression")?;
+    if workers > 0 {
+        compressed.multithread(workers).context("starting compression threads")?;
+    }
+    let plain_size = copy(&mut reader, &mut compressed).map_err(|e| match e {
+        Copy::Read(e) => anyhow!(e).context("reading the dump"),
+        Copy::Write(e) => anyhow!(e).context("compressing and encrypting"),
+    })?;
+    let encrypted = compressed.finish().context("finishing compression")?;
+    let mut sink = encrypted.finish().context("finishing encryption")?;
+    sink.send()?;
+    Ok(Stored { size: sink.total, sha256: hex::encode(sink.hasher.finalize()), plain_size })
+}
+
+/// Collects the encrypted bytes into chunks, hashes and counts them, and hands them on.
+struct ChunkSink {
+    tx: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+    hasher: Sha256,
+    total: u64,
+}
+
+impl ChunkSink {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.hasher.update(&chunk);
+        self.total += chunk.len() as u64;
+        self.buf.reserve(CHUNK);
+        self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the object `key` back, decrypts and decompresses it into `sink`, and checks its
+/// sha256 against `expected_sha256`. Age authenticates every 64 KiB chunk as it goes, so a
+/// changed byte stops the stream there; the sha256 is known only at the end, so callers
+/// write into a staging place and switch over only after this returns `Ok`.
+pub async fn download<W>(
+    storage: &BackupStorage,
+    key: &str,
+    expected_sha256: &str,
+    identity: Box<dyn age::Identity + Send>,
+    sink: W,
+) -> anyhow::Result<u64>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let path = storage.path(key);
+    let mut stream = storage
+        .store()
+        .get(&path)
+        .await
+        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?
+        .into_stream();
+
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let writer = SyncIoBridge::new(sink);
+    let decoder =
+        tokio::task::spawn_blocking(move || decode(ChannelReader { rx, current: Bytes::new() }, writer, identity));
+
+    let mut hasher = Sha256::new();
+    let mut read: anyhow::Result<()> = Ok(());
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                hasher.update(&chunk);
+                if tx.send(chunk).await.is_err() {
+                    break; // the decoder stopped; its error says why
+                }
+            }
+            Err(e) => {
+                read = Err(anyhow::Error::new(e).context("reading the backup object"));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let decoded = decoder.await.context("the restore pipeline thread panicked")?;
+    read?;
+    let plain = decoded?;
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected_sha256 {
+        bail!(
+            "the backup object's sha256 is {actual}, but {expected_sha256} was recorded: it was changed or damaged in the store"
+        );
+    }
+    Ok(plain)
+}
+
+fn decode(
+    reader: ChannelReader,
+    mut writer: SyncIoBridge<impl AsyncWrite + Unpin>,
+    identity: Box<dyn age::Identity + Send>,
+) -> anyhow::Result<u64> {
+    let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(COPY_BUFFER, reader))
+        .map_err(|e| anyhow!("the backup object is not a readable age file: {e}"))?;
+    let decrypted = decryptor
+        .decrypt(iter::once(identity.as_ref() as &dyn age::Identity))
+        .map_err(|e| anyhow!("the backup object cannot be decrypted with the instance's key: {e}"))?;
+    let mut decompressed = zstd::stream::read::Decoder::new(decrypted).context("setting up decompression")?;
+    let plain = copy(&mut decompressed, &mut writer).map_err(|e| match e {
+        Copy::Read(e) => anyhow!("the backup object failed authentication or decompression: {e}"),
+        Copy::Write(e) => anyhow!(e).context("feeding the engine's loader"),
+    })?;
+    writer.flush().context("feeding the engine's loader")?;
+    writer.shutdown().context("closing the engine's loader input")?;
+    Ok(plain)
+}
+
+/// A blocking reader over chunks arriving on a channel.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// `io::copy` with a large buffer, telling read errors from write errors.
+fn copy(reader: &mut impl Read, writer: &mut impl Write) -> Result<u64, Copy> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(Copy::Write)?;
+        total += n as u64;
+    }
+}

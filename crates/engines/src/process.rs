@@ -1,0 +1,121 @@
+//! Starting engine programs: as an unprivileged user when svcdash runs as root,
+//! in their own process group, with stderr kept for error messages.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Pid, Uid, User};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// The user engine processes run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+impl RunAs {
+    /// `None` when svcdash is not root (engines then run as svcdash's own user).
+    pub fn resolve(name: &str) -> anyhow::Result<Option<Self>> {
+        if !Uid::effective().is_root() {
+            return Ok(None);
+        }
+        let user = User::from_name(name).with_context(|| format!("looking up user {name:?}"))?.with_context(|| {
+            format!("user {name:?} does not exist: engines refuse to run as root, so svcdash runs them as this user")
+        })?;
+        Ok(Some(Self { uid: user.uid, gid: user.gid }))
+    }
+}
+
+/// A command for an engine program, run as `run_as` in a process group of its own
+/// (so a Ctrl-C meant for svcdash does not reach the engines before svcdash stops them).
+pub fn command(program: &Path, run_as: Option<RunAs>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.process_group(0).stdin(Stdio::null());
+    if let Some(run_as) = run_as {
+        cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    cmd
+}
+
+/// Runs a command to completion; on failure, the error carries the end of its output.
+pub async fn run(mut cmd: Command, what: &str) -> anyhow::Result<String> {
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("starting {what}"))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        if text.trim().is_empty() {
+            text = String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+        bail!("{what} failed ({}): {}", output.status, tail(&text));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Keeps the last few KiB a child writes to a pipe (its stderr), for error messages.
+pub fn collect_tail(pipe: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut pipe = pipe;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 8192 {
+                kept.drain(..kept.len() - 4096);
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// Waits for a streaming child (a dump or a load) and turns a failure into an error
+/// that says what the program printed.
+pub async fn finish(mut child: Child, stderr: JoinHandle<String>, what: &str) -> anyhow::Result<()> {
+    let status = child.wait().await.with_context(|| format!("waiting for {what}"))?;
+    let text = stderr.await.unwrap_or_default();
+    if !status.success() {
+        bail!("{what} failed ({status}): {}", tail(&text));
+    }
+    Ok(())
+}
+
+/// The last lines of a program's output, trimmed, for an error message.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(5);
+    let joined = lines[start..].join(" | ");
+    if joined.is_empty() { "no output".to_owned() } else { joined }
+}
+
+pub fn signal(pid: u32, signal: Signal) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), signal).is_ok())
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
+}
+
+/// Gives `path` and everything below it to the engine user.
+pub fn chown_tree(path: &Path, run_as: Option<RunAs>) -> std::io::Result<()> {
+    let Some(run_as) = run_as else { return Ok(()) };
+    let (uid, gid) = (Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()));
+    std::os::unix::fs::lchown(path, uid, gid)?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), Some(run_as))?;
+        }
+    }
+    Ok(())
+}

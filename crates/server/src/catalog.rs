@@ -1,0 +1,149 @@
+//! The catalog of services and plans (TOML), and its Open Service Broker form.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use engines::EngineKind;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub engine: EngineKind,
+    /// The version instances are deployed with.
+    pub version: String,
+    pub description: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub plans: Vec<Plan>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Engine processes per instance.
+    #[serde(default = "one")]
+    pub nodes: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+const BUILT_IN: &str = include_str!("../catalog.toml");
+
+impl Catalog {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (text, origin) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path).with_context(|| format!("reading catalog {}", path.display()))?,
+                path.display().to_string(),
+            ),
+            None => (BUILT_IN.to_owned(), "the built-in catalog".to_owned()),
+        };
+        let catalog: Catalog = toml::from_str(&text).with_context(|| format!("parsing {origin}"))?;
+        catalog.validate().with_context(|| format!("checking {origin}"))?;
+        Ok(catalog)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut ids = std::collections::HashSet::new();
+        for service in &self.services {
+            if !ids.insert(&service.id) {
+                bail!("service id {} appears twice", service.id);
+            }
+            for plan in &service.plans {
+                if !ids.insert(&plan.id) {
+                    bail!("plan id {} appears twice", plan.id);
+                }
+                if plan.nodes != 1 {
+                    bail!("plan {}/{}: only single-node plans are supported so far", service.name, plan.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn broker_catalog(&self) -> api_types::broker::Catalog {
+        use serde_json::{Map, Value, json};
+        let services = self
+            .services
+            .iter()
+            .map(|s| {
+                let mut metadata = Map::new();
+                metadata.insert(
+                    "displayName".into(),
+                    Value::from(s.display_name.clone().unwrap_or_else(|| s.name.clone())),
+                );
+                metadata.insert("version".into(), json!(s.version));
+                api_types::broker::Service {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    description: s.description.clone(),
+                    bindable: true,
+                    plan_updateable: false,
+                    instances_retrievable: false,
+                    bindings_retrievable: false,
+                    tags: s.tags.clone(),
+                    metadata,
+                    dashboard_client: None,
+                    plans: s
+                        .plans
+                        .iter()
+                        .map(|p| api_types::broker::Plan {
+                            id: p.id.clone(),
+                            name: p.name.clone(),
+                            description: p.description.clone(),
+                            free: true,
+                            bindable: true,
+                            metadata: Map::new(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        api_types::broker::Catalog { services }
+    }
+}
+
+impl Service {
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    pub fn plan_by_name(&self, name: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn built_in_catalog_offers_postgresql_and_redis_single_small() {
+        let catalog = super::Catalog::load(None).unwrap();
+        for name in ["postgresql", "redis"] {
+            let service = catalog.service_by_name(name).unwrap();
+            assert!(service.plan_by_name("single-small").is_some(), "{name}");
+        }
+    }
+}

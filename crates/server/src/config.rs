@@ -1,0 +1,233 @@
+//! svcdash's configuration: built-in defaults, then a TOML file, then `SVCDASH_*`
+//! environment variables (`SVCDASH_SECTION__KEY`), then command-line flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Base of the URLs svcdash hands out (dashboard URLs); defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Folder for the state database, backups, instance data and the master key.
+    pub data: PathBuf,
+    /// Catalog of services and plans (TOML); the built-in one when unset.
+    pub catalog: Option<PathBuf>,
+    /// The master key as text (`AGE-SECRET-KEY-1...`); else read from `master_key_file`.
+    #[serde(skip_serializing)]
+    pub master_key: Option<SecretString>,
+    /// File holding the master key; `<data>/master.key` by default, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    pub broker: BrokerConfig,
+    pub backups: BackupsConfig,
+    pub engines: EnginesConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            public_url: None,
+            data: PathBuf::from("data"),
+            catalog: None,
+            master_key: None,
+            master_key_file: None,
+            broker: BrokerConfig::default(),
+            backups: BackupsConfig::default(),
+            engines: EnginesConfig::default(),
+            jobs: JobsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Basic-auth credentials the platform uses on the Open Service Broker API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub username: String,
+    /// Without a password the broker API answers 401 to everyone.
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { username: "broker".into(), password: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupsConfig {
+    /// Where backup objects go: `file:///path`, `s3://bucket/prefix`, `az://...`, `gs://...`.
+    /// Defaults to `<data>/backups`.
+    pub url: Option<String>,
+    /// Settings of the object store (e.g. `aws_access_key_id`, `aws_endpoint`, `aws_region`).
+    #[serde(skip_serializing)]
+    pub options: BTreeMap<String, String>,
+    /// zstd level: 1 is fastest, 19 smallest.
+    pub zstd_level: i32,
+    /// zstd worker threads (0: compress on the pipeline thread).
+    pub zstd_workers: u32,
+    /// Multipart upload part size in MiB.
+    pub part_size_mib: usize,
+    /// Parts uploaded at once.
+    pub upload_concurrency: usize,
+}
+
+impl Default for BackupsConfig {
+    fn default() -> Self {
+        let pipeline = backup::PipelineOptions::default();
+        Self {
+            url: None,
+            options: BTreeMap::new(),
+            zstd_level: pipeline.zstd_level,
+            zstd_workers: pipeline.zstd_workers,
+            part_size_mib: pipeline.part_size >> 20,
+            upload_concurrency: pipeline.upload_concurrency,
+        }
+    }
+}
+
+impl BackupsConfig {
+    pub fn pipeline(&self) -> backup::PipelineOptions {
+        backup::PipelineOptions {
+            zstd_level: self.zstd_level,
+            zstd_workers: self.zstd_workers,
+            part_size: self.part_size_mib.max(5) << 20,
+            upload_concurrency: self.upload_concurrency.max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnginesConfig {
+    /// User the engines run as when svcdash runs as root (PostgreSQL refuses root).
+    pub run_as: String,
+    /// Folder holding initdb, postgres, pg_dump, pg_restore (else PATH, then /usr/lib/postgresql/*/bin).
+    pub postgres_bin_dir: Option<PathBuf>,
+    /// Folder holding redis-server and redis-cli (else PATH).
+    pub redis_bin_dir: Option<PathBuf>,
+}
+
+impl Default for EnginesConfig {
+    fn default() -> Self {
+        Self { run_as: "nobody".into(), postgres_bin_dir: None, redis_bin_dir: None }
+    }
+}
+
+impl EnginesConfig {
+    pub fn tools(&self) -> engines::Tools {
+        engines::Tools::new(engines::ToolsConfig {
+            postgres_bin_dir: self.postgres_bin_dir.clone(),
+            redis_bin_dir: self.redis_bin_dir.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs (backups, restores, provisioning) run at once across all instances.
+    pub workers: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { workers: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `server=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads the layers: defaults, `file` (or `SVCDASH_CONFIG`, or `./svcdash.toml` when
+    /// present), the environment, then `overrides` (from flags).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Self> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("SVCDASH_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("svcdash.toml")).filter(|p| p.exists()));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &file {
+            if !file.exists() {
+                anyhow::bail!("configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment
+            .merge(Env::prefixed("SVCDASH_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides));
+        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.data = absolute(&config.data)?;
+        Ok(config)
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data.join("svcdash.db")
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.data.join("instances")
+    }
+
+    pub fn backups_url(&self) -> anyhow::Result<String> {
+        match &self.backups.url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(url::Url::from_directory_path(self.data.join("backups"))
+                .map_err(|()| anyhow::anyhow!("the data folder is not an absolute path"))?
+                .to_string()),
+        }
+    }
+
+    pub fn master_key(&self) -> anyhow::Result<backup::keys::MasterKey> {
+        use secrecy::ExposeSecret;
+        match &self.master_key {
+            Some(text) => backup::keys::MasterKey::parse(text.expose_secret()).context("the configured master_key"),
+            None => backup::keys::MasterKey::load_or_generate(
+                &self.master_key_file.clone().unwrap_or_else(|| self.data.join("master.key")),
+            ),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir().context("reading the current folder")?.join(path))
+    }
+}
+
+/// The commented example that `svcdash default-config` prints.
+pub const EXAMPLE: &str = include_str!("../svcdash.example.toml");

@@ -1,0 +1,183 @@
+//! `PUT`/`DELETE /v2/service_instances/{instance_id}` and `last_operation`.
+
+use api_types::TaskStatus;
+use api_types::broker::{LastOperation, ProvisionRequest, ProvisionResponse};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use store::{Instance, InstanceState, JobKind, StoreError};
+
+use super::{Failure, empty};
+use crate::http::extract::{Path, Query};
+use crate::instances::Tenancy;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v2/service_instances/{instance_id}", put(provision).delete(deprovision))
+        .route("/v2/service_instances/{instance_id}/last_operation", get(last_operation))
+}
+
+#[derive(Deserialize)]
+struct AsyncParams {
+    #[serde(default)]
+    accepts_incomplete: Option<String>,
+}
+
+fn require_async(params: &AsyncParams) -> Result<(), Failure> {
+    if params.accepts_incomplete.as_deref() == Some("true") {
+        Ok(())
+    } else {
+        Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("AsyncRequired"),
+            "this service plan requires client support for asynchronous service operations".into(),
+        ))
+    }
+}
+
+fn string(map: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    map?.get(key)?.as_str().map(str::to_owned)
+}
+
+/// The tenant and subtenant from the request's context (CF: organisation and space;
+/// Kubernetes: cluster and namespace).
+fn tenancy(req: &ProvisionRequest) -> Tenancy {
+    let ctx = req.context.as_ref();
+    let tenant_id = string(ctx, "organization_guid")
+        .or_else(|| req.organization_guid.clone())
+        .or_else(|| string(ctx, "clusterid"))
+        .unwrap_or_else(|| "default".into());
+    let subtenant_id = string(ctx, "space_guid")
+        .or_else(|| req.space_guid.clone())
+        .or_else(|| string(ctx, "namespace"))
+        .unwrap_or_else(|| "default".into());
+    Tenancy {
+        tenant_id,
+        tenant_name: string(ctx, "organization_name"),
+        subtenant_id,
+        subtenant_name: string(ctx, "space_name").or_else(|| string(ctx, "namespace")),
+    }
+}
+
+async fn provision(
+    State(state): State<AppState>,
+    Path(instance_id): Path<String>,
+    Query(params): Query<AsyncParams>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    require_async(&params)?;
+    let req: ProvisionRequest = serde_json::from_slice(&body)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, Some("BadRequest"), format!("invalid provision request: {e}")))?;
+    let service = state.catalog.service(&req.service_id).ok_or_else(|| {
+        Failure(StatusCode::BAD_REQUEST, Some("BadRequest"), format!("unknown service_id {:?}", req.service_id))
+    })?;
+    let plan = service.plan(&req.plan_id).ok_or_else(|| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            Some("BadRequest"),
+            format!("service {} has no plan {:?}", service.name, req.plan_id),
+        )
+    })?;
+    let tenants = tenancy(&req);
+    let dashboard_url = state.dashboard_url(&instance_id);
+
+    match state.store.instance_by_guid(&instance_id).await {
+        Ok(existing) => {
+            let same = existing.service_id == req.service_id
+                && existing.plan_id == req.plan_id
+                && existing.tenant_id == tenants.tenant_id
+                && existing.subtenant_id == tenants.subtenant_id
+                && existing.state != InstanceState::Deleted;
+            if !same {
+                return Ok(empty(StatusCode::CONFLICT));
+            }
+            let job = state.store.last_lifecycle_job(existing.id).await.map_err(internal)?;
+            return Ok(match job {
+                Some(job) if job.kind == JobKind::Provision && !job.status.is_finished() => (
+                    StatusCode::ACCEPTED,
+                    Json(ProvisionResponse { dashboard_url, operation: Some(operation_name(job.id)) }),
+                )
+                    .into_response(),
+                _ => (StatusCode::OK, Json(ProvisionResponse { dashboard_url, operation: None })).into_response(),
+            });
+        }
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(internal(e)),
+    }
+
+    let name = string(req.context.as_ref(), "instance_name").unwrap_or_else(|| instance_id.clone());
+    let (_, job) = match state.create_instance(&instance_id, &name, service, plan, tenants).await {
+        Ok(created) => created,
+        // Another instance holds the name: fall back to the id, which is unique.
+        Err(StoreError::Conflict(_)) if name != instance_id => {
+            state.create_instance(&instance_id, &instance_id, service, plan, tenancy(&req)).await.map_err(internal)?
+        }
+        Err(StoreError::Conflict(_)) => return Ok(empty(StatusCode::CONFLICT)),
+        Err(e) => return Err(internal(e)),
+    };
+    Ok((StatusCode::ACCEPTED, Json(ProvisionResponse { dashboard_url, operation: Some(operation_name(job.id)) }))
+        .into_response())
+}
+
+fn operation_name(job_id: i64) -> String {
+    format!("job-{job_id}")
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> Failure {
+    let e = e.into();
+    tracing::error!(error = format!("{e:#}"), "broker request failed");
+    Failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        "an unexpected error occurred; the operator's logs have the details".into(),
+    )
+}
+
+async fn find(state: &AppState, instance_id: &str) -> Result<Option<Instance>, Failure> {
+    match state.store.instance_by_guid(instance_id).await {
+        Ok(instance) => Ok(Some(instance)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn last_operation(State(state): State<AppState>, Path(instance_id): Path<String>) -> Result<Response, Failure> {
+    let Some(instance) = find(&state, &instance_id).await? else {
+        return Ok(empty(StatusCode::GONE));
+    };
+    let job = state.store.last_lifecycle_job(instance.id).await.map_err(internal)?;
+    let Some(job) = job else {
+        return Ok(empty(StatusCode::GONE));
+    };
+    if job.kind == JobKind::Deprovision && job.status == TaskStatus::Done {
+        return Ok(empty(StatusCode::GONE));
+    }
+    let (op_state, description) = match job.status {
+        TaskStatus::Queued | TaskStatus::Running => ("in progress", None),
+        TaskStatus::Done => ("succeeded", None),
+        TaskStatus::Failed | TaskStatus::Deleted => ("failed", job.error.clone()),
+    };
+    Ok(Json(LastOperation { state: op_state.into(), description }).into_response())
+}
+
+async fn deprovision(
+    State(state): State<AppState>,
+    Path(instance_id): Path<String>,
+    Query(params): Query<AsyncParams>,
+) -> Result<Response, Failure> {
+    require_async(&params)?;
+    let Some(instance) = find(&state, &instance_id).await?.filter(|i| i.state != InstanceState::Deleted) else {
+        return Ok(empty(StatusCode::GONE));
+    };
+    let job = match state.store.last_lifecycle_job(instance.id).await.map_err(internal)? {
+        Some(job) if job.kind == JobKind::Deprovision && !job.status.is_finished() => job,
+        _ => state.delete_instance(&instance).await.map_err(internal)?,
+    };
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "operation": operation_name(job.id) }))).into_response())
+}

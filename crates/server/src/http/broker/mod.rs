@@ -1,0 +1,118 @@
+//! The Open Service Broker API v2: catalog, asynchronous provisioning with
+//! last_operation, deprovisioning, and bindings with real engine credentials.
+
+mod bindings;
+mod instances;
+
+use api_types::broker::BrokerError;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use secrecy::ExposeSecret;
+
+use crate::state::AppState;
+
+/// The oldest broker API version whose requests svcdash understands.
+const MIN_VERSION: (u32, u32) = (2, 13);
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v2/catalog", get(catalog))
+        .merge(instances::router())
+        .merge(bindings::router())
+        .layer(middleware::from_fn_with_state(state, check_request))
+}
+
+/// A broker error response.
+pub struct Failure(pub StatusCode, pub Option<&'static str>, pub String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(BrokerError { error: self.1.map(str::to_owned), description: self.2 })).into_response()
+    }
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    (status, Json(serde_json::json!({}))).into_response()
+}
+
+/// Basic auth, then the API version header.
+async fn check_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let broker = &state.config.broker;
+    let Some(password) = &broker.password else {
+        return Failure(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "the broker API is disabled: no broker password is configured".into(),
+        )
+        .into_response();
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let expected = format!("{}:{}", broker.username, password.expose_secret());
+    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("WWW-Authenticate", "Basic realm=\"svcdash broker\"")],
+            Json(serde_json::json!({})),
+        )
+            .into_response();
+    }
+    let version = req.headers().get("X-Broker-API-Version").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match version.as_deref().and_then(parse_version) {
+        Some(v) if v >= MIN_VERSION => next.run(req).await,
+        Some(_) => Failure(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!(
+                "X-Broker-API-Version {} is too old; svcdash needs {}.{} or newer",
+                version.unwrap_or_default(),
+                MIN_VERSION.0,
+                MIN_VERSION.1
+            ),
+        )
+        .into_response(),
+        None => Failure(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!(
+                "the X-Broker-API-Version header is missing or malformed; send {}.{} or newer",
+                MIN_VERSION.0, MIN_VERSION.1
+            ),
+        )
+        .into_response(),
+    }
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn catalog(State(state): State<AppState>) -> Json<api_types::broker::Catalog> {
+    Json(state.catalog.broker_catalog())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(super::parse_version("2.17").unwrap() >= super::MIN_VERSION);
+        assert!(super::parse_version("2.9").unwrap() < super::MIN_VERSION);
+        assert!(super::parse_version("two").is_none());
+    }
+}

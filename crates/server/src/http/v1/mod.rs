@@ -1,0 +1,12 @@
+//! API V1: `/v1/instances/{instance_id}/...`.
+
+mod backups;
+mod restores;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(backups::router()).merge(restores::router())
+}

@@ -1,0 +1,53 @@
+//! Restores of an instance: list and show.
+
+use api_types::v1;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use store::{Restore, StoreError};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Result};
+use crate::http::extract::{Path, parse_seq};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/instances/{instance_id}/restores", get(list_restores))
+        .route("/v1/instances/{instance_id}/restores/{id}", get(show_restore))
+}
+
+fn to_v1(restore: &Restore) -> v1::Restore {
+    v1::Restore {
+        id: restore.seq,
+        backup_id: restore.backup_seq,
+        status: restore.status(),
+        triggered_at: restore.created_at,
+        finished_at: restore.updated_at(),
+    }
+}
+
+async fn list_restores(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(instance_id): Path<String>,
+) -> Result<Json<Vec<v1::Restore>>> {
+    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    Ok(Json(state.store.restores(instance.id).await?.iter().map(to_v1).collect()))
+}
+
+async fn show_restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, id)): Path<(String, String)>,
+) -> Result<Json<v1::Restore>> {
+    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let seq = parse_seq(&id, "restore")?;
+    match state.store.restore_by_seq(instance.id, seq).await {
+        Ok(restore) => Ok(Json(to_v1(&restore))),
+        Err(StoreError::NotFound) => {
+            Err(ApiError::not_found(format!("service instance {} has no restore {seq}", instance.guid)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,114 @@
+//! Instances as svcdash runs them: creating and deleting them (for the broker and
+//! the CLI alike) and turning stored nodes into what the deployer needs.
+
+use anyhow::Context;
+use engines::{EngineKind, NodeSpec};
+use secrecy::SecretString;
+use store::{Instance, InstanceState, Job, NewInstance, Node};
+
+use crate::catalog::{Plan, Service};
+use crate::state::AppState;
+
+/// Who an instance belongs to (CF: organisation and space).
+#[derive(Debug, Clone, Default)]
+pub struct Tenancy {
+    pub tenant_id: String,
+    pub tenant_name: Option<String>,
+    pub subtenant_id: String,
+    pub subtenant_name: Option<String>,
+}
+
+impl AppState {
+    /// Records a new instance and queues its provisioning.
+    pub async fn create_instance(
+        &self,
+        guid: &str,
+        name: &str,
+        service: &Service,
+        plan: &Plan,
+        tenancy: Tenancy,
+    ) -> store::StoreResult<(Instance, Job)> {
+        let created = self
+            .store
+            .create_instance(NewInstance {
+                guid: guid.to_owned(),
+                name: name.to_owned(),
+                service_id: service.id.clone(),
+                plan_id: plan.id.clone(),
+                tenant_id: tenancy.tenant_id,
+                tenant_name: tenancy.tenant_name,
+                subtenant_id: tenancy.subtenant_id,
+                subtenant_name: tenancy.subtenant_name,
+                backup_guid: uuid::Uuid::new_v4().to_string(),
+            })
+            .await?;
+        self.jobs.notify_one();
+        Ok(created)
+    }
+
+    /// Queues the removal of an instance's processes and data (its backups stay).
+    pub async fn delete_instance(&self, instance: &Instance) -> store::StoreResult<Job> {
+        let job = self.store.enqueue_deprovision(instance.id).await?;
+        self.jobs.notify_one();
+        Ok(job)
+    }
+
+    pub fn engine_of(&self, instance: &Instance) -> anyhow::Result<EngineKind> {
+        self.catalog.service(&instance.service_id).map(|s| s.engine).with_context(|| {
+            format!("service {} of instance {} is not in the catalog", instance.service_id, instance.guid)
+        })
+    }
+
+    pub fn node_spec(&self, instance: &Instance, engine: EngineKind, node: &Node) -> anyhow::Result<NodeSpec> {
+        Ok(NodeSpec {
+            engine,
+            instance_guid: instance.guid.clone(),
+            index: node.index,
+            port: node.port,
+            admin_user: node.admin_user.clone(),
+            admin_password: self.master.unseal(&node.sealed_password)?,
+        })
+    }
+
+    pub async fn node_specs(&self, instance: &Instance) -> anyhow::Result<Vec<NodeSpec>> {
+        let engine = self.engine_of(instance)?;
+        self.store.nodes(instance.id).await?.iter().map(|n| self.node_spec(instance, engine, n)).collect()
+    }
+
+    /// Starts the engines of every provisioned instance, as after a restart of svcdash,
+    /// all at once; returns when each has started or been marked failed.
+    pub async fn start_instances(&self) -> anyhow::Result<()> {
+        let instances = self.store.list_instances().await?;
+        let starts = instances
+            .into_iter()
+            .filter(|i| matches!(i.state, InstanceState::Provisioned | InstanceState::Available))
+            .map(|instance| async move {
+                let result: anyhow::Result<()> = async {
+                    for spec in self.node_specs(&instance).await? {
+                        self.deployer.start(&spec).await?;
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::error!(instance = %instance.guid, error = format!("{e:#}"), "could not start the instance");
+                    let reason = format!("could not start after svcdash restarted: {e:#}");
+                    let _ = self.store.set_instance_state(instance.id, InstanceState::Failed, Some(&reason)).await;
+                }
+            });
+        futures::future::join_all(starts).await;
+        Ok(())
+    }
+}
+
+/// A new generated secret, sealed for storage.
+pub fn sealed_secret(state: &AppState, len: usize) -> anyhow::Result<(SecretString, String)> {
+    let secret = engines::generate_secret(len);
+    let sealed = state.master.seal(&secret)?;
+    Ok((SecretString::from(secret), sealed))
+}
+
+/// A new instance id, in the form platforms use.
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,61 @@
+//! Provisioning and deprovisioning jobs. Both are safe to run again after an
+//! interruption: existing nodes keep their ports and passwords.
+
+use anyhow::Context;
+use store::{InstanceState, Job, NewNode, StoreError};
+
+use crate::instances::sealed_secret;
+use crate::state::AppState;
+
+pub async fn provision(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let instance = state.store.instance(job.instance_id).await?;
+    let result = async {
+        let engine = state.engine_of(&instance)?;
+        let plan_nodes = state
+            .catalog
+            .service(&instance.service_id)
+            .and_then(|s| s.plan(&instance.plan_id))
+            .map(|p| p.nodes)
+            .context("the instance's plan is no longer in the catalog")?;
+        let existing = state.store.nodes(instance.id).await?;
+        for index in 0..plan_nodes {
+            let node = match existing.iter().find(|n| n.index == index) {
+                Some(node) => node.clone(),
+                None => {
+                    let (_, sealed_password) = sealed_secret(state, 32)?;
+                    state
+                        .store
+                        .upsert_node(NewNode {
+                            instance_id: instance.id,
+                            index,
+                            port: engines::free_port().context("finding a free port")?,
+                            admin_user: "svcdash_admin".into(),
+                            sealed_password,
+                        })
+                        .await?
+                }
+            };
+            let spec = state.node_spec(&instance, engine, &node)?;
+            state.deployer.provision(&spec).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    match &result {
+        Ok(()) => state.store.set_instance_state(instance.id, InstanceState::Provisioned, None).await?,
+        Err(e) => state.store.set_instance_state(instance.id, InstanceState::Failed, Some(&format!("{e:#}"))).await?,
+    }
+    result
+}
+
+pub async fn deprovision(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let instance = match state.store.instance(job.instance_id).await {
+        Ok(instance) => instance,
+        Err(StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let specs = state.node_specs(&instance).await?;
+    state.deployer.destroy(&instance.guid, &specs).await?;
+    state.store.set_instance_state(instance.id, InstanceState::Deleted, None).await?;
+    Ok(())
+}

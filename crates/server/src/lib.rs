@@ -1,0 +1,82 @@
+//! svcdash's service: configuration, state, the HTTP APIs and the job workers.
+//! [`start`] runs it all and hands back the bound address, so tests can use port 0.
+
+pub mod auth;
+mod backups;
+pub mod catalog;
+pub mod config;
+pub mod error;
+mod http;
+pub mod instances;
+mod jobs;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// A running svcdash: HTTP server, job workers and supervised engines.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Opens the state, recovers interrupted jobs, starts the instances' engines, the
+/// job workers and the HTTP server.
+pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{addr}"));
+    }
+    let state = AppState::open(config).await?;
+    jobs::recover(&state).await?;
+
+    let shutdown = CancellationToken::new();
+    // The API answers at once; jobs wait until the instances' engines are up again.
+    let workers = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = state.start_instances().await {
+                tracing::error!(error = format!("{e:#}"), "could not start the instances");
+            }
+            jobs::run(state.clone(), state.config.jobs.workers, shutdown).await;
+        })
+    };
+    let app = http::router(state.clone());
+    let stopping = shutdown.clone();
+    let task_state = state.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(stopping.cancelled_owned()).await;
+        let _ = workers.await;
+        task_state.deployer.stop_all().await;
+        served.context("serving HTTP")
+    });
+    tracing::info!(%addr, public_url = %state.config.public_url(), "svcdash is listening");
+    Ok(Server { addr, state, shutdown, task })
+}
+
+impl Server {
+    /// Stops accepting requests, lets running jobs finish, then stops the engines.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("the server task panicked")?
+    }
+
+    /// Waits until the server has stopped (after its shutdown token is cancelled).
+    pub async fn wait_stopped(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task panicked")?
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}

@@ -1,0 +1,55 @@
+//! What every handler and job shares.
+
+use std::sync::Arc;
+
+use backup::BackupStorage;
+use backup::keys::MasterKey;
+use engines::LocalDeployer;
+use store::Store;
+use tokio::sync::Notify;
+
+use crate::auth::Authenticator;
+use crate::catalog::Catalog;
+use crate::config::Config;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub store: Arc<dyn Store>,
+    pub deployer: Arc<LocalDeployer>,
+    pub storage: BackupStorage,
+    pub master: MasterKey,
+    pub auth: Arc<dyn Authenticator>,
+    /// Wakes the job workers when a job is queued.
+    pub jobs: Arc<Notify>,
+}
+
+impl AppState {
+    /// Opens everything the configuration names: store, master key, backup store, deployer.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        std::fs::create_dir_all(&config.data)
+            .with_context(|| format!("creating data folder {}", config.data.display()))?;
+        let catalog = Catalog::load(config.catalog.as_deref())?;
+        let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(&config.database_path()).await?);
+        let master = config.master_key()?;
+        let storage = BackupStorage::open(&config.backups_url()?, config.backups.options.clone())?;
+        let deployer = LocalDeployer::new(config.instances_dir(), config.engines.tools(), &config.engines.run_as)?;
+        let auth = Arc::new(crate::auth::LocalTokens::new(store.clone()));
+        Ok(Self {
+            config: Arc::new(config),
+            catalog: Arc::new(catalog),
+            store,
+            deployer: Arc::new(deployer),
+            storage,
+            master,
+            auth,
+            jobs: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn dashboard_url(&self, instance_guid: &str) -> String {
+        format!("{}/service-instances/{instance_guid}", self.config.public_url())
+    }
+}

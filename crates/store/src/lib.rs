@@ -1,0 +1,96 @@
+//! svcdash's state store. Handlers and jobs talk to the [`Store`] trait only, so a
+//! PostgreSQL store can join the SQLite one without touching them. One trait per
+//! capability (instances, jobs, backups, users); [`Store`] is all of them.
+
+mod error;
+mod models;
+mod sqlite;
+
+pub use error::{StoreError, StoreResult};
+pub use models::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// Instances, their nodes, bindings and encryption keys.
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
+    /// Records a new instance in state `deploying` and queues its provision job, atomically.
+    async fn create_instance(&self, new: NewInstance) -> StoreResult<(Instance, Job)>;
+    async fn instance_by_guid(&self, guid: &str) -> StoreResult<Instance>;
+    /// The live (not deleted) instance with this name.
+    async fn instance_by_name(&self, name: &str) -> StoreResult<Instance>;
+    async fn instance(&self, id: i64) -> StoreResult<Instance>;
+    async fn instance_by_backup_guid(&self, backup_guid: &str) -> StoreResult<Instance>;
+    /// Every instance, deleted ones included, oldest first.
+    async fn list_instances(&self) -> StoreResult<Vec<Instance>>;
+    async fn set_instance_state(&self, id: i64, state: InstanceState, reason: Option<&str>) -> StoreResult<()>;
+    /// Queues the deprovision job of an instance.
+    async fn enqueue_deprovision(&self, id: i64) -> StoreResult<Job>;
+
+    async fn upsert_node(&self, node: NewNode) -> StoreResult<Node>;
+    async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;
+
+    async fn create_binding(&self, binding: NewBinding) -> StoreResult<Binding>;
+    async fn binding(&self, instance_id: i64, guid: &str) -> StoreResult<Binding>;
+    async fn bindings(&self, instance_id: i64) -> StoreResult<Vec<Binding>>;
+    async fn delete_binding(&self, id: i64) -> StoreResult<()>;
+
+    async fn add_key(&self, instance_id: i64, kind: KeyKind, sealed_key: &str) -> StoreResult<InstanceKey>;
+    async fn key(&self, id: i64) -> StoreResult<InstanceKey>;
+    /// The newest key of this kind for the instance.
+    async fn current_key(&self, instance_id: i64, kind: KeyKind) -> StoreResult<InstanceKey>;
+}
+
+/// The durable job queue.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Marks the oldest queued job as running and returns it, skipping instances that
+    /// already have a running job: one lifecycle operation per instance at a time.
+    async fn claim_next_job(&self) -> StoreResult<Option<Job>>;
+    async fn job(&self, id: i64) -> StoreResult<Job>;
+    async fn finish_job(&self, id: i64, status: api_types::TaskStatus, error: Option<&str>) -> StoreResult<Job>;
+    /// After svcdash stopped with jobs running: provision and deprovision jobs go back
+    /// to the queue (running them again is safe); backups and restores are marked
+    /// failed with `description`, and returned so their leftovers can be cleaned up.
+    async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>>;
+    /// The newest provision or deprovision job of an instance.
+    async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
+}
+
+/// Backups and restores.
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    /// Records a backup (the next sequence number of the instance) and queues its job.
+    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup>;
+    async fn backup(&self, id: i64) -> StoreResult<Backup>;
+    async fn backup_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Backup>;
+    /// Newest first.
+    async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>>;
+    /// Records what was stored; the caller then finishes the job.
+    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str) -> StoreResult<()>;
+
+    /// Records a restore of `backup_id` with one queued job per node.
+    async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore>;
+    async fn restore(&self, id: i64) -> StoreResult<Restore>;
+    async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore>;
+    /// Newest first.
+    async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>>;
+}
+
+/// Local users, their grants and API tokens.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, name: &str) -> StoreResult<User>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<User>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>) -> StoreResult<()>;
+    async fn grants(&self, user_id: i64) -> StoreResult<Vec<Grant>>;
+    async fn create_token(&self, user_id: i64, token_hash: &str) -> StoreResult<()>;
+    /// The user owning a token with this hash, if the token has not expired.
+    async fn user_by_token_hash(&self, token_hash: &str) -> StoreResult<User>;
+}
+
+/// Everything svcdash keeps.
+pub trait Store: InstanceStore + JobStore + BackupStore + UserStore {}
+impl<T: InstanceStore + JobStore + BackupStore + UserStore> Store for T {}

@@ -1,0 +1,242 @@
+//! Rows of the state store, as the rest of svcdash sees them.
+
+use api_types::TaskStatus;
+use chrono::{DateTime, Utc};
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = anyhow::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok(Self::$variant),)*
+                    other => Err(anyhow::anyhow!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// The states of an instance that the reference documents.
+    InstanceState {
+        Deploying => "deploying",
+        Provisioned => "provisioned",
+        Available => "available",
+        Failed => "failed",
+        Deleted => "deleted",
+    }
+);
+
+text_enum!(
+    /// What a job does.
+    JobKind {
+        Provision => "provision",
+        Deprovision => "deprovision",
+        Backup => "backup",
+        Restore => "restore",
+    }
+);
+
+text_enum!(
+    /// Where a backup encryption key comes from.
+    KeyKind {
+        Generated => "generated",
+        Personal => "personal",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub service_id: String,
+    pub plan_id: String,
+    pub state: InstanceState,
+    pub state_reason: Option<String>,
+    pub tenant_id: String,
+    pub tenant_name: Option<String>,
+    pub subtenant_id: String,
+    pub subtenant_name: Option<String>,
+    /// The id its backups are filed under; outlives the instance for disaster recovery.
+    pub backup_guid: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub guid: String,
+    pub name: String,
+    pub service_id: String,
+    pub plan_id: String,
+    pub tenant_id: String,
+    pub tenant_name: Option<String>,
+    pub subtenant_id: String,
+    pub subtenant_name: Option<String>,
+    pub backup_guid: String,
+}
+
+/// One engine process of an instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: i64,
+    pub instance_id: i64,
+    pub index: i64,
+    pub port: u16,
+    pub admin_user: String,
+    pub sealed_password: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub instance_id: i64,
+    pub index: i64,
+    pub port: u16,
+    pub admin_user: String,
+    pub sealed_password: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub id: i64,
+    pub instance_id: i64,
+    pub guid: String,
+    pub username: String,
+    pub sealed_password: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    pub instance_id: i64,
+    pub guid: String,
+    pub username: String,
+    pub sealed_password: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceKey {
+    pub id: i64,
+    pub instance_id: i64,
+    pub kind: KeyKind,
+    pub sealed_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub instance_id: i64,
+    pub kind: JobKind,
+    pub backup_id: Option<i64>,
+    pub restore_id: Option<i64>,
+    pub node_index: Option<i64>,
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBackup {
+    pub instance_id: i64,
+    pub key_id: i64,
+    /// Where the object goes; `{seq}` is replaced by the backup's sequence number.
+    pub object_key_template: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    pub id: i64,
+    pub instance_id: i64,
+    pub seq: i64,
+    pub key_id: i64,
+    pub object_key: String,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The task that makes the backup.
+    pub job: Job,
+}
+
+impl Backup {
+    /// `deleted` once removed, else the status of its job.
+    pub fn status(&self) -> TaskStatus {
+        if self.deleted_at.is_some() { TaskStatus::Deleted } else { self.job.status }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restore {
+    pub id: i64,
+    pub instance_id: i64,
+    pub seq: i64,
+    pub backup_id: i64,
+    /// The sequence number of the backup within its instance.
+    pub backup_seq: i64,
+    pub created_at: DateTime<Utc>,
+    /// One task per node, in node order.
+    pub jobs: Vec<Job>,
+}
+
+impl Restore {
+    /// Failed if any node failed, running while any runs, done when all are done.
+    pub fn status(&self) -> TaskStatus {
+        let all = |s| self.jobs.iter().all(|j| j.status == s);
+        if self.jobs.iter().any(|j| j.status == TaskStatus::Failed) {
+            TaskStatus::Failed
+        } else if all(TaskStatus::Done) {
+            TaskStatus::Done
+        } else if all(TaskStatus::Queued) {
+            TaskStatus::Queued
+        } else {
+            TaskStatus::Running
+        }
+    }
+
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.jobs.iter().map(|j| j.updated_at).max().unwrap_or(self.created_at)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Access to a tenant, or to one subtenant of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub tenant_id: String,
+    pub subtenant_id: Option<String>,
+}
+
+impl Grant {
+    pub fn covers(&self, tenant_id: &str, subtenant_id: &str) -> bool {
+        self.tenant_id == tenant_id && self.subtenant_id.as_deref().is_none_or(|s| s == subtenant_id)
+    }
+}

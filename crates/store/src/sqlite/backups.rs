@@ -1,0 +1,154 @@
+//! Backups and restores in SQLite.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+
+use super::instances::insert_job;
+use super::rows::{BACKUP_SELECT, BackupRow, JobRow, RestoreRow, convert};
+use super::{SqliteStore, now};
+use crate::models::*;
+use crate::{BackupStore, StoreResult};
+
+const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.seq AS backup_seq, r.created_at \
+     FROM restores r JOIN backups b ON b.id = r.backup_id";
+
+impl SqliteStore {
+    async fn backup_where(&self, condition: &str, a: i64, b: Option<i64>) -> StoreResult<Backup> {
+        let sql = format!("{BACKUP_SELECT} WHERE {condition}");
+        let mut q = sqlx::query_as::<_, BackupRow>(AssertSqlSafe(sql)).bind(a);
+        if let Some(b) = b {
+            q = q.bind(b);
+        }
+        q.fetch_one(&self.pool).await?.try_into()
+    }
+
+    /// Attaches the per-node jobs to restore rows.
+    async fn with_jobs(&self, rows: Vec<RestoreRow>) -> StoreResult<Vec<Restore>> {
+        let Some(instance_id) = rows.first().map(|r| r.instance_id) else {
+            return Ok(Vec::new());
+        };
+        let jobs: Vec<Job> = convert(
+            sqlx::query_as::<_, JobRow>(
+                "SELECT * FROM jobs WHERE instance_id = ? AND restore_id IS NOT NULL ORDER BY node_index, id",
+            )
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let mut by_restore: HashMap<i64, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            by_restore.entry(job.restore_id.unwrap_or_default()).or_default().push(job);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| Restore {
+                jobs: by_restore.remove(&r.id).unwrap_or_default(),
+                id: r.id,
+                instance_id: r.instance_id,
+                seq: r.seq,
+                backup_id: r.backup_id,
+                backup_seq: r.backup_seq,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    async fn one_restore(&self, row: RestoreRow) -> StoreResult<Restore> {
+        self.with_jobs(vec![row]).await?.pop().ok_or(crate::StoreError::NotFound)
+    }
+}
+
+#[async_trait]
+impl BackupStore for SqliteStore {
+    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM backups WHERE instance_id = ?")
+            .bind(new.instance_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let job = insert_job(&mut tx, new.instance_id, JobKind::Backup, None, None, Some(0)).await?;
+        let object_key = new.object_key_template.replace("{seq}", &seq.to_string());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO backups (instance_id, seq, job_id, key_id, object_key) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.instance_id)
+        .bind(seq)
+        .bind(job.id)
+        .bind(new.key_id)
+        .bind(&object_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET backup_id = ? WHERE id = ?").bind(id).bind(job.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.backup(id).await
+    }
+
+    async fn backup(&self, id: i64) -> StoreResult<Backup> {
+        self.backup_where("b.id = ?", id, None).await
+    }
+
+    async fn backup_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Backup> {
+        self.backup_where("b.instance_id = ? AND b.seq = ?", instance_id, Some(seq)).await
+    }
+
+    async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>> {
+        let sql = format!("{BACKUP_SELECT} WHERE b.instance_id = ? ORDER BY b.seq DESC");
+        convert(sqlx::query_as::<_, BackupRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
+    }
+
+    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE backups SET size = ?, sha256 = ? WHERE id = ?")
+            .bind(size)
+            .bind(sha256)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM restores WHERE instance_id = ?")
+            .bind(instance_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO restores (instance_id, seq, backup_id, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(instance_id)
+        .bind(seq)
+        .bind(backup_id)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        for &node in node_indexes {
+            insert_job(&mut tx, instance_id, JobKind::Restore, Some(backup_id), Some(id), Some(node)).await?;
+        }
+        tx.commit().await?;
+        self.restore(id).await
+    }
+
+    async fn restore(&self, id: i64) -> StoreResult<Restore> {
+        let sql = format!("{RESTORE_SELECT} WHERE r.id = ?");
+        let row = sqlx::query_as::<_, RestoreRow>(AssertSqlSafe(sql)).bind(id).fetch_one(&self.pool).await?;
+        self.one_restore(row).await
+    }
+
+    async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore> {
+        let sql = format!("{RESTORE_SELECT} WHERE r.instance_id = ? AND r.seq = ?");
+        let row = sqlx::query_as::<_, RestoreRow>(AssertSqlSafe(sql))
+            .bind(instance_id)
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await?;
+        self.one_restore(row).await
+    }
+
+    async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>> {
+        let sql = format!("{RESTORE_SELECT} WHERE r.instance_id = ? ORDER BY r.seq DESC");
+        let rows = sqlx::query_as::<_, RestoreRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
+        self.with_jobs(rows).await
+    }
+}

@@ -1,0 +1,237 @@
+//! Instances, nodes, bindings and keys in SQLite.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+
+use super::rows::{BindingRow, InstanceRow, JobRow, KeyRow, NodeRow, convert};
+use super::{SqliteStore, now};
+use crate::models::*;
+use crate::{InstanceStore, StoreResult};
+
+const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
+     subtenant_id, subtenant_name, backup_guid, created_at, updated_at, deleted_at";
+
+impl SqliteStore {
+    async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}");
+        sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql)).bind(value).fetch_one(&self.pool).await?.try_into()
+    }
+}
+
+#[async_trait]
+impl InstanceStore for SqliteStore {
+    async fn create_instance(&self, new: NewInstance) -> StoreResult<(Instance, Job)> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO instances (guid, name, service_id, plan_id, state, tenant_id, tenant_name, subtenant_id, \
+             subtenant_name, backup_guid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING {INSTANCE_COLUMNS}"
+        );
+        let instance: Instance = sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql))
+            .bind(&new.guid)
+            .bind(&new.name)
+            .bind(&new.service_id)
+            .bind(&new.plan_id)
+            .bind(InstanceState::Deploying.as_str())
+            .bind(&new.tenant_id)
+            .bind(&new.tenant_name)
+            .bind(&new.subtenant_id)
+            .bind(&new.subtenant_name)
+            .bind(&new.backup_guid)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_into()?;
+        let job = insert_job(&mut tx, instance.id, JobKind::Provision, None, None, None).await?;
+        tx.commit().await?;
+        Ok((instance, job))
+    }
+
+    async fn instance_by_guid(&self, guid: &str) -> StoreResult<Instance> {
+        self.instance_where("guid = ?", guid).await
+    }
+
+    async fn instance_by_name(&self, name: &str) -> StoreResult<Instance> {
+        self.instance_where("name = ? AND deleted_at IS NULL", name).await
+    }
+
+    async fn instance(&self, id: i64) -> StoreResult<Instance> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?");
+        sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql)).bind(id).fetch_one(&self.pool).await?.try_into()
+    }
+
+    async fn instance_by_backup_guid(&self, backup_guid: &str) -> StoreResult<Instance> {
+        self.instance_where("backup_guid = ?", backup_guid).await
+    }
+
+    async fn list_instances(&self) -> StoreResult<Vec<Instance>> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY id");
+        convert(sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    async fn set_instance_state(&self, id: i64, state: InstanceState, reason: Option<&str>) -> StoreResult<()> {
+        let now = now();
+        let deleted_at = (state == InstanceState::Deleted).then_some(now);
+        let done = sqlx::query(
+            "UPDATE instances SET state = ?, state_reason = ?, updated_at = ?, \
+             deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(deleted_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(crate::StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn enqueue_deprovision(&self, id: i64) -> StoreResult<Job> {
+        let mut tx = self.pool.begin().await?;
+        let job = insert_job(&mut tx, id, JobKind::Deprovision, None, None, None).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn upsert_node(&self, node: NewNode) -> StoreResult<Node> {
+        sqlx::query_as::<_, NodeRow>(
+            "INSERT INTO nodes (instance_id, node_index, port, admin_user, sealed_password) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (instance_id, node_index) DO UPDATE SET port = excluded.port, \
+             admin_user = excluded.admin_user, sealed_password = excluded.sealed_password \
+             RETURNING id, instance_id, node_index, port, admin_user, sealed_password",
+        )
+        .bind(node.instance_id)
+        .bind(node.index)
+        .bind(i64::from(node.port))
+        .bind(&node.admin_user)
+        .bind(&node.sealed_password)
+        .fetch_one(&self.pool)
+        .await?
+        .try_into()
+    }
+
+    async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>> {
+        convert(
+            sqlx::query_as::<_, NodeRow>(
+                "SELECT id, instance_id, node_index, port, admin_user, sealed_password FROM nodes \
+                 WHERE instance_id = ? ORDER BY node_index",
+            )
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn create_binding(&self, b: NewBinding) -> StoreResult<Binding> {
+        Ok(sqlx::query_as::<_, BindingRow>(
+            "INSERT INTO bindings (instance_id, guid, username, sealed_password, created_at) VALUES (?, ?, ?, ?, ?) \
+             RETURNING id, instance_id, guid, username, sealed_password, created_at",
+        )
+        .bind(b.instance_id)
+        .bind(&b.guid)
+        .bind(&b.username)
+        .bind(&b.sealed_password)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?
+        .into())
+    }
+
+    async fn binding(&self, instance_id: i64, guid: &str) -> StoreResult<Binding> {
+        Ok(sqlx::query_as::<_, BindingRow>(
+            "SELECT id, instance_id, guid, username, sealed_password, created_at FROM bindings \
+             WHERE instance_id = ? AND guid = ?",
+        )
+        .bind(instance_id)
+        .bind(guid)
+        .fetch_one(&self.pool)
+        .await?
+        .into())
+    }
+
+    async fn bindings(&self, instance_id: i64) -> StoreResult<Vec<Binding>> {
+        Ok(sqlx::query_as::<_, BindingRow>(
+            "SELECT id, instance_id, guid, username, sealed_password, created_at FROM bindings \
+             WHERE instance_id = ? ORDER BY id",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+    }
+
+    async fn delete_binding(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM bindings WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn add_key(&self, instance_id: i64, kind: KeyKind, sealed_key: &str) -> StoreResult<InstanceKey> {
+        sqlx::query_as::<_, KeyRow>(
+            "INSERT INTO instance_keys (instance_id, kind, sealed_key, created_at) VALUES (?, ?, ?, ?) \
+             RETURNING id, instance_id, kind, sealed_key, created_at",
+        )
+        .bind(instance_id)
+        .bind(kind.as_str())
+        .bind(sealed_key)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?
+        .try_into()
+    }
+
+    async fn key(&self, id: i64) -> StoreResult<InstanceKey> {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_into()
+    }
+
+    async fn current_key(&self, instance_id: i64, kind: KeyKind) -> StoreResult<InstanceKey> {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
+             WHERE instance_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(instance_id)
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await?
+        .try_into()
+    }
+}
+
+/// Inserts a queued job inside the caller's transaction, so the write that causes
+/// a job and the job itself land together.
+pub(super) async fn insert_job(
+    tx: &mut sqlx::SqliteConnection,
+    instance_id: i64,
+    kind: JobKind,
+    backup_id: Option<i64>,
+    restore_id: Option<i64>,
+    node_index: Option<i64>,
+) -> StoreResult<Job> {
+    let now = now();
+    sqlx::query_as::<_, JobRow>(
+        "INSERT INTO jobs (instance_id, kind, backup_id, restore_id, node_index, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING *",
+    )
+    .bind(instance_id)
+    .bind(kind.as_str())
+    .bind(backup_id)
+    .bind(restore_id)
+    .bind(node_index)
+    .bind(now)
+    .bind(now)
+    .fetch_one(tx)
+    .await?
+    .try_into()
+}

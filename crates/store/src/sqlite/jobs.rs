@@ -1,0 +1,82 @@
+//! The job queue in SQLite. SQLite has one writer at a time, so the claim below is
+//! atomic without row locks.
+
+use api_types::TaskStatus;
+use async_trait::async_trait;
+
+use super::rows::{JobRow, convert};
+use super::{SqliteStore, now};
+use crate::models::*;
+use crate::{JobStore, StoreResult};
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn claim_next_job(&self) -> StoreResult<Option<Job>> {
+        let now = now();
+        let row = sqlx::query_as::<_, JobRow>(
+            "UPDATE jobs SET status = 'running', started_at = ?, updated_at = ? WHERE id = (\
+                SELECT j.id FROM jobs j WHERE j.status = 'queued' AND NOT EXISTS (\
+                    SELECT 1 FROM jobs r WHERE r.instance_id = j.instance_id AND r.status = 'running') \
+                ORDER BY j.id LIMIT 1) \
+             RETURNING *",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn job(&self, id: i64) -> StoreResult<Job> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?").bind(id).fetch_one(&self.pool).await?.try_into()
+    }
+
+    async fn finish_job(&self, id: i64, status: TaskStatus, error: Option<&str>) -> StoreResult<Job> {
+        let now = now();
+        sqlx::query_as::<_, JobRow>(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ? RETURNING *",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_into()
+    }
+
+    async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>> {
+        let now = now();
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? \
+             WHERE status = 'running' AND kind IN ('provision', 'deprovision')",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        convert(
+            sqlx::query_as::<_, JobRow>(
+                "UPDATE jobs SET status = 'failed', error = ?, updated_at = ?, finished_at = ? \
+                 WHERE status = 'running' RETURNING *",
+            )
+            .bind(description)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>> {
+        sqlx::query_as::<_, JobRow>(
+            "SELECT * FROM jobs WHERE instance_id = ? AND kind IN ('provision', 'deprovision') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Job::try_from)
+        .transpose()
+    }
+}

@@ -1,0 +1,242 @@
+//! Raw rows as SQLite returns them, and their conversion into models.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::StoreError;
+use crate::models::*;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct InstanceRow {
+    id: i64,
+    guid: String,
+    name: String,
+    service_id: String,
+    plan_id: String,
+    state: String,
+    state_reason: Option<String>,
+    tenant_id: String,
+    tenant_name: Option<String>,
+    subtenant_id: String,
+    subtenant_name: Option<String>,
+    backup_guid: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = StoreError;
+    fn try_from(r: InstanceRow) -> Result<Self, StoreError> {
+        Ok(Instance {
+            id: r.id,
+            guid: r.guid,
+            name: r.name,
+            service_id: r.service_id,
+            plan_id: r.plan_id,
+            state: r.state.parse()?,
+            state_reason: r.state_reason,
+            tenant_id: r.tenant_id,
+            tenant_name: r.tenant_name,
+            subtenant_id: r.subtenant_id,
+            subtenant_name: r.subtenant_name,
+            backup_guid: r.backup_guid,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            deleted_at: r.deleted_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct NodeRow {
+    id: i64,
+    instance_id: i64,
+    node_index: i64,
+    port: i64,
+    admin_user: String,
+    sealed_password: String,
+}
+
+impl TryFrom<NodeRow> for Node {
+    type Error = StoreError;
+    fn try_from(r: NodeRow) -> Result<Self, StoreError> {
+        Ok(Node {
+            id: r.id,
+            instance_id: r.instance_id,
+            index: r.node_index,
+            port: u16::try_from(r.port).context("node port out of range")?,
+            admin_user: r.admin_user,
+            sealed_password: r.sealed_password,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct BindingRow {
+    id: i64,
+    instance_id: i64,
+    guid: String,
+    username: String,
+    sealed_password: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<BindingRow> for Binding {
+    fn from(r: BindingRow) -> Self {
+        Binding {
+            id: r.id,
+            instance_id: r.instance_id,
+            guid: r.guid,
+            username: r.username,
+            sealed_password: r.sealed_password,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyRow {
+    id: i64,
+    instance_id: i64,
+    kind: String,
+    sealed_key: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<KeyRow> for InstanceKey {
+    type Error = StoreError;
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        Ok(InstanceKey {
+            id: r.id,
+            instance_id: r.instance_id,
+            kind: r.kind.parse()?,
+            sealed_key: r.sealed_key,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: i64,
+    instance_id: i64,
+    kind: String,
+    backup_id: Option<i64>,
+    restore_id: Option<i64>,
+    node_index: Option<i64>,
+    status: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            id: r.id,
+            instance_id: r.instance_id,
+            kind: r.kind.parse()?,
+            backup_id: r.backup_id,
+            restore_id: r.restore_id,
+            node_index: r.node_index,
+            status: r.status.parse().map_err(anyhow::Error::msg)?,
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+/// A backup joined with its job.
+#[derive(sqlx::FromRow)]
+pub(super) struct BackupRow {
+    id: i64,
+    instance_id: i64,
+    seq: i64,
+    key_id: i64,
+    object_key: String,
+    size: Option<i64>,
+    sha256: Option<String>,
+    deleted_at: Option<DateTime<Utc>>,
+    job_id: i64,
+    kind: String,
+    node_index: Option<i64>,
+    status: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+pub(super) const BACKUP_SELECT: &str = "SELECT b.id, b.instance_id, b.seq, b.key_id, b.object_key, b.size, b.sha256, \
+     b.deleted_at, b.job_id, j.kind, j.node_index, j.status, j.error, j.created_at, j.started_at, j.updated_at, \
+     j.finished_at FROM backups b JOIN jobs j ON j.id = b.job_id";
+
+impl TryFrom<BackupRow> for Backup {
+    type Error = StoreError;
+    fn try_from(r: BackupRow) -> Result<Self, StoreError> {
+        let job = JobRow {
+            id: r.job_id,
+            instance_id: r.instance_id,
+            kind: r.kind,
+            backup_id: Some(r.id),
+            restore_id: None,
+            node_index: r.node_index,
+            status: r.status,
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
+        };
+        Ok(Backup {
+            id: r.id,
+            instance_id: r.instance_id,
+            seq: r.seq,
+            key_id: r.key_id,
+            object_key: r.object_key,
+            size: r.size,
+            sha256: r.sha256,
+            deleted_at: r.deleted_at,
+            job: job.try_into()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RestoreRow {
+    pub id: i64,
+    pub instance_id: i64,
+    pub seq: i64,
+    pub backup_id: i64,
+    pub backup_seq: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow {
+    id: i64,
+    name: String,
+    password_hash: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User { id: r.id, name: r.name, password_hash: r.password_hash, created_at: r.created_at }
+    }
+}
+
+pub(super) fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

@@ -1,0 +1,316 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use server::{AppState, Config};
+use store::{InstanceState, StoreError};
+
+#[derive(Parser)]
+#[command(name = "svcdash", version, about = "Service dashboard for managed data-service instances")]
+pub struct Args {
+    /// Configuration file (TOML); also SVCDASH_CONFIG; ./svcdash.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: HTTP APIs, job workers and the instances' engines.
+    Serve {
+        /// Address to listen on (SVCDASH_LISTEN).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Base of the URLs svcdash hands out (SVCDASH_PUBLIC_URL).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Print a commented example configuration.
+    DefaultConfig,
+    /// Create, list, show and delete service instances.
+    #[command(subcommand)]
+    Instances(InstancesCommand),
+    /// Manage local users and their access.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Print a new API token for a local user, as `bearer <token>`.
+    Token {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstancesCommand {
+    /// Create an instance; a running `svcdash serve` provisions it.
+    Create {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, default_value = "default")]
+        subtenant: String,
+        /// Wait until the instance is provisioned (or failed).
+        #[arg(long)]
+        wait: bool,
+        name: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Delete an instance's processes and data; its backups are kept.
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    Create {
+        name: String,
+    },
+    /// Give a user access to a tenant, or to one subtenant of it.
+    Grant {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        subtenant: Option<String>,
+    },
+    List,
+}
+
+#[derive(Serialize, Default)]
+struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let overrides = match &args.command {
+        Command::Serve { listen, public_url } => Overrides { listen: *listen, public_url: public_url.clone() },
+        _ => Overrides::default(),
+    };
+    if let Command::DefaultConfig = args.command {
+        print!("{}", server::config::EXAMPLE);
+        return Ok(());
+    }
+    let config = Config::load(args.config.as_deref(), overrides)?;
+    init_logging(&config, matches!(args.command, Command::Serve { .. }));
+    match args.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::DefaultConfig => Ok(()),
+        Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
+        Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
+        Command::Token { user } => {
+            let state = AppState::open(config).await?;
+            let user = find_user(&state, &user).await?;
+            let token = server::auth::new_token();
+            state.store.create_token(user.id, &server::auth::hash_token(&token)).await?;
+            println!("bearer {token}");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { config.log.level.as_str() } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = server::start(config).await?;
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: letting running jobs finish, then stopping the engines");
+        token.cancel();
+    });
+    server.wait_stopped().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()> {
+    match cmd {
+        InstancesCommand::Create { service, plan, tenant, subtenant, wait, name } => {
+            let svc = state
+                .catalog
+                .service_by_name(&service)
+                .or_else(|| state.catalog.service(&service))
+                .with_context(|| format!("the catalog has no service {service:?}"))?;
+            let pl = svc
+                .plan_by_name(&plan)
+                .or_else(|| svc.plan(&plan))
+                .with_context(|| format!("service {} has no plan {plan:?}", svc.name))?;
+            let guid = uuid_v4();
+            let tenancy = server::instances::Tenancy {
+                tenant_id: tenant.clone(),
+                tenant_name: Some(tenant),
+                subtenant_id: subtenant.clone(),
+                subtenant_name: Some(subtenant),
+            };
+            match state.create_instance(&guid, &name, svc, pl, tenancy).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => bail!("an instance named {name:?} exists already"),
+                Err(e) => return Err(e.into()),
+            }
+            println!("created {name} ({guid}); a running `svcdash serve` provisions it");
+            println!("dashboard: {}", state.dashboard_url(&guid));
+            if wait {
+                loop {
+                    let instance = state.store.instance_by_guid(&guid).await?;
+                    match instance.state {
+                        InstanceState::Deploying => tokio::time::sleep(Duration::from_millis(500)).await,
+                        InstanceState::Failed => {
+                            bail!("provisioning failed: {}", instance.state_reason.unwrap_or_default())
+                        }
+                        state => {
+                            println!("state: {state}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        InstancesCommand::List => {
+            println!("{:<24} {:<12} {:<14} {:<12} {:<36} tenant/subtenant", "name", "service", "plan", "state", "id");
+            for i in state.store.list_instances().await? {
+                if i.state == InstanceState::Deleted {
+                    continue;
+                }
+                let (service, plan) = names(&state, &i);
+                println!(
+                    "{:<24} {:<12} {:<14} {:<12} {:<36} {}/{}",
+                    i.name,
+                    service,
+                    plan,
+                    i.state.as_str(),
+                    i.guid,
+                    i.tenant_id,
+                    i.subtenant_id
+                );
+            }
+            Ok(())
+        }
+        InstancesCommand::Show { name } => {
+            let i = find_instance(&state, &name).await?;
+            let (service, plan) = names(&state, &i);
+            println!("name:       {}", i.name);
+            println!("id:         {}", i.guid);
+            println!("service:    {service}");
+            println!("plan:       {plan}");
+            println!("state:      {}{}", i.state, i.state_reason.map(|r| format!(" ({r})")).unwrap_or_default());
+            println!("tenant:     {}", i.tenant_id);
+            println!("subtenant:  {}", i.subtenant_id);
+            println!("created:    {}", api_types::timestamp::format(&i.created_at));
+            println!("dashboard:  {}", state.dashboard_url(&i.guid));
+            Ok(())
+        }
+        InstancesCommand::Delete { name } => {
+            let i = find_instance(&state, &name).await?;
+            state.delete_instance(&i).await?;
+            println!("deleting {name} ({}); its backups are kept", i.guid);
+            Ok(())
+        }
+    }
+}
+
+fn names(state: &AppState, i: &store::Instance) -> (String, String) {
+    let service = state.catalog.service(&i.service_id);
+    let plan = service.and_then(|s| s.plan(&i.plan_id));
+    (
+        service.map_or_else(|| i.service_id.clone(), |s| s.name.clone()),
+        plan.map_or_else(|| i.plan_id.clone(), |p| p.name.clone()),
+    )
+}
+
+async fn find_instance(state: &AppState, name: &str) -> anyhow::Result<store::Instance> {
+    match state.store.instance_by_name(name).await {
+        Ok(i) => Ok(i),
+        Err(StoreError::NotFound) => match state.store.instance_by_guid(name).await {
+            Ok(i) => Ok(i),
+            Err(StoreError::NotFound) => bail!("there is no instance named {name:?}"),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_user(state: &AppState, name: &str) -> anyhow::Result<store::User> {
+    match state.store.user_by_name(name).await {
+        Ok(u) => Ok(u),
+        Err(StoreError::NotFound) => {
+            bail!("there is no user named {name:?}; create it with `svcdash users create {name}`")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
+    match cmd {
+        UsersCommand::Create { name } => {
+            match state.store.create_user(&name).await {
+                Ok(_) => println!("created user {name}"),
+                Err(StoreError::Conflict(_)) => bail!("user {name:?} exists already"),
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        }
+        UsersCommand::Grant { name, tenant, subtenant } => {
+            let user = find_user(&state, &name).await?;
+            state.store.grant(user.id, &tenant, subtenant.as_deref()).await?;
+            match subtenant {
+                Some(s) => println!("{name} may now use instances of tenant {tenant}, subtenant {s}"),
+                None => println!("{name} may now use instances of tenant {tenant}"),
+            }
+            Ok(())
+        }
+        UsersCommand::List => {
+            for user in state.store.list_users().await? {
+                let grants: Vec<String> = state
+                    .store
+                    .grants(user.id)
+                    .await?
+                    .into_iter()
+                    .map(|g| match g.subtenant_id {
+                        Some(s) => format!("{}/{s}", g.tenant_id),
+                        None => g.tenant_id,
+                    })
+                    .collect();
+                println!("{}\t{}", user.name, grants.join(", "));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn uuid_v4() -> String {
+    server::instances::new_guid()
+}

@@ -1,0 +1,222 @@
+//! Backups and restores of real engines, end to end through the API.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::helpers::*;
+
+/// Rows that look like application data: text, hex and JSON.
+async fn fill_postgres(conn: &mut sqlx::PgConnection, rows: i64) {
+    sqlx::raw_sql(
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, token text, profile jsonb);
+         CREATE INDEX accounts_email ON accounts(email);",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO accounts SELECT g, 'user' || g || '@example.com', md5(g::text), \
+         jsonb_build_object('n', g, 'tags', jsonb_build_array('a', md5((g * 3)::text))) FROM generate_series(1, $1) g",
+    )
+    .bind(rows)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+async fn snapshot(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    sqlx::query("SELECT id::text || '|' || email || '|' || coalesce(token, '') || '|' || profile::text AS r FROM accounts ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("r"))
+        .collect()
+}
+
+fn assert_backup_shape(backup: &Value) {
+    let keys: Vec<&str> = backup.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["downloadable", "finished_at", "id", "size", "status", "triggered_at"], "{backup}");
+    for field in ["triggered_at", "finished_at"] {
+        let text = backup[field].as_str().unwrap();
+        // 2021-04-21T01:30:03.832Z
+        assert_eq!(text.len(), 24, "{text}");
+        assert!(text.ends_with('Z') && text.as_bytes()[19] == b'.', "{text}");
+    }
+}
+
+#[tokio::test]
+async fn postgresql_backup_and_restore_round_trip() {
+    let app = TestApp::start().await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    fill_postgres(&mut conn, 5000).await;
+    let before = snapshot(&mut conn).await;
+
+    let backup = app.create_backup(&id).await;
+    assert_eq!(backup, 1);
+    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(done["size"].as_i64().unwrap() > 1000, "{done}");
+    assert_eq!(done["downloadable"], false);
+    assert_backup_shape(&done);
+
+    sqlx::raw_sql("DELETE FROM accounts WHERE id > 100; UPDATE accounts SET email = 'changed' WHERE id = 1; CREATE TABLE later (x int);")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let restore = app.restore(&id, backup).await;
+    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    assert_eq!(finished["status"], "done", "{finished}");
+    assert_eq!(finished["backup_id"], backup);
+
+    let mut conn = pg(&creds).await;
+    assert_eq!(snapshot(&mut conn).await, before);
+    let later: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('later')::text").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(later, None, "a table created after the backup is gone after the restore");
+    // The bound user still owns what it creates after the database was swapped.
+    sqlx::raw_sql("CREATE TABLE after_restore (x int)").execute(&mut conn).await.unwrap();
+
+    let (status, list) = app.api(Method::GET, &format!("/v1/instances/{id}/restores")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let keys: Vec<&str> = list[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["backup_id", "finished_at", "id", "status", "triggered_at"]);
+}
+
+#[tokio::test]
+async fn redis_backup_and_restore_round_trip() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut conn = redis(&creds).await;
+    for i in 0..500 {
+        redis::cmd("SET").arg(format!("key:{i}")).arg(format!("value-{i}")).query_async::<()>(&mut conn).await.unwrap();
+    }
+    redis::cmd("HSET").arg("user:1").arg("name").arg("ada").query_async::<()>(&mut conn).await.unwrap();
+
+    let backup = app.create_backup(&id).await;
+    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_backup_shape(&done);
+
+    redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("SET").arg("new").arg("1").query_async::<()>(&mut conn).await.unwrap();
+
+    let restore = app.restore(&id, backup).await;
+    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    assert_eq!(finished["status"], "done", "{finished}");
+
+    let mut conn = redis(&creds).await;
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(size, 501);
+    let v: String = redis::cmd("GET").arg("key:42").query_async(&mut conn).await.unwrap();
+    assert_eq!(v, "value-42");
+    let name: String = redis::cmd("HGET").arg("user:1").arg("name").query_async(&mut conn).await.unwrap();
+    assert_eq!(name, "ada");
+    let new: Option<String> = redis::cmd("GET").arg("new").query_async(&mut conn).await.unwrap();
+    assert_eq!(new, None);
+
+    // The restored data is in the new append-only file too: it survives a restart.
+    let spec = app.node(&id).await;
+    app.state().deployer.stop(&spec).await.unwrap();
+    app.state().deployer.start(&spec).await.unwrap();
+    let mut conn = redis(&creds).await;
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(size, 501);
+}
+
+#[tokio::test]
+async fn restore_of_a_corrupted_backup_fails_and_leaves_data_untouched() {
+    let app = TestApp::start().await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    fill_postgres(&mut conn, 2000).await;
+    let backup = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+
+    sqlx::raw_sql("DELETE FROM accounts WHERE id > 10").execute(&mut conn).await.unwrap();
+    let current = snapshot(&mut conn).await;
+    drop(conn);
+
+    // One changed byte in the middle of the stored object.
+    let objects = app.backup_objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let mut bytes = std::fs::read(&objects[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&objects[0], &bytes).unwrap();
+
+    let restore = app.restore(&id, backup).await;
+    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    let job = app
+        .state()
+        .store
+        .restore_by_seq(app.state().store.instance_by_guid(&id).await.unwrap().id, restore)
+        .await
+        .unwrap();
+    let error = job.jobs[0].error.clone().unwrap();
+    assert!(error.contains("authentication") || error.contains("sha256"), "{error}");
+
+    let mut conn = pg(&creds).await;
+    assert_eq!(snapshot(&mut conn).await, current, "the failed restore changed the data");
+
+    // A truncated object fails the same way.
+    std::fs::write(&objects[0], &bytes[..middle]).unwrap();
+    let restore = app.restore(&id, backup).await;
+    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert_eq!(snapshot(&mut conn).await, current);
+}
+
+#[tokio::test]
+async fn engine_killed_during_a_backup_fails_the_backup() {
+    let dir = data_dir();
+    let mut config = config(dir.path());
+    // Slow compression keeps the dump streaming long enough to kill the engine mid-way.
+    config.backups.zstd_level = 19;
+    config.backups.zstd_workers = 0;
+    let app = TestApp::start_in(dir.path(), config).await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    sqlx::raw_sql(
+        "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text) || md5((g * 7)::text), 8) AS body \
+         FROM generate_series(1, 100000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let backup = app.create_backup(&id).await;
+    let path = format!("/v1/instances/{id}/backups/{backup}");
+    app.wait_for("backup running", std::time::Duration::from_secs(30), || {
+        let (app, path) = (&app, &path);
+        async move { (app.api(Method::GET, path).await.1["status"] == "running").then_some(()) }
+    })
+    .await;
+    let spec = app.node(&id).await;
+    let pid = app.state().deployer.pid(&spec).await.expect("postgres runs");
+    // The whole process group: the postmaster and the backend serving pg_dump.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    let finished = app.wait_finished(&path).await;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    let stored = app
+        .state()
+        .store
+        .backup_by_seq(app.state().store.instance_by_guid(&id).await.unwrap().id, backup)
+        .await
+        .unwrap();
+    assert!(stored.job.error.as_deref().unwrap_or_default().contains("pg_dump"), "{:?}", stored.job.error);
+    assert_eq!(stored.sha256, None);
+    assert!(app.backup_objects().is_empty(), "a failed backup left an object: {:?}", app.backup_objects());
+}

@@ -1,0 +1,253 @@
+//! `TestApp`: svcdash on port 0 with a fresh data folder, typed helpers per
+//! endpoint, and polling helpers instead of sleeps.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use server::{AppState, Config, Server};
+
+pub const BROKER_USER: &str = "platform";
+pub const BROKER_PASSWORD: &str = "broker-secret";
+pub const PG_SERVICE: &str = "3c8a1d1e-7b52-4f0b-9d0c-5a8e1f4c2b01";
+pub const PG_PLAN: &str = "5f2b7c9a-1d3e-4a6b-8c0d-2e4f6a8b0c11";
+pub const REDIS_SERVICE: &str = "9e1f3a5c-7b9d-4c2e-8f0a-1b3d5e7f9a02";
+pub const REDIS_PLAN: &str = "7a9c1e3f-5b7d-4e9f-a1c3-e5f7a9c1e312";
+
+/// A data folder the engine user (when tests run as root) can enter.
+pub fn data_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("svcdash-it-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+pub fn config(data: &Path) -> Config {
+    let mut config = Config { listen: ([127, 0, 0, 1], 0).into(), data: data.to_path_buf(), ..Default::default() };
+    config.broker.username = BROKER_USER.into();
+    config.broker.password = Some(BROKER_PASSWORD.to_owned().into());
+    config
+}
+
+pub struct TestApp {
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// `bearer <token>` of a user granted tenant `org-a`.
+    pub token: String,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        let dir = data_dir();
+        let mut app = Self::start_in(dir.path(), config(dir.path())).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    pub async fn start_in(data: &Path, config: Config) -> Self {
+        init_logs();
+        let server = server::start(config).await.expect("svcdash starts");
+        let base = format!("http://{}", server.addr);
+        let token = user_token(&server.state, "alice", "org-a").await;
+        Self { server: Some(server), base, client: reqwest::Client::new(), token, data: data.to_path_buf(), _dir: None }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.server.as_ref().unwrap().state
+    }
+
+    /// A dashboard API call as the default user.
+    pub async fn api(&self, method: Method, path: &str) -> (StatusCode, Value) {
+        self.api_as(&self.token, method, path, None).await
+    }
+
+    pub async fn api_as(&self, token: &str, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", token);
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body.to_owned());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A broker API call with the platform's credentials and version header.
+    pub async fn broker(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(BROKER_USER, Some(BROKER_PASSWORD))
+            .header("X-Broker-API-Version", "2.17");
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Provisions an instance through the broker in tenant `org`, and waits until it is ready.
+    pub async fn provision(&self, service: &str, plan: &str, org: &str) -> String {
+        let id = server::instances::new_guid();
+        let (status, body) = self
+            .broker(
+                Method::PUT,
+                &format!("/v2/service_instances/{id}?accepts_incomplete=true"),
+                Some(json!({
+                    "service_id": service,
+                    "plan_id": plan,
+                    "organization_guid": org,
+                    "space_guid": "space-1",
+                    "context": {"platform": "cloudfoundry", "organization_guid": org, "space_guid": "space-1",
+                                "organization_name": "Org", "space_name": "dev", "instance_name": format!("i-{id}")}
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["dashboard_url"], format!("{}/service-instances/{id}", self.base));
+        let op = body["operation"].as_str().unwrap().to_owned();
+        let state = self
+            .wait_for(&format!("instance {id} provisioned"), Duration::from_secs(120), || {
+                let (app, id, op) = (self, &id, &op);
+                async move {
+                    let (_, body) = app
+                        .broker(Method::GET, &format!("/v2/service_instances/{id}/last_operation?operation={op}"), None)
+                        .await;
+                    match body["state"].as_str() {
+                        Some("in progress") => None,
+                        other => Some((other.map(str::to_owned), body.clone())),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(state.0.as_deref(), Some("succeeded"), "{}", state.1);
+        id
+    }
+
+    /// Binds and returns the credentials object.
+    pub async fn bind(&self, instance: &str, service: &str, plan: &str) -> Value {
+        let binding = server::instances::new_guid();
+        let (status, body) = self
+            .broker(
+                Method::PUT,
+                &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
+                Some(json!({"service_id": service, "plan_id": plan})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["credentials"].clone()
+    }
+
+    pub async fn create_backup(&self, instance: &str) -> i64 {
+        let (status, body) = self.api(Method::POST, &format!("/v1/instances/{instance}/backups")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["message"], "job to backup is queued");
+        body["id"].as_i64().unwrap()
+    }
+
+    pub async fn restore(&self, instance: &str, backup: i64) -> i64 {
+        let (status, body) =
+            self.api(Method::POST, &format!("/v1/instances/{instance}/backups/{backup}/restore")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Polls a backup or restore until it is finished; returns its last JSON.
+    pub async fn wait_finished(&self, path: &str) -> Value {
+        self.wait_for(path, Duration::from_secs(180), || async move {
+            let (status, body) = self.api(Method::GET, path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            matches!(body["status"].as_str(), Some("done" | "failed" | "deleted")).then_some(body)
+        })
+        .await
+    }
+
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        wait_for(what, timeout, &mut check).await
+    }
+
+    /// The node spec of an instance's first node (to reach its engine directly).
+    pub async fn node(&self, instance: &str) -> engines::NodeSpec {
+        let i = self.state().store.instance_by_guid(instance).await.unwrap();
+        self.state().node_specs(&i).await.unwrap().remove(0)
+    }
+
+    /// The stored objects below the local backup folder.
+    pub fn backup_objects(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data.join("backups"), &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Engines run in process groups of their own and would outlive the test.
+        if let Some(server) = self.server.take() {
+            server.state.deployer.signal_all();
+        }
+    }
+}
+
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: &mut F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a local user with a grant on `tenant` and returns `bearer <token>`.
+pub async fn user_token(state: &AppState, name: &str, tenant: &str) -> String {
+    let user = match state.store.user_by_name(name).await {
+        Ok(user) => user,
+        Err(_) => state.store.create_user(name).await.unwrap(),
+    };
+    state.store.grant(user.id, tenant, None).await.unwrap();
+    let token = server::auth::new_token();
+    state.store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
+    format!("bearer {token}")
+}
+
+pub async fn pg(credentials: &Value) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(credentials["uri"].as_str().unwrap()).await.unwrap()
+}
+
+pub async fn redis(credentials: &Value) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(credentials["uri"].as_str().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: svcdash with real PostgreSQL and Redis engines, driven
+//! through its HTTP APIs and its command line.
+
+mod api;
+mod backups;
+mod broker;
+mod crash;
+mod helpers;
