@@ -4,5 +4,6 @@
 mod api;
 mod backups;
 mod broker;
+mod cli;
 mod crash;
 mod helpers;

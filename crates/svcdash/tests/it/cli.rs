@@ -1,0 +1,66 @@
+//! The command line and its configuration layers.
+
+use std::process::Command;
+
+use crate::helpers::data_dir;
+
+fn svcdash(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_svcdash"));
+    cmd.args(args).env_remove("SVCDASH_PUBLIC_URL").env_remove("SVCDASH_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn configuration_file_is_overridden_by_the_environment() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let file = dir.path().join("svcdash.toml");
+    std::fs::write(&file, format!("public_url = \"https://from-file.example\"\ndata = {:?}\n", data)).unwrap();
+    let config = file.to_str().unwrap();
+
+    let (ok, out) = svcdash(
+        &["--config", config, "instances", "create", "--service", "redis", "--plan", "single-small", "cache"],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("dashboard: https://from-file.example/service-instances/"), "{out}");
+    assert!(data.join("svcdash.db").exists(), "the file's data folder was not used");
+
+    let (ok, out) = svcdash(
+        &["--config", config, "instances", "show", "cache"],
+        &[("SVCDASH_PUBLIC_URL", "https://from-env.example")],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("dashboard:  https://from-env.example/service-instances/"), "{out}");
+    assert!(out.contains("state:      deploying"), "{out}");
+
+    let (ok, out) = svcdash(&["--config", config, "instances", "list"], &[]);
+    assert!(ok && out.contains("cache") && out.contains("redis"), "{out}");
+    let (ok, out) = svcdash(&["--config", config, "instances", "show", "nope"], &[]);
+    assert!(!ok && out.contains("no instance named \"nope\""), "{out}");
+    let (ok, out) =
+        svcdash(&["--config", config, "instances", "create", "--service", "mongodb", "--plan", "x", "m"], &[]);
+    assert!(!ok && out.contains("no service \"mongodb\""), "{out}");
+}
+
+#[test]
+fn a_typo_in_the_configuration_is_an_error_and_the_example_is_valid() {
+    let dir = data_dir();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[backups]\nzstd_levle = 3\n").unwrap();
+    let (ok, out) = svcdash(&["--config", file.to_str().unwrap(), "users", "list"], &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("zstd_levle"), "{out}");
+
+    let (ok, example) = svcdash(&["default-config"], &[]);
+    assert!(ok);
+    let file = dir.path().join("example.toml");
+    std::fs::write(&file, example.replace("data = \"data\"", &format!("data = {:?}", dir.path().join("d")))).unwrap();
+    let (ok, out) = svcdash(&["--config", file.to_str().unwrap(), "users", "list"], &[]);
+    assert!(ok, "the printed example does not load: {out}");
+}
