@@ -141,6 +141,8 @@ export PGOPTIONS='-c client_min_messages=warning'
 # --- state and cleanup ---------------------------------------------------------
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/svcdash-bench.XXXXXX")
+# svcdash runs its engines as an unprivileged user when it runs as root: it must be able to enter here.
+chmod 755 "$tmp"
 SVC_PID=
 IID=
 SERVICE_ID=

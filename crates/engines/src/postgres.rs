@@ -62,8 +62,8 @@ pub fn start_command(
         .arg("-c")
         .arg(format!("port={}", spec.port))
         .args(["-c", "listen_addresses=127.0.0.1"])
-        .arg("-c")
-        .arg(format!("unix_socket_directories={}", layout.ephemeral().join("run").display()))
+        // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
+        .args(["-c", "unix_socket_directories="])
         .args(["-c", "logging_collector=off"]);
     Ok(cmd)
 }

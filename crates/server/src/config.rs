@@ -121,11 +121,13 @@ pub struct EnginesConfig {
     pub postgres_bin_dir: Option<PathBuf>,
     /// Folder holding redis-server and redis-cli (else PATH).
     pub redis_bin_dir: Option<PathBuf>,
+    /// Seconds between checks that every engine runs; one that died is started again.
+    pub check_interval_secs: u64,
 }
 
 impl Default for EnginesConfig {
     fn default() -> Self {
-        Self { run_as: "nobody".into(), postgres_bin_dir: None, redis_bin_dir: None }
+        Self { run_as: "nobody".into(), postgres_bin_dir: None, redis_bin_dir: None, check_interval_secs: 10 }
     }
 }
 

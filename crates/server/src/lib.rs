@@ -10,6 +10,7 @@ mod http;
 pub mod instances;
 mod jobs;
 pub mod state;
+mod supervise;
 
 use std::net::SocketAddr;
 
@@ -48,7 +49,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             if let Err(e) = state.start_instances().await {
                 tracing::error!(error = format!("{e:#}"), "could not start the instances");
             }
+            let every = std::time::Duration::from_secs(state.config.engines.check_interval_secs.max(1));
+            let watchdog = tokio::spawn(supervise::run(state.clone(), every, shutdown.clone()));
             jobs::run(state.clone(), state.config.jobs.workers, shutdown).await;
+            let _ = watchdog.await;
         })
     };
     let app = http::router(state.clone());

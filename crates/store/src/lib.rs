@@ -54,6 +54,8 @@ pub trait JobStore: Send + Sync {
     /// to the queue (running them again is safe); backups and restores are marked
     /// failed with `description`, and returned so their leftovers can be cleaned up.
     async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>>;
+    /// The job running for an instance, if any.
+    async fn running_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// The newest provision or deprovision job of an instance.
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
 }

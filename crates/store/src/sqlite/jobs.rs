@@ -68,6 +68,15 @@ impl JobStore for SqliteStore {
         )
     }
 
+    async fn running_job(&self, instance_id: i64) -> StoreResult<Option<Job>> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE instance_id = ? AND status = 'running' LIMIT 1")
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Job::try_from)
+            .transpose()
+    }
+
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>> {
         sqlx::query_as::<_, JobRow>(
             "SELECT * FROM jobs WHERE instance_id = ? AND kind IN ('provision', 'deprovision') \

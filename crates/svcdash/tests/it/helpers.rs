@@ -43,7 +43,9 @@ pub struct TestApp {
 impl TestApp {
     pub async fn start() -> Self {
         let dir = data_dir();
-        let mut app = Self::start_in(dir.path(), config(dir.path())).await;
+        // Deep, as real data folders can be: socket paths must not depend on it.
+        let data = dir.path().join("a-data-folder-deep-enough-to-push-any-unix-socket-path-past-its-limit");
+        let mut app = Self::start_in(&data, config(&data)).await;
         app._dir = Some(dir);
         app
     }

@@ -6,4 +6,5 @@ mod backups;
 mod broker;
 mod cli;
 mod crash;
+mod engines;
 mod helpers;
