@@ -37,7 +37,7 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        Self { zstd_level: 3, zstd_workers: 2, part_size: 16 << 20, upload_concurrency: 2 }
+        Self { zstd_level: 2, zstd_workers: 2, part_size: 16 << 20, upload_concurrency: 2 }
     }
 }
 

@@ -40,3 +40,31 @@ async fn an_engine_that_dies_is_started_again_with_its_data() {
         .await;
     assert_eq!(x, 42);
 }
+
+#[tokio::test]
+async fn a_missing_engine_fails_provisioning_with_a_clear_reason() {
+    use reqwest::{Method, StatusCode};
+    let dir = data_dir();
+    let mut config = config(dir.path());
+    config.engines.postgres_bin_dir = Some(dir.path().join("no-postgres-here"));
+    let app = TestApp::start_in(dir.path(), config).await;
+    let body = serde_json::json!({"service_id": PG_SERVICE, "plan_id": PG_PLAN, "organization_guid": "org-a", "space_guid": "s"});
+    let (status, res) =
+        app.broker(Method::PUT, "/v2/service_instances/pg-missing?accepts_incomplete=true", Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{res}");
+    let op = app
+        .wait_for("provisioning to end", Duration::from_secs(60), || {
+            let app = &app;
+            async move {
+                let (_, op) = app.broker(Method::GET, "/v2/service_instances/pg-missing/last_operation", None).await;
+                (op["state"] != "in progress").then_some(op)
+            }
+        })
+        .await;
+    assert_eq!(op["state"], "failed", "{op}");
+    let why = op["description"].as_str().unwrap();
+    assert!(why.contains("initdb") && why.contains("no-postgres-here"), "{why}");
+    let instance = app.state().store.instance_by_guid("pg-missing").await.unwrap();
+    assert_eq!(instance.state, store::InstanceState::Failed);
+    assert!(instance.state_reason.unwrap().contains("initdb"));
+}
