@@ -37,6 +37,27 @@ install_missing() {
   "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
 }
 
+# moto's S3-compatible server for the object-store tests, in a virtualenv of its own.
+install_moto() {
+  if [ -n "${MOTO_SERVER:-}" ] && [ -x "$MOTO_SERVER" ]; then
+    return
+  fi
+  local venv=target/test-tools/moto
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "dev.sh: installing moto's S3 server (PyPI) into $venv" >&2
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      local sudo=()
+      [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+      "${sudo[@]}" apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q 'moto[server]>=5,<6'
+  fi
+  export MOTO_SERVER="$PWD/$venv/bin/moto_server"
+}
+
 case "${1:-}" in
   serve)
     shift
@@ -46,6 +67,7 @@ case "${1:-}" in
   test)
     shift
     install_missing
+    install_moto
     exec cargo test --workspace --locked "$@"
     ;;
   *)

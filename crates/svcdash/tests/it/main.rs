@@ -8,3 +8,4 @@ mod cli;
 mod crash;
 mod engines;
 mod helpers;
+mod s3;
