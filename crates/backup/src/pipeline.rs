@@ -18,9 +18,11 @@ use tokio_util::io::SyncIoBridge;
 use crate::BackupStorage;
 
 /// Chunk handed from the encoding thread to the uploader.
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 1 << 20;
 /// Read and write buffer of the blocking side.
 const COPY_BUFFER: usize = 1 << 20;
+/// Chunks of [`COPY_BUFFER`] bytes read ahead of the encoder.
+const INPUT_CHUNKS: usize = 8;
 
 /// How hard to compress and how to upload.
 #[derive(Debug, Clone)]
@@ -77,26 +79,37 @@ where
         .with_context(|| format!("starting the upload to {}", storage.display_url()))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, options.part_size);
 
-    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
-    let reader = SyncIoBridge::new(source);
+    // The dump is read on its own task into a buffer of a few MiB, so the dump program
+    // never waits on a 64 KiB pipe while the encoder is busy with a chunk.
+    let (input_tx, input_rx) = mpsc::channel::<Bytes>(INPUT_CHUNKS);
+    let reader = tokio::spawn(read_chunks(source, input_tx));
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let (level, workers) = (options.zstd_level, options.zstd_workers);
-    let encoder = tokio::task::spawn_blocking(move || encode(reader, tx, recipient.as_ref(), level, workers));
+    let input = ChannelReader { rx: input_rx, current: Bytes::new() };
+    let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), level, workers));
 
+    // Hashing here, not on the encoder's thread, puts it on another core.
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
     let mut sent: anyhow::Result<()> = Ok(());
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.wait_for_capacity(options.upload_concurrency).await {
             sent = Err(anyhow::Error::new(e).context(format!("uploading to {}", storage.display_url())));
             break;
         }
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
         writer.put(chunk);
     }
     // Closing the channel tells the encoder to stop if the upload broke off.
     drop(rx);
     let encoded = encoder.await.context("the backup pipeline thread panicked")?;
-    let outcome = match (sent, encoded) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(stored)) => source_done.await.map(|()| stored),
+    let read = reader.await.context("the dump reader panicked")?;
+    let outcome = match (sent, read, encoded) {
+        (Err(e), _, _) | (Ok(()), Err(e), _) | (Ok(()), Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(()), Ok(plain_size)) => {
+            source_done.await.map(|()| Stored { size, sha256: hex::encode(hasher.finalize()), plain_size })
+        }
     };
     match outcome {
         Ok(stored) => {
@@ -112,14 +125,38 @@ where
     }
 }
 
+/// Reads `source` to its end in chunks of up to [`COPY_BUFFER`] bytes.
+async fn read_chunks(mut source: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut buf = BytesMut::with_capacity(COPY_BUFFER);
+        while buf.len() < COPY_BUFFER {
+            if source.read_buf(&mut buf).await.context("reading the dump")? == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let last = buf.len() < COPY_BUFFER;
+        if tx.send(buf.freeze()).await.is_err() {
+            // The encoder stopped; its error says why.
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 fn encode(
     mut reader: impl Read,
     tx: mpsc::Sender<Bytes>,
     recipient: &(dyn age::Recipient + Send),
     level: i32,
     workers: u32,
-) -> anyhow::Result<Stored> {
-    let sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK), hasher: Sha256::new(), total: 0 };
+) -> anyhow::Result<u64> {
+    let sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK) };
     let encrypted = age::Encryptor::with_recipients(iter::once(recipient as &dyn age::Recipient))
         .context("setting up encryption")?
         .wrap_output(sink)
@@ -135,15 +172,13 @@ fn encode(
     let encrypted = compressed.finish().context("finishing compression")?;
     let mut sink = encrypted.finish().context("finishing encryption")?;
     sink.send()?;
-    Ok(Stored { size: sink.total, sha256: hex::encode(sink.hasher.finalize()), plain_size })
+    Ok(plain_size)
 }
 
-/// Collects the encrypted bytes into chunks, hashes and counts them, and hands them on.
+/// Collects the encrypted bytes into chunks and hands them on.
 struct ChunkSink {
     tx: mpsc::Sender<Bytes>,
     buf: BytesMut,
-    hasher: Sha256,
-    total: u64,
 }
 
 impl ChunkSink {
@@ -152,8 +187,6 @@ impl ChunkSink {
             return Ok(());
         }
         let chunk = self.buf.split().freeze();
-        self.hasher.update(&chunk);
-        self.total += chunk.len() as u64;
         self.buf.reserve(CHUNK);
         self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
