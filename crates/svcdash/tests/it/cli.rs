@@ -64,3 +64,41 @@ fn a_typo_in_the_configuration_is_an_error_and_the_example_is_valid() {
     let (ok, out) = svcdash(&["--config", file.to_str().unwrap(), "users", "list"], &[]);
     assert!(ok, "the printed example does not load: {out}");
 }
+
+#[tokio::test]
+async fn serve_flags_win_over_the_environment() {
+    let dir = data_dir();
+    let port = engines::free_port().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_svcdash"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", "https://from-flag.example/"])
+        .env("SVCDASH_DATA", dir.path())
+        .env("SVCDASH_LISTEN", "127.0.0.1:1")
+        .env("SVCDASH_PUBLIC_URL", "https://from-env.example")
+        .env("SVCDASH_BROKER__PASSWORD", "pw")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v2/service_instances/flagged?accepts_incomplete=true");
+    let body = serde_json::json!({"service_id": crate::helpers::REDIS_SERVICE, "plan_id": crate::helpers::REDIS_PLAN});
+    let response = crate::helpers::wait_for("svcdash to listen", std::time::Duration::from_secs(30), &mut || {
+        let (client, url, body) = (&client, &url, &body);
+        async move {
+            let res = client
+                .put(url)
+                .basic_auth("broker", Some("pw"))
+                .header("X-Broker-API-Version", "2.17")
+                .json(body)
+                .send()
+                .await
+                .ok()?;
+            res.json::<serde_json::Value>().await.ok()
+        }
+    })
+    .await;
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(response["dashboard_url"], "https://from-flag.example/service-instances/flagged", "{response}");
+    assert!(status.success(), "svcdash did not stop cleanly on SIGTERM: {status}");
+}

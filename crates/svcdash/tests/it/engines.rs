@@ -68,3 +68,53 @@ async fn a_missing_engine_fails_provisioning_with_a_clear_reason() {
     assert_eq!(instance.state, store::InstanceState::Failed);
     assert!(instance.state_reason.unwrap().contains("initdb"));
 }
+
+#[tokio::test]
+async fn engines_stop_with_svcdash_and_start_again_with_their_data() {
+    let dir = data_dir();
+    let data = dir.path();
+    let mut app = TestApp::start_in(data, config(data)).await;
+    let pg_id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let redis_id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let pg_creds = app.bind(&pg_id, PG_SERVICE, PG_PLAN).await;
+    let redis_creds = app.bind(&redis_id, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut conn = pg(&pg_creds).await;
+    sqlx::raw_sql("CREATE TABLE kept (x int); INSERT INTO kept VALUES (7);").execute(&mut conn).await.unwrap();
+    drop(conn);
+    let mut conn = redis(&redis_creds).await;
+    redis::cmd("SET").arg("kept").arg("yes").query_async::<()>(&mut conn).await.unwrap();
+    drop(conn);
+    let pids = [
+        app.state().deployer.pid(&app.node(&pg_id).await).await.unwrap(),
+        app.state().deployer.pid(&app.node(&redis_id).await).await.unwrap(),
+    ];
+
+    app.stop().await;
+    for pid in pids {
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+        assert!(!alive, "engine {pid} still runs after svcdash stopped");
+    }
+
+    let app = TestApp::start_in(data, config(data)).await;
+    let x: i32 = app
+        .wait_for("PostgreSQL back with its data", Duration::from_secs(60), || {
+            let uri = pg_creds["uri"].as_str().unwrap().to_owned();
+            async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&uri).await.ok()?;
+                sqlx::query_scalar("SELECT x FROM kept").fetch_one(&mut conn).await.ok()
+            }
+        })
+        .await;
+    assert_eq!(x, 7);
+    let kept: String = app
+        .wait_for("Redis back with its data", Duration::from_secs(60), || {
+            let uri = redis_creds["uri"].as_str().unwrap().to_owned();
+            async move {
+                let mut conn = redis::Client::open(uri).ok()?.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("GET").arg("kept").query_async(&mut conn).await.ok()
+            }
+        })
+        .await;
+    assert_eq!(kept, "yes");
+}

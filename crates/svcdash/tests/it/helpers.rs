@@ -62,6 +62,13 @@ impl TestApp {
         &self.server.as_ref().unwrap().state
     }
 
+    /// Stops svcdash as on SIGTERM: running jobs finish, engines stop cleanly.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.unwrap();
+        }
+    }
+
     /// A dashboard API call as the default user.
     pub async fn api(&self, method: Method, path: &str) -> (StatusCode, Value) {
         self.api_as(&self.token, method, path, None).await
