@@ -3,21 +3,22 @@
 use api_types::TaskStatus;
 use store::*;
 
+fn new_instance(name: &str, guid: &str) -> NewInstance {
+    NewInstance {
+        guid: guid.into(),
+        name: name.into(),
+        service_id: "svc".into(),
+        plan_id: "plan".into(),
+        tenant_id: "t".into(),
+        tenant_name: None,
+        subtenant_id: "s".into(),
+        subtenant_name: None,
+        backup_guid: format!("backup-{guid}"),
+    }
+}
+
 async fn instance(store: &SqliteStore, name: &str) -> (Instance, Job) {
-    store
-        .create_instance(NewInstance {
-            guid: format!("guid-{name}"),
-            name: name.into(),
-            service_id: "svc".into(),
-            plan_id: "plan".into(),
-            tenant_id: "t".into(),
-            tenant_name: None,
-            subtenant_id: "s".into(),
-            subtenant_name: None,
-            backup_guid: format!("backup-{name}"),
-        })
-        .await
-        .unwrap()
+    store.create_instance(new_instance(name, &format!("guid-{name}"))).await.unwrap()
 }
 
 #[tokio::test]
@@ -89,18 +90,6 @@ async fn sequence_numbers_are_per_instance_and_lists_are_newest_first() {
 async fn a_live_instance_name_is_taken_once() {
     let store = SqliteStore::in_memory().await.unwrap();
     instance(&store, "a").await;
-    let again = store
-        .create_instance(NewInstance {
-            guid: "other".into(),
-            name: "a".into(),
-            service_id: "svc".into(),
-            plan_id: "plan".into(),
-            tenant_id: "t".into(),
-            tenant_name: None,
-            subtenant_id: "s".into(),
-            subtenant_name: None,
-            backup_guid: "other".into(),
-        })
-        .await;
+    let again = store.create_instance(new_instance("a", "other")).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }

@@ -28,16 +28,7 @@ async fn an_engine_that_dies_is_started_again_with_its_data() {
         .await;
     assert_ne!(new_pid, pid);
     // It replays its WAL before it takes connections again.
-    let x: i32 = app
-        .wait_for("the restarted engine to answer", Duration::from_secs(60), || {
-            let uri = creds["uri"].as_str().unwrap().to_owned();
-            async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&uri).await.ok()?;
-                sqlx::query_scalar("SELECT x FROM t").fetch_one(&mut conn).await.ok()
-            }
-        })
-        .await;
+    let x: i32 = pg_value_eventually(&creds, "SELECT x FROM t").await;
     assert_eq!(x, 42);
 }
 
@@ -96,16 +87,7 @@ async fn engines_stop_with_svcdash_and_start_again_with_their_data() {
     }
 
     let app = TestApp::start_in(data, config(data)).await;
-    let x: i32 = app
-        .wait_for("PostgreSQL back with its data", Duration::from_secs(60), || {
-            let uri = pg_creds["uri"].as_str().unwrap().to_owned();
-            async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&uri).await.ok()?;
-                sqlx::query_scalar("SELECT x FROM kept").fetch_one(&mut conn).await.ok()
-            }
-        })
-        .await;
+    let x: i32 = pg_value_eventually(&pg_creds, "SELECT x FROM kept").await;
     assert_eq!(x, 7);
     let kept: String = app
         .wait_for("Redis back with its data", Duration::from_secs(60), || {

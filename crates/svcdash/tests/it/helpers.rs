@@ -251,6 +251,24 @@ pub async fn pg(credentials: &Value) -> sqlx::PgConnection {
     sqlx::PgConnection::connect(credentials["uri"].as_str().unwrap()).await.unwrap()
 }
 
+/// Waits until PostgreSQL at `credentials` answers `sql` with one value (it may be
+/// starting, or replaying its WAL).
+pub async fn pg_value_eventually<T>(credentials: &Value, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let uri = credentials["uri"].as_str().unwrap().to_owned();
+    wait_for(sql, Duration::from_secs(60), &mut || {
+        let uri = uri.clone();
+        async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&uri).await.ok()?;
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.ok()
+        }
+    })
+    .await
+}
+
 pub async fn redis(credentials: &Value) -> redis::aio::MultiplexedConnection {
     redis::Client::open(credentials["uri"].as_str().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
