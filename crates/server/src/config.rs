@@ -68,7 +68,7 @@ impl Default for BrokerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupsConfig {
     /// Where backup objects go: `file:///path`, `s3://bucket/prefix`, `az://...`, `gs://...`.
@@ -98,6 +98,20 @@ impl Default for BackupsConfig {
             part_size_mib: pipeline.part_size >> 20,
             upload_concurrency: pipeline.upload_concurrency,
         }
+    }
+}
+
+impl std::fmt::Debug for BackupsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Options hold credentials: show their names only.
+        f.debug_struct("BackupsConfig")
+            .field("url", &self.url)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .field("zstd_level", &self.zstd_level)
+            .field("zstd_workers", &self.zstd_workers)
+            .field("part_size_mib", &self.part_size_mib)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .finish()
     }
 }
 
@@ -220,6 +234,22 @@ impl Config {
                 &self.master_key_file.clone().unwrap_or_else(|| self.data.join("master.key")),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut config = super::Config::default();
+        config.broker.password = Some("broker-pw".to_owned().into());
+        config.master_key = Some("AGE-SECRET-KEY-1XYZ".to_owned().into());
+        config.backups.options.insert("aws_secret_access_key".into(), "s3-secret".into());
+        let shown = format!("{config:?}");
+        for secret in ["broker-pw", "AGE-SECRET-KEY-1XYZ", "s3-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("aws_secret_access_key"));
     }
 }
 
