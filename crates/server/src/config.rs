@@ -237,6 +237,17 @@ impl Config {
     }
 }
 
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir().context("reading the current folder")?.join(path))
+    }
+}
+
+/// The commented example that `svcdash default-config` prints.
+pub const EXAMPLE: &str = include_str!("../svcdash.example.toml");
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -252,14 +263,3 @@ mod tests {
         assert!(shown.contains("aws_secret_access_key"));
     }
 }
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    if path.is_absolute() {
-        Ok(path.to_path_buf())
-    } else {
-        Ok(std::env::current_dir().context("reading the current folder")?.join(path))
-    }
-}
-
-/// The commented example that `svcdash default-config` prints.
-pub const EXAMPLE: &str = include_str!("../svcdash.example.toml");
