@@ -58,9 +58,7 @@ impl LocalDeployer {
     pub async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()> {
         self.tools.check(spec.engine)?;
         let layout = self.layout(spec);
-        for dir in
-            [layout.system(), layout.ephemeral().join("log"), layout.ephemeral().join("run"), layout.persistent()]
-        {
+        for dir in [layout.system(), layout.ephemeral().join("log"), layout.persistent()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         self.check_reachable(layout.root())?;
