@@ -204,12 +204,13 @@ impl LocalDeployer {
         futures::future::join_all(stops).await;
     }
 
-    /// Asks every running engine to stop, without waiting: for a process that is
-    /// going away (a test's drop, a panic) and cannot await [`stop_all`](Self::stop_all).
-    pub fn signal_all(&self) {
+    /// Kills every engine at once (the whole process group, so no PostgreSQL backend
+    /// is left behind), without waiting: for a process that is going away and cannot
+    /// await [`stop_all`](Self::stop_all), such as a test being torn down with its data.
+    pub fn kill_all_now(&self) {
         if let Ok(running) = self.running.try_lock() {
             for node in running.values() {
-                process::signal(node.pid, stop_signal(node.engine));
+                process::kill_group(node.pid);
             }
         }
     }

@@ -212,9 +212,10 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // Engines run in process groups of their own and would outlive the test.
+        // Engines run in process groups of their own and would outlive the test; the
+        // data folder goes with the test, so they are killed, not asked to save.
         if let Some(server) = self.server.take() {
-            server.state.deployer.signal_all();
+            server.state.deployer.kill_all_now();
         }
     }
 }
