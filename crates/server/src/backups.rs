@@ -56,6 +56,15 @@ impl AppState {
     }
 }
 
+/// Why a backup cannot be downloaded, for the 412 of both APIs. Backups are
+/// downloadable only when made with a personal encryption key.
+pub fn not_downloadable_reason(backup_number: i64) -> String {
+    format!(
+        "backup {backup_number} cannot be downloaded: it was encrypted with a key svcdash generated, not with a \
+         personal encryption key; set a personal key and trigger a new backup"
+    )
+}
+
 fn ensure_running(instance: &Instance) -> Result<(), ApiError> {
     match instance.state {
         InstanceState::Provisioned | InstanceState::Available => Ok(()),

@@ -151,13 +151,6 @@ async fn download_backup(
             StatusCode::PRECONDITION_FAILED,
             format!("backup {backup_id:?} does not exist for service instance {}", instance.guid),
         ),
-        Some(backup) => message(
-            StatusCode::PRECONDITION_FAILED,
-            format!(
-                "backup {} cannot be downloaded: it was encrypted with a key svcdash generated, not with a personal \
-                 encryption key; set a personal key and trigger a new backup",
-                backup.id
-            ),
-        ),
+        Some(backup) => message(StatusCode::PRECONDITION_FAILED, crate::backups::not_downloadable_reason(backup.id)),
     })
 }

@@ -11,22 +11,12 @@ use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use store::{InstanceState, NewBinding, StoreError};
 
-use super::{Failure, empty};
+use super::{Failure, empty, internal};
 use crate::http::extract::Path;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v2/service_instances/{instance_id}/service_bindings/{binding_id}", put(bind).delete(unbind))
-}
-
-fn internal(e: impl Into<anyhow::Error>) -> Failure {
-    let e = e.into();
-    tracing::error!(error = format!("{e:#}"), "broker request failed");
-    Failure(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        None,
-        "an unexpected error occurred; the operator's logs have the details".into(),
-    )
 }
 
 fn to_credentials(c: engines::AppCredentials) -> Credentials {

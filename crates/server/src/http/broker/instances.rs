@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use store::{Instance, InstanceState, JobKind, StoreError};
 
-use super::{Failure, empty};
+use super::{Failure, empty, internal};
 use crate::http::extract::{Path, Query};
 use crate::instances::Tenancy;
 use crate::state::AppState;
@@ -127,16 +127,6 @@ async fn provision(
 
 fn operation_name(job_id: i64) -> String {
     format!("job-{job_id}")
-}
-
-fn internal(e: impl Into<anyhow::Error>) -> Failure {
-    let e = e.into();
-    tracing::error!(error = format!("{e:#}"), "broker request failed");
-    Failure(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        None,
-        "an unexpected error occurred; the operator's logs have the details".into(),
-    )
 }
 
 async fn find(state: &AppState, instance_id: &str) -> Result<Option<Instance>, Failure> {

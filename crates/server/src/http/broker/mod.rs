@@ -37,6 +37,17 @@ impl IntoResponse for Failure {
     }
 }
 
+/// An unexpected failure: logged here, hidden from the platform.
+pub fn internal(e: impl Into<anyhow::Error>) -> Failure {
+    let e = e.into();
+    tracing::error!(error = format!("{e:#}"), "broker request failed");
+    Failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        "an unexpected error occurred; the operator's logs have the details".into(),
+    )
+}
+
 pub fn empty(status: StatusCode) -> Response {
     (status, Json(serde_json::json!({}))).into_response()
 }

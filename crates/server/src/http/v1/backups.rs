@@ -81,11 +81,7 @@ async fn download_backup(
     let instance = state.authorized_instance(&caller, &instance_id).await?;
     let backup = find_backup(&state, &instance, &id).await?;
     let body = serde_json::json!({
-        "message": format!(
-            "backup {} cannot be downloaded: it was encrypted with a key svcdash generated, not with a personal \
-             encryption key; set a personal key and trigger a new backup",
-            backup.seq
-        ),
+        "message": crate::backups::not_downloadable_reason(backup.seq),
         "status": 412,
     });
     Ok((StatusCode::PRECONDITION_FAILED, Json(body)).into_response())
