@@ -93,3 +93,31 @@ async fn a_live_instance_name_is_taken_once() {
     let again = store.create_instance(new_instance("a", "other")).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_backups_of_one_instance_all_get_their_own_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
+    let (a, _) = instance(&store, "a").await;
+    let key = store.add_key(a.id, KeyKind::Generated, "k").await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .enqueue_backup(NewBackup {
+                        instance_id: a.id,
+                        key_id: key.id,
+                        object_key_template: "{seq}".into(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap().expect("a concurrent backup was refused").seq);
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+}

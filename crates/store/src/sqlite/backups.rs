@@ -63,7 +63,7 @@ impl SqliteStore {
 #[async_trait]
 impl BackupStore for SqliteStore {
     async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM backups WHERE instance_id = ?")
             .bind(new.instance_id)
             .fetch_one(&mut *tx)
@@ -109,7 +109,7 @@ impl BackupStore for SqliteStore {
     }
 
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM restores WHERE instance_id = ?")
             .bind(instance_id)
             .fetch_one(&mut *tx)

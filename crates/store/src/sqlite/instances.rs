@@ -22,7 +22,7 @@ impl SqliteStore {
 impl InstanceStore for SqliteStore {
     async fn create_instance(&self, new: NewInstance) -> StoreResult<(Instance, Job)> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let sql = format!(
             "INSERT INTO instances (guid, name, service_id, plan_id, state, tenant_id, tenant_name, subtenant_id, \
              subtenant_name, backup_guid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -92,7 +92,7 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn enqueue_deprovision(&self, id: i64) -> StoreResult<Job> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let job = insert_job(&mut tx, id, JobKind::Deprovision, None, None, None).await?;
         tx.commit().await?;
         Ok(job)

@@ -51,6 +51,16 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A write transaction that takes SQLite's write lock at once. A deferred one
+    /// that reads first (the next sequence number, say) fails with "database is
+    /// locked" when another writer commits in between; waiting for the lock up
+    /// front lets the busy timeout handle contention instead.
+    async fn write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
 /// The one place "now" comes from, so stored timestamps share one format.
 fn now() -> DateTime<Utc> {
     Utc::now()
