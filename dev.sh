@@ -58,6 +58,46 @@ install_moto() {
   export MOTO_SERVER="$PWD/$venv/bin/moto_server"
 }
 
+# Schemathesis drives every dashboard route of /v1/openapi.json against a running
+# svcdash with generated requests and checks the answers against the document:
+# no 5xx, documented status codes, bodies and content types.
+api_fuzz() {
+  local venv=target/test-tools/schemathesis
+  if [ ! -x "$venv/bin/st" ]; then
+    echo "dev.sh: installing schemathesis (PyPI) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'schemathesis>=4,<5'
+  fi
+  cargo build --locked -q -p svcdash
+  local bin=target/debug/svcdash work port pid status=0
+  work=$(mktemp -d)
+  chmod 755 "$work"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export SVCDASH_DATA="$work/data"
+  "$bin" serve --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+  pid=$!
+  "$bin" users create fuzz >/dev/null
+  "$bin" users grant fuzz --tenant default >/dev/null
+  local token instance
+  token=$("$bin" token --user fuzz)
+  "$bin" instances create --service redis --plan single-small --wait fuzzed >/dev/null
+  instance=$("$bin" instances show fuzzed | awk '/^id:/{print $2}')
+  printf '[parameters]\n"path.instance_id" = "%s"\n' "$instance" >"$work/schemathesis.toml"
+  (cd "$work" && "$OLDPWD/$venv/bin/st" run "http://127.0.0.1:$port/v1/openapi.json" \
+      -H "Authorization: $token" --include-path-regex '^/(v1|service-instances)' \
+      --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+      --max-examples 25 --seed 1) || status=$?
+  kill -TERM "$pid"
+  wait "$pid" || true
+  if [ "$status" -ne 0 ]; then
+    echo "dev.sh: schemathesis found problems; svcdash's log: $work/serve.log" >&2
+  else
+    rm -rf "$work"
+  fi
+  unset SVCDASH_DATA
+  return "$status"
+}
+
 case "${1:-}" in
   serve)
     shift
@@ -68,7 +108,14 @@ case "${1:-}" in
     shift
     install_missing
     install_moto
-    exec cargo test --workspace --locked "$@"
+    log=$(mktemp)
+    cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+    api_fuzz
+    # One closing line for the whole run: cargo's own last line is a doc-test
+    # binary with nothing in it.
+    passed=$(awk '/^test result:/ { n += $4 } END { print n + 0 }' "$log")
+    rm -f "$log"
+    echo "tests: $((passed + 1)) passed, 0 failed"
     ;;
   *)
     echo "usage: ./dev.sh serve [--listen ADDR --public-url URL] | ./dev.sh test [cargo test args]" >&2

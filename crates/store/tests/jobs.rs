@@ -121,3 +121,18 @@ async fn concurrent_backups_of_one_instance_all_get_their_own_number() {
     seqs.sort();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_database_opened_by_several_processes_at_once_is_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().expect("a concurrent open failed");
+    }
+}

@@ -30,7 +30,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        Self::connect(options).await.with_context(|| format!("opening state store {}", path.display()))
+        // The CLI and a starting server may open a new database at the same moment;
+        // SQLite gives sqlx's migrator no lock, so a file lock keeps them from both
+        // creating the tables.
+        let lock_path = path.with_extension("db.lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .context("waiting for the state store's lock")?
+        .with_context(|| format!("locking state store {}", path.display()))?;
+        let store = Self::connect(options).await.with_context(|| format!("opening state store {}", path.display()));
+        drop(lock);
+        store
     }
 
     /// A store that lives in memory: for tests.
