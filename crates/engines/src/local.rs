@@ -229,8 +229,13 @@ impl LocalDeployer {
 
     /// The process id of a running node, if it runs.
     pub async fn pid(&self, spec: &NodeSpec) -> Option<u32> {
+        self.running_pid(&spec.instance_guid, spec.index).await
+    }
+
+    /// The process id of node `index` of an instance, if it runs; needs no credentials.
+    pub async fn running_pid(&self, instance_guid: &str, index: i64) -> Option<u32> {
         let running = self.running.lock().await;
-        running.get(&(spec.instance_guid.clone(), spec.index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
+        running.get(&(instance_guid.to_owned(), index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
     }
 
     pub async fn create_user(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {

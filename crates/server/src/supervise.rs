@@ -29,16 +29,24 @@ async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available) {
             continue;
         }
-        for spec in state.node_specs(&instance).await? {
-            if shutdown.is_cancelled() || state.store.running_job(instance.id).await?.is_some() {
-                break;
-            }
-            if state.deployer.pid(&spec).await.is_some() {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        // Credentials are unsealed only for a node that has to be started.
+        let engine = state.engine_of(&instance)?;
+        for node in state.store.nodes(instance.id).await? {
+            if state.deployer.running_pid(&instance.guid, node.index).await.is_some()
+                || state.store.running_job(instance.id).await?.is_some()
+            {
                 continue;
             }
-            tracing::warn!(instance = %instance.guid, node = spec.index, "engine is not running; starting it again");
-            if let Err(e) = state.deployer.start(&spec).await {
-                tracing::error!(instance = %instance.guid, node = spec.index, error = format!("{e:#}"), "could not start the engine");
+            tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
+            let started = match state.node_spec(&instance, engine, &node) {
+                Ok(spec) => state.deployer.start(&spec).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::error!(instance = %instance.guid, node = node.index, error = format!("{e:#}"), "could not start the engine");
             }
         }
     }
