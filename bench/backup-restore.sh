@@ -29,8 +29,9 @@
 #     stage under GNU time. "RSS" is the SUM of the stages' peak RSS (they run
 #     concurrently; an upper bound of the pipeline's footprint), the per-stage
 #     peaks are listed next to it. CPU is user + system time of all stages.
-#   - svcdash: wall time from the POST to the poll (every 0.2 s) that sees
-#     `done`, so it is up to ~0.2 s long; the server's own triggered_at ->
+#   - svcdash: wall time from the POST to the poll (every 0.1 s, by one
+#     Python process, bench/svcdash_task.py) that sees `done`, so it is up to
+#     ~0.1 s long; the server's own triggered_at ->
 #     finished_at is printed too. RSS is the server's VmHWM from
 #     /proc/PID/status, reset (clear_refs) just before the operation; the
 #     VmHWM before the reset is printed as well. The pg_dump / pg_restore /
@@ -53,6 +54,8 @@
 #   SVCDASH_BIN         svcdash binary (default: target/release/svcdash)
 #   BENCH_GIB           target database size in GiB (default 1; decimals allowed)
 #   BENCH_MB            target size in MiB instead, for quick runs
+#   BENCH_REPEAT        rounds of floor, standard and svcdash backups (default
+#                       1); with more, the targets use each one's median
 #   BENCH_SKIP_SVCDASH  1: skip svcdash's backup and restore (it still
 #                       provisions the database unless --uri is given)
 #   BENCH_URI           same as --uri
@@ -92,7 +95,8 @@ SPACE=bench-space
 SERVICE_NAME=postgresql
 PLAN_NAME=single-small
 RSS_TARGET_MIB=150
-POLL_S=0.2
+POLL_S=0.1
+REPEAT=${BENCH_REPEAT:-1}
 TASK_TIMEOUT_S=${BENCH_TASK_TIMEOUT:-7200}
 
 usage() { sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -264,18 +268,6 @@ proc_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"
 }
 
-# The largest VmHWM (KiB) among svcdash's pg_dump/pg_restore/psql children now.
-child_tool_hwm() {
-    local max=0 pid comm kib
-    for pid in $(descendants "$SVC_PID"); do
-        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-        case $comm in pg_dump|pg_dumpall|pg_restore|psql) ;; *) continue ;; esac
-        kib=$(vmhwm_kib "$pid" 2>/dev/null) || continue
-        [ -n "$kib" ] && [ "$kib" -gt "$max" ] && max=$kib
-    done
-    echo "$max"
-}
-
 wait_deprovisioned() {
     local code state
     for _ in $(seq 300); do
@@ -294,6 +286,14 @@ declare -A WALL CPU SIZE RSS STAGES
 # record NAME WALL CPU SIZE_BYTES RSS_KIB STAGES_TEXT
 record() {
     ROWS+=("$1"); WALL[$1]=$2; CPU[$1]=$3; SIZE[$1]=$4; RSS[$1]=$5; STAGES[$1]=$6
+}
+
+# median_wall NAME: the median wall time of NAME and its further rounds NAME#2...
+median_wall() {
+    local n=$1 r
+    for ((r = 1; r <= REPEAT; r++)); do
+        [ "$r" = 1 ] && echo "${WALL[$n]}" || echo "${WALL[$n#$r]:-}"
+    done | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # run NAME [measure.py options] -- STAGE... [:: STAGE...]...
@@ -339,39 +339,25 @@ check_rows() { # check_rows NAME URI
     log "$1: $n rows restored, as many as in the source"
 }
 
-# svcdash_task NAME POST_PATH POLL_PREFIX ID_EXPR: triggers a backup or restore
-# through the API, polls it until done and records it. Sets TASK_ID.
+# svcdash_task NAME POST_PATH POLL_PREFIX: triggers a backup or restore through
+# the API, polls it until done (bench/svcdash_task.py, one process, so that the
+# polling costs the measured server next to no CPU) and records it. Sets TASK_ID.
 svcdash_task() {
-    local name=$1 post=$2 poll=$3 id_expr=$4
-    local hwm_start reset=no cpu0 cpu1 t0 t1 code status child=0 c
+    local name=$1 post=$2 poll=$3
+    local hwm_start reset=no cpu0 cpu1 line wall child task
     hwm_start=$(vmhwm_kib "$SVC_PID")
     # Linux >= 4.0: writing 5 resets the peak RSS to the current RSS.
     if { echo 5 >"/proc/$SVC_PID/clear_refs"; } 2>/dev/null; then reset=yes; fi
     cpu0=$(proc_cpu "$SVC_PID")
     log "$name"
-    t0=$EPOCHREALTIME
-    code=$(api POST "$post" --data '{}')
-    expect "$code" 200 201 202
-    TASK_ID=$(body | json "$id_expr")
-    [ -n "$TASK_ID" ] || die "$name: no id in $(body)"
-    while :; do
-        c=$(child_tool_hwm); [ "$c" -gt "$child" ] && child=$c
-        code=$(api GET "$poll/$TASK_ID")
-        expect "$code" 200
-        status=$(body | json 'd["status"]')
-        case $status in
-            done) break ;;
-            failed|deleted) die "$name: status $status: $(body)" ;;
-        esac
-        awk -v a="$t0" -v b="$EPOCHREALTIME" -v t="$TASK_TIMEOUT_S" 'BEGIN { exit !(b - a > t) }' &&
-            die "$name: still $status after $TASK_TIMEOUT_S s"
-        sleep "$POLL_S"
-    done
-    t1=$EPOCHREALTIME
+    line=$(python3 "$BENCH/svcdash_task.py" "$BASE" "$TOKEN" "$SVC_PID" "$post" "$poll" \
+        "$POLL_S" "$TASK_TIMEOUT_S") || die "$name failed"
     cpu1=$(proc_cpu "$SVC_PID")
-    local hwm_end wall server_s size
+    read -r wall child task <<<"$line"
+    printf '%s' "$task" >"$tmp/body"
+    TASK_ID=$(body | json 'd["id"]')
+    local hwm_end server_s size
     hwm_end=$(vmhwm_kib "$SVC_PID")
-    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     server_s=$(body | json '(__import__("datetime").datetime.fromisoformat(d["finished_at"].replace("Z", "+00:00")) - __import__("datetime").datetime.fromisoformat(d["triggered_at"].replace("Z", "+00:00"))).total_seconds()' 2>/dev/null || echo "?")
     size=$(body | json 'd.get("size", 0)')
     local stages
@@ -497,9 +483,18 @@ run legacy --out "$tmp/legacy.out" -- pg_dump "$URI" :: gzip :: \
 run standard --out "$tmp/std.out" -- pg_dump -Fc -Z0 "$URI" :: zstd -1 -T0 :: \
     age -r "$RECIPIENT"
 if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
-    svcdash_task svcdash "/v1/instances/$IID/backups" "/v1/instances/$IID/backups" 'd["id"]'
+    svcdash_task svcdash "/v1/instances/$IID/backups" "/v1/instances/$IID/backups"
     SVC_BACKUP=$TASK_ID
 fi
+# Further rounds of the fast methods, interleaved so that a slow phase of the
+# machine hits them alike; the targets then use each method's median.
+for ((r = 2; r <= REPEAT; r++)); do
+    run "floor#$r" --out /dev/null -- pg_dump -Fc -Z0 "$URI"
+    run "standard#$r" --out "$tmp/std.out" -- pg_dump -Fc -Z0 "$URI" :: zstd -1 -T0 :: \
+        age -r "$RECIPIENT"
+    [ "$BENCH_SKIP_SVCDASH" != 1 ] &&
+        svcdash_task "svcdash#$r" "/v1/instances/$IID/backups" "/v1/instances/$IID/backups"
+done
 
 # --- restores ------------------------------------------------------------------------
 
@@ -527,7 +522,7 @@ if [ "$RESTORES_OK" = 1 ]; then
 fi
 if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
     svcdash_task svcdash-restore "/v1/instances/$IID/backups/$SVC_BACKUP/restore" \
-        "/v1/instances/$IID/restores" 'd["id"]'
+        "/v1/instances/$IID/restores"
     check_rows svcdash-restore "$URI"
 fi
 
@@ -547,15 +542,20 @@ report="$BENCH_OUT/backup-restore-$(date -u +%Y%m%dT%H%M%SZ).txt"
             "$([ "$size" -gt 0 ] && mib "$size" || echo -)" "$(mib $((RSS[$n] * 1024)))" "${STAGES[$n]}"
     done
     echo
+    if [ "$REPEAT" -gt 1 ]; then
+        echo "median wall of $REPEAT rounds: floor $(median_wall floor), standard $(median_wall standard)$(
+            [ "$BENCH_SKIP_SVCDASH" != 1 ] && echo ", svcdash $(median_wall svcdash)") (ratios and targets below use these)"
+        echo
+    fi
     fd=${SIZE[floor-file]}
     echo "compression of the custom dump: standard (zstd -1) $(ratio "$fd" "${SIZE[standard]}"):1, legacy (plain SQL, gzip -6) $(ratio "$fd" "${SIZE[legacy]}"):1"
-    echo "standard/floor wall $(ratio "${WALL[standard]}" "${WALL[floor]}"), legacy/standard wall $(ratio "${WALL[legacy]}" "${WALL[standard]}"), standard size / legacy size $(ratio "${SIZE[standard]}" "${SIZE[legacy]}")"
+    echo "standard/floor wall $(ratio "$(median_wall standard)" "$(median_wall floor)"), legacy/standard wall $(ratio "${WALL[legacy]}" "$(median_wall standard)"), standard size / legacy size $(ratio "${SIZE[standard]}" "${SIZE[legacy]}")"
     if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
-        sw=${WALL[svcdash]} ss=${SIZE[svcdash]} srss=${RSS[svcdash]}
-        r_floor=$(ratio "$sw" "${WALL[floor]}")
+        sw=$(median_wall svcdash) ss=${SIZE[svcdash]} srss=${RSS[svcdash]}
+        r_floor=$(ratio "$sw" "$(median_wall floor)")
         r_legacy=$(ratio "${WALL[legacy]}" "$sw")
         r_size=$(ratio "$ss" "${SIZE[legacy]}")
-        r_std=$(ratio "$sw" "${WALL[standard]}")
+        r_std=$(ratio "$sw" "$(median_wall standard)")
         verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
         echo
         echo "svcdash/floor wall       $r_floor"
