@@ -41,3 +41,46 @@ pub struct Restore {
 pub struct RestoreCreated {
     pub id: i64,
 }
+
+/// A service instance as its dashboard shows it (`GET /v1/instances/:instance_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The instance id the platform gave (a GUID in Cloud Foundry).
+    pub id: String,
+    pub name: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub plan_id: String,
+    pub plan_name: String,
+    /// `deploying`, `provisioned`, `failed` or `deleted`.
+    pub state: String,
+    /// Why the instance failed, when it did.
+    pub state_description: Option<String>,
+    pub tenant_id: String,
+    pub tenant_name: Option<String>,
+    pub subtenant_id: String,
+    pub subtenant_name: Option<String>,
+    pub dashboard_url: String,
+    /// What the caller may do: `read` or `manage`.
+    pub access: String,
+    #[serde(with = "crate::timestamp")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of an instance's audit log, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "crate::timestamp")]
+    pub at: DateTime<Utc>,
+    /// Who acted: a user name, or `broker:<name>` for the platform.
+    pub actor: String,
+    /// What they did, such as `backup.create` or `restore.create`.
+    pub action: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub remote_addr: Option<String>,
+}

@@ -2,13 +2,49 @@
 
 use backup::keys::BackupKey;
 use secrecy::ExposeSecret;
-use store::{Backup, Instance, InstanceState, KeyKind, NewBackup, Restore, StoreError};
+use store::{AuditOutcome, Backup, Instance, InstanceState, KeyKind, NewBackup, Restore, StoreError};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+fn outcome<T>(result: &Result<T, ApiError>) -> AuditOutcome {
+    match result {
+        Ok(_) => AuditOutcome::Success,
+        Err(e) if e.status == axum::http::StatusCode::FORBIDDEN => AuditOutcome::Denied,
+        Err(_) => AuditOutcome::Failure,
+    }
+}
+
 impl AppState {
-    pub async fn trigger_backup(&self, instance: &Instance) -> Result<Backup, ApiError> {
+    /// Queues a backup for the caller, and records the attempt in the audit log.
+    pub async fn trigger_backup(&self, caller: &Caller, instance: &Instance) -> Result<Backup, ApiError> {
+        let result = self.queue_backup(instance).await;
+        let detail = match &result {
+            Ok(backup) => format!("backup {} queued", backup.seq),
+            Err(e) => e.description.clone(),
+        };
+        self.audit(caller, "backup.create", Some(&instance.guid), outcome(&result), Some(&detail)).await;
+        result
+    }
+
+    /// Queues a restore of a done backup for the caller, and records the attempt.
+    pub async fn trigger_restore(
+        &self,
+        caller: &Caller,
+        instance: &Instance,
+        backup: &Backup,
+    ) -> Result<Restore, ApiError> {
+        let result = self.queue_restore(instance, backup).await;
+        let detail = match &result {
+            Ok(restore) => format!("restore {} of backup {} queued", restore.seq, backup.seq),
+            Err(e) => format!("restore of backup {}: {}", backup.seq, e.description),
+        };
+        self.audit(caller, "restore.create", Some(&instance.guid), outcome(&result), Some(&detail)).await;
+        result
+    }
+
+    async fn queue_backup(&self, instance: &Instance) -> Result<Backup, ApiError> {
         ensure_running(instance)?;
         let engine = self.engine_of(instance)?;
         let key = match self.store.current_key(instance.id, KeyKind::Generated).await {
@@ -35,7 +71,7 @@ impl AppState {
         Ok(backup)
     }
 
-    pub async fn trigger_restore(&self, instance: &Instance, backup: &Backup) -> Result<Restore, ApiError> {
+    async fn queue_restore(&self, instance: &Instance, backup: &Backup) -> Result<Restore, ApiError> {
         ensure_running(instance)?;
         if backup.status() != api_types::TaskStatus::Done || backup.sha256.is_none() {
             return Err(ApiError::conflict(

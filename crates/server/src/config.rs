@@ -28,6 +28,7 @@ pub struct Config {
     /// File holding the master key; `<data>/master.key` by default, created on first start.
     pub master_key_file: Option<PathBuf>,
     pub broker: BrokerConfig,
+    pub auth: crate::auth::AuthConfig,
     pub backups: BackupsConfig,
     pub engines: EnginesConfig,
     pub jobs: JobsConfig,
@@ -44,6 +45,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: None,
             broker: BrokerConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             backups: BackupsConfig::default(),
             engines: EnginesConfig::default(),
             jobs: JobsConfig::default(),
@@ -203,6 +205,11 @@ impl Config {
         let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.data = absolute(&config.data)?;
         Ok(config)
+    }
+
+    /// Whether browsers reach svcdash over https, so cookies may be marked `Secure`.
+    pub fn https(&self) -> bool {
+        self.public_url().starts_with("https://")
     }
 
     pub fn public_url(&self) -> String {

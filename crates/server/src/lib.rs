@@ -1,6 +1,7 @@
 //! svcdash's service: configuration, state, the HTTP APIs and the job workers.
 //! [`start`] runs it all and hands back the bound address, so tests can use port 0.
 
+mod audit;
 pub mod auth;
 mod backups;
 pub mod catalog;
@@ -55,11 +56,14 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             let _ = watchdog.await;
         })
     };
+    tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
     let app = http::router(state.clone());
     let stopping = shutdown.clone();
     let task_state = state.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(stopping.cancelled_owned()).await;
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stopping.cancelled_owned())
+            .await;
         let _ = workers.await;
         task_state.deployer.stop_all().await;
         served.context("serving HTTP")

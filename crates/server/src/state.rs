@@ -8,7 +8,7 @@ use engines::LocalDeployer;
 use store::Store;
 use tokio::sync::Notify;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, LoginLimiter};
 use crate::catalog::Catalog;
 use crate::config::Config;
 
@@ -23,6 +23,7 @@ pub struct AppState {
     pub auth: Arc<dyn Authenticator>,
     /// Wakes the job workers when a job is queued.
     pub jobs: Arc<Notify>,
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
@@ -37,6 +38,10 @@ impl AppState {
         let storage = BackupStorage::open(&config.backups_url()?, config.backups.options.clone())?;
         let deployer = LocalDeployer::new(config.instances_dir(), config.engines.tools(), &config.engines.run_as)?;
         let auth = Arc::new(crate::auth::LocalTokens::new(store.clone()));
+        let login_limiter = Arc::new(LoginLimiter::new(
+            config.auth.max_failed_logins,
+            std::time::Duration::from_secs(config.auth.failed_login_window_secs),
+        ));
         Ok(Self {
             config: Arc::new(config),
             catalog: Arc::new(catalog),
@@ -46,6 +51,7 @@ impl AppState {
             master,
             auth,
             jobs: Arc::new(Notify::new()),
+            login_limiter,
         })
     }
 

@@ -1,6 +1,6 @@
 //! svcdash's state store. Handlers and jobs talk to the [`Store`] trait only, so a
 //! PostgreSQL store can join the SQLite one without touching them. One trait per
-//! capability (instances, jobs, backups, users); [`Store`] is all of them.
+//! capability (instances, jobs, backups, users, sessions, audit); [`Store`] is all of them.
 
 mod error;
 mod models;
@@ -86,13 +86,44 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, name: &str) -> StoreResult<User>;
     async fn user_by_name(&self, name: &str) -> StoreResult<User>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
-    async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>) -> StoreResult<()>;
+    /// Grants a role on a tenant (or one subtenant); granting again changes the role.
+    async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>, role: Role) -> StoreResult<()>;
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
     async fn grants(&self, user_id: i64) -> StoreResult<Vec<Grant>>;
     async fn create_token(&self, user_id: i64, token_hash: &str) -> StoreResult<()>;
     /// The user owning a token with this hash, if the token has not expired.
     async fn user_by_token_hash(&self, token_hash: &str) -> StoreResult<User>;
 }
 
+/// Sign-in sessions and the single sign-on flows that lead to them.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, new: NewSession) -> StoreResult<Session>;
+    /// The session with this cookie hash, if it was used after `active_since`.
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        active_since: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Session>;
+    /// Marks the session used now; new provider tokens and claims replace the old when given.
+    async fn touch_session(&self, id: i64, sealed_tokens: Option<&str>, claims: Option<&str>) -> StoreResult<()>;
+    async fn delete_session(&self, id: i64) -> StoreResult<()>;
+    /// Removes sessions idle since before `cutoff` and login flows begun before it.
+    async fn delete_stale_sessions(&self, cutoff: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+
+    async fn create_login_flow(&self, flow: LoginFlow) -> StoreResult<()>;
+    /// Removes and returns the flow: a `state` is good for one callback.
+    async fn take_login_flow(&self, state_hash: &str) -> StoreResult<LoginFlow>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Newest first; only this instance's entries when given.
+    async fn audit_entries(&self, instance_guid: Option<&str>, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+}
+
 /// Everything svcdash keeps.
-pub trait Store: InstanceStore + JobStore + BackupStore + UserStore {}
-impl<T: InstanceStore + JobStore + BackupStore + UserStore> Store for T {}
+pub trait Store: InstanceStore + JobStore + BackupStore + UserStore + SessionStore + AuditStore {}
+impl<T: InstanceStore + JobStore + BackupStore + UserStore + SessionStore + AuditStore> Store for T {}

@@ -228,15 +228,92 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+text_enum!(
+    /// What a grant allows on the instances it covers; `Manage` includes `Read`.
+    #[derive(PartialOrd, Ord)]
+    Role {
+        Read => "read",
+        Manage => "manage",
+    }
+);
+
 /// Access to a tenant, or to one subtenant of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub tenant_id: String,
     pub subtenant_id: Option<String>,
+    pub role: Role,
 }
 
 impl Grant {
     pub fn covers(&self, tenant_id: &str, subtenant_id: &str) -> bool {
         self.tenant_id == tenant_id && self.subtenant_id.as_deref().is_none_or(|s| s == subtenant_id)
     }
+}
+
+/// A signed-in browser (or curl cookie jar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: i64,
+    pub subject: String,
+    pub user_name: String,
+    pub csrf_token: String,
+    /// JSON kept for the identity provider's side (groups, token expiry).
+    pub claims: String,
+    /// The provider's tokens, sealed under the master key.
+    pub sealed_tokens: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub subject: String,
+    pub user_name: String,
+    pub csrf_token: String,
+    pub claims: String,
+    pub sealed_tokens: Option<String>,
+}
+
+/// A single sign-on round trip that has begun and not yet come back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginFlow {
+    pub state_hash: String,
+    pub browser_hash: String,
+    pub sealed_verifier: String,
+    pub nonce: String,
+    pub return_to: String,
+    pub created_at: DateTime<Utc>,
+}
+
+text_enum!(
+    AuditOutcome {
+        Success => "success",
+        Failure => "failure",
+        Denied => "denied",
+    }
+);
+
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub instance_guid: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+/// One state-changing action: who, what, on which instance, when, and how it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub instance_guid: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: Option<String>,
+    pub remote_addr: Option<String>,
 }

@@ -44,6 +44,15 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Show the audit log: who changed what, on which instance, and how it went.
+    Audit {
+        /// Only this instance's entries (its name or id).
+        #[arg(long)]
+        instance: Option<String>,
+        /// At most this many entries, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +94,14 @@ enum UsersCommand {
         tenant: String,
         #[arg(long)]
         subtenant: Option<String>,
+        /// `manage` may back up and restore; `read` may only look.
+        #[arg(long, default_value = "manage", value_parser = ["manage", "read"])]
+        role: String,
+    },
+    /// Set a user's password for the login page: asked twice on a terminal, else
+    /// read as one line from standard input.
+    Passwd {
+        name: String,
     },
     List,
 }
@@ -113,6 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::DefaultConfig => Ok(()),
         Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
+        Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,
         Command::Token { user } => {
             let state = AppState::open(config).await?;
             let user = find_user(&state, &user).await?;
@@ -283,13 +301,23 @@ async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        UsersCommand::Grant { name, tenant, subtenant } => {
+        UsersCommand::Grant { name, tenant, subtenant, role } => {
             let user = find_user(&state, &name).await?;
-            state.store.grant(user.id, &tenant, subtenant.as_deref()).await?;
+            let role: store::Role = role.parse()?;
+            state.store.grant(user.id, &tenant, subtenant.as_deref(), role).await?;
+            let verb = if role == store::Role::Manage { "manage" } else { "see" };
             match subtenant {
-                Some(s) => println!("{name} may now use instances of tenant {tenant}, subtenant {s}"),
-                None => println!("{name} may now use instances of tenant {tenant}"),
+                Some(s) => println!("{name} may now {verb} instances of tenant {tenant}, subtenant {s}"),
+                None => println!("{name} may now {verb} instances of tenant {tenant}"),
             }
+            Ok(())
+        }
+        UsersCommand::Passwd { name } => {
+            let user = find_user(&state, &name).await?;
+            let password = read_new_password(&name)?;
+            let hash = tokio::task::spawn_blocking(move || server::auth::hash_password(&password)).await??;
+            state.store.set_password_hash(user.id, &hash).await?;
+            println!("password of {name} set");
             Ok(())
         }
         UsersCommand::List => {
@@ -300,8 +328,8 @@ async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
                     .await?
                     .into_iter()
                     .map(|g| match g.subtenant_id {
-                        Some(s) => format!("{}/{s}", g.tenant_id),
-                        None => g.tenant_id,
+                        Some(s) => format!("{}/{s} ({})", g.tenant_id, g.role),
+                        None => format!("{} ({})", g.tenant_id, g.role),
                     })
                     .collect();
                 println!("{}\t{}", user.name, grants.join(", "));
@@ -309,6 +337,57 @@ async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Passwords shorter than this are refused.
+const MIN_PASSWORD_LEN: usize = 8;
+
+fn read_new_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("new password for {name}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        if first != again {
+            bail!("the two passwords differ; nothing changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        bail!("a password needs at least {MIN_PASSWORD_LEN} characters; nothing changed");
+    }
+    Ok(password)
+}
+
+async fn audit(state: AppState, instance: Option<String>, limit: i64) -> anyhow::Result<()> {
+    if !(1..=100_000).contains(&limit) {
+        bail!("--limit must be between 1 and 100000");
+    }
+    let guid = match instance {
+        Some(name) => Some(match state.store.instance_by_guid(&name).await {
+            Ok(i) => i.guid,
+            Err(StoreError::NotFound) => find_instance(&state, &name).await?.guid,
+            Err(e) => return Err(e.into()),
+        }),
+        None => None,
+    };
+    println!("at\tactor\taction\tinstance\toutcome\taddress\tdetail");
+    for e in state.store.audit_entries(guid.as_deref(), limit).await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            api_types::timestamp::format(&e.at),
+            e.actor,
+            e.action,
+            e.instance_guid.as_deref().unwrap_or("-"),
+            e.outcome,
+            e.remote_addr.as_deref().unwrap_or("-"),
+            e.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 fn uuid_v4() -> String {

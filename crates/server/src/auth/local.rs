@@ -1,7 +1,9 @@
-//! Local users' API tokens: random, shown once, stored only as a sha256 hash.
+//! svcdash's own users: API tokens (random, shown once, stored as a sha256 hash)
+//! and passwords (argon2id).
 
 use std::sync::Arc;
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_trait::async_trait;
 use base64::Engine;
 use rand::RngCore;
@@ -32,17 +34,49 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// An argon2id hash (PHC string) of a password, with a fresh salt. Slow on purpose:
+/// call it off the async threads.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("encoding a salt: {e}"))?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+        .to_string())
+}
+
+/// Whether `password` matches a hash from [`hash_password`]. Slow on purpose.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+impl LocalTokens {
+    async fn principal(&self, user: store::User) -> Result<Principal, AuthError> {
+        let grants = self.store.grants(user.id).await?;
+        Ok(Principal { subject: format!("local:{}", user.name), name: user.name, grants })
+    }
+}
+
 #[async_trait]
 impl Authenticator for LocalTokens {
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let user = match self.store.user_by_token_hash(&hash_token(token)).await {
-            Ok(user) => user,
+        match self.store.user_by_token_hash(&hash_token(token)).await {
+            Ok(user) => self.principal(user).await,
             Err(StoreError::NotFound) => {
-                return Err(AuthError::Unauthenticated("the token is not valid or has expired".into()));
+                Err(AuthError::Unauthenticated("the token is not valid or has expired".into()))
             }
-            Err(e) => return Err(AuthError::Other(e.into())),
-        };
-        let grants = self.store.grants(user.id).await.map_err(|e| AuthError::Other(e.into()))?;
-        Ok(Principal { name: user.name, grants })
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn principal_for_subject(&self, subject: &str, _name: &str) -> Result<Principal, AuthError> {
+        let gone = || AuthError::Unauthenticated("the session's user no longer exists; sign in again".into());
+        let name = subject.strip_prefix("local:").ok_or_else(gone)?;
+        match self.store.user_by_name(name).await {
+            Ok(user) => self.principal(user).await,
+            Err(StoreError::NotFound) => Err(gone()),
+            Err(e) => Err(e.into()),
+        }
     }
 }

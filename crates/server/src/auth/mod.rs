@@ -1,16 +1,28 @@
-//! Who is asking, and may they touch this instance. Handlers use [`Caller`] and
-//! [`AppState::authorized_instance`]; the [`Authenticator`] behind them is the one
-//! seam single sign-on plugs into.
+//! Who is asking, and what may they do on an instance.
+//!
+//! A request is authenticated either by `Authorization: bearer <token>` (API
+//! clients, curl) or by a session cookie (browsers, and curl's cookie jar after
+//! the reference's sign-in step). Handlers take a [`Caller`] and ask
+//! [`AppState::authorized_instance`] for the instance with the [`Role`] they need;
+//! the [`Authenticator`] behind bearer tokens is the seam single sign-on plugs into.
 
+mod config;
+mod limiter;
 mod local;
+pub mod session;
 
-pub use local::{LocalTokens, hash_token, new_token};
+pub use config::AuthConfig;
+pub use limiter::LoginLimiter;
+pub use local::{LocalTokens, hash_password, hash_token, new_token, verify_password};
+
+use std::net::SocketAddr;
 
 use async_trait::async_trait;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use store::{Grant, Instance, StoreError};
+use axum::http::{HeaderMap, Method};
+use store::{AuditOutcome, Grant, Instance, Role, StoreError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -18,8 +30,18 @@ use crate::state::AppState;
 /// An authenticated user and what they may reach.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// Stable identity: `local:<name>` for svcdash's own users.
+    pub subject: String,
+    /// The name people see (and the audit log records).
     pub name: String,
     pub grants: Vec<Grant>,
+}
+
+impl Principal {
+    /// The strongest role the principal's grants give on this instance.
+    pub fn role_on(&self, instance: &Instance) -> Option<Role> {
+        self.grants.iter().filter(|g| g.covers(&instance.tenant_id, &instance.subtenant_id)).map(|g| g.role).max()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +52,23 @@ pub enum AuthError {
     Other(#[from] anyhow::Error),
 }
 
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Other(anyhow::Error::new(e))
+    }
+}
+
 #[async_trait]
 pub trait Authenticator: Send + Sync {
     /// Turns a bearer token into a principal.
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
 
-    /// Whether the principal may see and change this instance.
-    async fn may_access(&self, principal: &Principal, instance: &Instance) -> Result<bool, AuthError> {
-        Ok(principal.grants.iter().any(|g| g.covers(&instance.tenant_id, &instance.subtenant_id)))
+    /// The principal behind a session's subject, with their current grants.
+    async fn principal_for_subject(&self, subject: &str, name: &str) -> Result<Principal, AuthError>;
+
+    /// What the principal may do on this instance, if anything.
+    async fn role(&self, principal: &Principal, instance: &Instance) -> Result<Option<Role>, AuthError> {
+        Ok(principal.role_on(instance))
     }
 }
 
@@ -50,32 +81,78 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// The authenticated caller of a dashboard API route.
+/// How a request proved who it is.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub enum Via {
+    Bearer,
+    Session(store::Session),
+}
+
+/// The authenticated caller of a dashboard route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub via: Via,
+    /// The client's address, for the audit log and sign-in throttling.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The token of an `Authorization: bearer <token>` header (scheme in any case).
+/// `Ok(None)` without the header; an error for any other form of it.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(header) = headers.get(AUTHORIZATION) else { return Ok(None) };
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be \"bearer <token>\""))
+}
+
+pub fn client_addr(parts: &Parts) -> Option<SocketAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("no credentials: send the header \"Authorization: bearer <token>\"")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be \"bearer <token>\""))?;
-        Ok(Caller(state.auth.authenticate(token).await?))
+        let addr = client_addr(parts);
+        if let Some(token) = bearer_token(&parts.headers)? {
+            let principal = state.auth.authenticate(token).await?;
+            return Ok(Caller { principal, via: Via::Bearer, addr });
+        }
+        let Some(session) = session::from_cookie(state, &parts.headers).await? else {
+            return Err(ApiError::unauthorized(
+                "no credentials: send \"Authorization: bearer <token>\" or a session cookie",
+            ));
+        };
+        // A cookie rides along on any request a browser makes, also on those another
+        // site triggers: changes need the session's CSRF token as well.
+        if !is_safe(&parts.method) {
+            session::check_csrf(&session, &parts.headers)?;
+        }
+        let principal = state.auth.principal_for_subject(&session.subject, &session.user_name).await?;
+        Ok(Caller { principal, via: Via::Session(session), addr })
     }
 }
 
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 impl AppState {
-    /// The instance with this id, if the caller may access it: 404 when unknown, 403 when not theirs.
-    pub async fn authorized_instance(&self, caller: &Caller, instance_guid: &str) -> Result<Instance, ApiError> {
+    /// The instance with this id, if the caller holds `need` on it: 404 when unknown,
+    /// 403 when not theirs (recorded in the audit log when a change was refused).
+    pub async fn authorized_instance(
+        &self,
+        caller: &Caller,
+        instance_guid: &str,
+        need: Role,
+    ) -> Result<Instance, ApiError> {
         let instance = match self.store.instance_by_guid(instance_guid).await {
             Ok(instance) => instance,
             Err(StoreError::NotFound) => {
@@ -83,12 +160,20 @@ impl AppState {
             }
             Err(e) => return Err(e.into()),
         };
-        if !self.auth.may_access(&caller.0, &instance).await? {
-            return Err(ApiError::forbidden(format!(
-                "user {:?} has no access to service instance {instance_guid:?}",
-                caller.0.name
-            )));
+        let role = self.auth.role(&caller.principal, &instance).await?;
+        if role >= Some(need) {
+            return Ok(instance);
         }
-        Ok(instance)
+        let description = match role {
+            Some(role) => format!(
+                "user {:?} may only {role} service instance {instance_guid:?}; this needs {need}",
+                caller.principal.name
+            ),
+            None => format!("user {:?} has no access to service instance {instance_guid:?}", caller.principal.name),
+        };
+        if need == Role::Manage {
+            self.audit(caller, "access", Some(instance_guid), AuditOutcome::Denied, Some(&description)).await;
+        }
+        Err(ApiError::forbidden(description))
     }
 }

@@ -14,11 +14,13 @@ use store::{Instance, Job};
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::http::extract::Path;
+use crate::http::ui;
 use crate::state::AppState;
+use store::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/service-instances/{instance_id}/backups", get(list_backups_and_restores).post(create_backup))
+        .route("/service-instances/{instance_id}/backups", get(backups_page_or_list).post(create_backup))
         .route("/service-instances/{instance_id}/backups/restore", post(restore_backup))
         .route("/service-instances/{instance_id}/backups/{backup_id}/download", post(download_backup))
 }
@@ -37,12 +39,32 @@ fn task(job: &Job, task_id: i64) -> legacy::AgentTask {
     }
 }
 
-async fn list_backups_and_restores(
+/// Browsers get the Backups page here; API clients the deprecated JSON.
+async fn backups_page_or_list(
     State(state): State<AppState>,
-    caller: Caller,
     Path(instance_id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    if ui::wants_html(&parts.headers) {
+        return match ui::PageCaller::from_request_parts(&mut parts, &state).await {
+            Ok(ui::PageCaller(caller)) => ui::backups_page(&state, &caller, &instance_id).await.into_response(),
+            Err(redirect) => redirect,
+        };
+    }
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => list_backups_and_restores(state, caller, instance_id).await.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_backups_and_restores(
+    state: AppState,
+    caller: Caller,
+    instance_id: String,
 ) -> Result<Json<legacy::BackupsAndRestores>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     let backups = state.store.backups(instance.id).await?;
     let restores = state.store.restores(instance.id).await?;
     Ok(Json(legacy::BackupsAndRestores {
@@ -72,8 +94,8 @@ async fn create_backup(
     caller: Caller,
     Path(instance_id): Path<String>,
 ) -> Result<(StatusCode, Json<legacy::BackupCreated>)> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
-    let backup = state.trigger_backup(&instance).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
+    let backup = state.trigger_backup(&caller, &instance).await?;
     Ok((StatusCode::CREATED, Json(legacy::BackupCreated { id: backup.id, message: "job to backup is queued".into() })))
 }
 
@@ -103,7 +125,7 @@ async fn restore_backup(
     Path(instance_id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let Some((body_instance, backup_id)) = restore_ids(&body) else {
         return Ok(message(
             StatusCode::BAD_REQUEST,
@@ -129,7 +151,7 @@ async fn restore_backup(
         }
         Err(e) => return Err(e.into()),
     };
-    match state.trigger_restore(&instance, &backup).await {
+    match state.trigger_restore(&caller, &instance, &backup).await {
         Ok(restore) => Ok(Json(legacy::RestoreCreated { restore_id: restore.id }).into_response()),
         Err(e) if e.status == StatusCode::CONFLICT => Ok(message(StatusCode::PRECONDITION_FAILED, e.description)),
         Err(e) => Err(e),
@@ -141,7 +163,7 @@ async fn download_backup(
     caller: Caller,
     Path((instance_id, backup_id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let instance: Instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance: Instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let found = match backup_id.parse::<i64>() {
         Ok(id) => state.store.backup(id).await.ok().filter(|b| b.instance_id == instance.id),
         Err(_) => None,

@@ -1,10 +1,14 @@
 //! The HTTP surface: the Open Service Broker API under `/v2`, the dashboard API V1
-//! under `/v1/instances`, and the deprecated dashboard API under `/service-instances`.
+//! under `/v1/instances`, the deprecated dashboard API under `/service-instances`,
+//! and the web pages at the dashboard URL and below it (`/service-instances/{id}`).
 
 mod broker;
+mod dashboard;
 mod extract;
 mod legacy;
+mod login;
 mod openapi;
+mod ui;
 mod v1;
 
 use axum::Router;
@@ -18,6 +22,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(broker::router(state.clone()))
         .merge(v1::router())
+        .merge(dashboard::router())
+        .merge(login::router())
+        .merge(ui::router())
         .merge(legacy::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route") })

@@ -1,9 +1,11 @@
 //! The SQLite store: the embedded default. One file, WAL mode, migrations run on open.
 
+mod audit;
 mod backups;
 mod instances;
 mod jobs;
 mod rows;
+mod sessions;
 mod users;
 
 use std::path::Path;

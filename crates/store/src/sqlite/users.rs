@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::rows::UserRow;
 use super::{SqliteStore, now};
 use crate::models::*;
-use crate::{StoreResult, UserStore};
+use crate::{StoreError, StoreResult, UserStore};
 
 #[async_trait]
 impl UserStore for SqliteStore {
@@ -37,23 +37,41 @@ impl UserStore for SqliteStore {
             .collect())
     }
 
-    async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>) -> StoreResult<()> {
-        sqlx::query("INSERT OR IGNORE INTO user_grants (user_id, tenant_id, subtenant_id) VALUES (?, ?, ?)")
+    async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>, role: Role) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO user_grants (user_id, tenant_id, subtenant_id, role) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, tenant_id, COALESCE(subtenant_id, '')) DO UPDATE SET role = excluded.role",
+        )
+        .bind(user_id)
+        .bind(tenant_id)
+        .bind(subtenant_id)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
             .bind(user_id)
-            .bind(tenant_id)
-            .bind(subtenant_id)
             .execute(&self.pool)
             .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 
     async fn grants(&self, user_id: i64) -> StoreResult<Vec<Grant>> {
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT tenant_id, subtenant_id FROM user_grants WHERE user_id = ? ORDER BY id")
+        let rows: Vec<(String, Option<String>, String)> =
+            sqlx::query_as("SELECT tenant_id, subtenant_id, role FROM user_grants WHERE user_id = ? ORDER BY id")
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(tenant_id, subtenant_id)| Grant { tenant_id, subtenant_id }).collect())
+        rows.into_iter()
+            .map(|(tenant_id, subtenant_id, role)| Ok(Grant { tenant_id, subtenant_id, role: role.parse()? }))
+            .collect()
     }
 
     async fn create_token(&self, user_id: i64, token_hash: &str) -> StoreResult<()> {

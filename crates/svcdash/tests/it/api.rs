@@ -52,12 +52,12 @@ async fn dashboard_api_checks_who_is_asking() {
 
     // A grant on the subtenant alone is enough.
     let user = app.state().store.create_user("sam").await.unwrap();
-    app.state().store.grant(user.id, "org-a", Some("space-1")).await.unwrap();
+    app.state().store.grant(user.id, "org-a", Some("space-1"), store::Role::Manage).await.unwrap();
     let token = server::auth::new_token();
     app.state().store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
     let (status, _) = app.api_as(&format!("bearer {token}"), Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);
-    app.state().store.grant(user.id, "org-a", Some("space-2")).await.unwrap();
+    app.state().store.grant(user.id, "org-a", Some("space-2"), store::Role::Manage).await.unwrap();
 }
 
 #[tokio::test]
@@ -157,6 +157,10 @@ async fn openapi_document_describes_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
+        ("/v1/instances", "get"),
+        ("/v1/instances/{instance_id}", "get"),
+        ("/v1/instances/{instance_id}/audit", "get"),
+        ("/service-instances/{instance_id}", "get"),
         ("/v1/instances/{instance_id}/backups", "get"),
         ("/v1/instances/{instance_id}/backups", "post"),
         ("/v1/instances/{instance_id}/backups/{id}", "get"),

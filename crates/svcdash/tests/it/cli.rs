@@ -102,3 +102,49 @@ async fn serve_flags_win_over_the_environment() {
     assert_eq!(response["dashboard_url"], "https://from-flag.example/service-instances/flagged", "{response}");
     assert!(status.success(), "svcdash did not stop cleanly on SIGTERM: {status}");
 }
+
+#[test]
+fn users_get_passwords_and_roles() {
+    let dir = data_dir();
+    let data = dir.path().to_str().unwrap();
+    let env = [("SVCDASH_DATA", data)];
+    let passwd = |name: &str, input: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_svcdash"))
+            .args(["users", "passwd", name])
+            .env("SVCDASH_DATA", data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+
+    assert!(svcdash(&["users", "create", "bob"], &env).0);
+    let (ok, out) = passwd("bob", "short\n");
+    assert!(!ok && out.contains("at least 8 characters"), "{out}");
+    let (ok, out) = passwd("nobody-here", "long enough password\n");
+    assert!(!ok && out.contains("no user named \"nobody-here\""), "{out}");
+    let (ok, out) = passwd("bob", "long enough password\n");
+    assert!(ok && out.contains("password of bob set"), "{out}");
+    // Only a hash is kept.
+    let mut db = std::fs::read(dir.path().join("svcdash.db")).unwrap();
+    db.extend(std::fs::read(dir.path().join("svcdash.db-wal")).unwrap_or_default());
+    assert!(db.windows(9).any(|w| w == b"$argon2id"), "a password hash is stored");
+    assert!(!db.windows(20).any(|w| w == b"long enough password"));
+
+    let (ok, out) = svcdash(&["users", "grant", "bob", "--tenant", "org-a", "--role", "read"], &env);
+    assert!(ok && out.contains("bob may now see instances of tenant org-a"), "{out}");
+    let (ok, out) = svcdash(&["users", "grant", "bob", "--tenant", "org-b", "--subtenant", "s1"], &env);
+    assert!(ok && out.contains("bob may now manage instances of tenant org-b, subtenant s1"), "{out}");
+    let (ok, out) = svcdash(&["users", "grant", "bob", "--tenant", "org-a", "--role", "owner"], &env);
+    assert!(!ok && out.contains("owner"), "{out}");
+    let (ok, out) = svcdash(&["users", "list"], &env);
+    assert!(ok && out.contains("bob\torg-a (read), org-b/s1 (manage)"), "{out}");
+}

@@ -241,7 +241,7 @@ pub async fn user_token(state: &AppState, name: &str, tenant: &str) -> String {
         Ok(user) => user,
         Err(_) => state.store.create_user(name).await.unwrap(),
     };
-    state.store.grant(user.id, tenant, None).await.unwrap();
+    state.store.grant(user.id, tenant, None, store::Role::Manage).await.unwrap();
     let token = server::auth::new_token();
     state.store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
     format!("bearer {token}")

@@ -9,3 +9,4 @@ mod crash;
 mod engines;
 mod helpers;
 mod s3;
+mod sessions;

@@ -77,9 +77,10 @@ async fn bind(
     let creds = state.deployer.create_user(spec, &username, password.expose_secret()).await.map_err(internal)?;
     state
         .store
-        .create_binding(NewBinding { instance_id: instance.id, guid: binding_id, username, sealed_password })
+        .create_binding(NewBinding { instance_id: instance.id, guid: binding_id.clone(), username, sealed_password })
         .await
         .map_err(internal)?;
+    super::audit(&state, "binding.create", &instance.guid, &format!("binding {binding_id}")).await;
     Ok((StatusCode::CREATED, Json(BindResponse { credentials: to_credentials(creds) })).into_response())
 }
 
@@ -104,5 +105,6 @@ async fn unbind(
         }
     }
     state.store.delete_binding(binding.id).await.map_err(internal)?;
+    super::audit(&state, "binding.delete", &instance.guid, &format!("binding {binding_id}")).await;
     Ok(empty(StatusCode::OK))
 }

@@ -121,6 +121,7 @@ async fn provision(
         Err(StoreError::Conflict(_)) => return Ok(empty(StatusCode::CONFLICT)),
         Err(e) => return Err(internal(e)),
     };
+    super::audit(&state, "instance.provision", &instance_id, &format!("{} / {}", service.name, plan.name)).await;
     Ok((StatusCode::ACCEPTED, Json(ProvisionResponse { dashboard_url, operation: Some(operation_name(job.id)) }))
         .into_response())
 }
@@ -167,7 +168,12 @@ async fn deprovision(
     };
     let job = match state.store.last_lifecycle_job(instance.id).await.map_err(internal)? {
         Some(job) if job.kind == JobKind::Deprovision && !job.status.is_finished() => job,
-        _ => state.delete_instance(&instance).await.map_err(internal)?,
+        _ => {
+            let job = state.delete_instance(&instance).await.map_err(internal)?;
+            super::audit(&state, "instance.deprovision", &instance.guid, "processes and data removed; backups kept")
+                .await;
+            job
+        }
     };
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "operation": operation_name(job.id) }))).into_response())
 }

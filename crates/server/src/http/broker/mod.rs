@@ -52,6 +52,12 @@ pub fn empty(status: StatusCode) -> Response {
     (status, Json(serde_json::json!({}))).into_response()
 }
 
+/// Records what the platform did through the broker API in the audit log.
+async fn audit(state: &AppState, action: &str, instance_guid: &str, detail: &str) {
+    let actor = format!("broker:{}", state.config.broker.username);
+    state.audit_as(&actor, None, action, Some(instance_guid), store::AuditOutcome::Success, Some(detail)).await;
+}
+
 /// Basic auth, then the API version header.
 async fn check_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let broker = &state.config.broker;

@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::http::extract::{Path, parse_seq};
 use crate::state::AppState;
+use store::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,7 +50,7 @@ async fn list_backups(
     caller: Caller,
     Path(instance_id): Path<String>,
 ) -> Result<Json<Vec<v1::Backup>>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     let backups = state.store.backups(instance.id).await?;
     Ok(Json(backups.iter().map(to_v1).collect()))
 }
@@ -59,7 +60,7 @@ async fn show_backup(
     caller: Caller,
     Path((instance_id, id)): Path<(String, String)>,
 ) -> Result<Json<v1::Backup>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     Ok(Json(to_v1(&find_backup(&state, &instance, &id).await?)))
 }
 
@@ -68,8 +69,8 @@ async fn create_backup(
     caller: Caller,
     Path(instance_id): Path<String>,
 ) -> Result<Json<v1::BackupCreated>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
-    let backup = state.trigger_backup(&instance).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
+    let backup = state.trigger_backup(&caller, &instance).await?;
     Ok(Json(v1::BackupCreated { id: backup.seq, message: "job to backup is queued".into() }))
 }
 
@@ -78,7 +79,7 @@ async fn download_backup(
     caller: Caller,
     Path((instance_id, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let backup = find_backup(&state, &instance, &id).await?;
     let body = serde_json::json!({
         "message": crate::backups::not_downloadable_reason(backup.seq),
@@ -92,8 +93,8 @@ async fn restore_backup(
     caller: Caller,
     Path((instance_id, id)): Path<(String, String)>,
 ) -> Result<Json<v1::RestoreCreated>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let backup = find_backup(&state, &instance, &id).await?;
-    let restore = state.trigger_restore(&instance, &backup).await?;
+    let restore = state.trigger_restore(&caller, &instance, &backup).await?;
     Ok(Json(v1::RestoreCreated { id: restore.seq }))
 }

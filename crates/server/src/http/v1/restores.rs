@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::http::extract::{Path, parse_seq};
 use crate::state::AppState;
+use store::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,7 +33,7 @@ async fn list_restores(
     caller: Caller,
     Path(instance_id): Path<String>,
 ) -> Result<Json<Vec<v1::Restore>>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     Ok(Json(state.store.restores(instance.id).await?.iter().map(to_v1).collect()))
 }
 
@@ -41,7 +42,7 @@ async fn show_restore(
     caller: Caller,
     Path((instance_id, id)): Path<(String, String)>,
 ) -> Result<Json<v1::Restore>> {
-    let instance = state.authorized_instance(&caller, &instance_id).await?;
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     let seq = parse_seq(&id, "restore")?;
     match state.store.restore_by_seq(instance.id, seq).await {
         Ok(restore) => Ok(Json(to_v1(&restore))),

@@ -1,0 +1,110 @@
+// svcdash pages: reload without a full page load, the Automatic Reload switch
+// (remembered per browser), the settings menu, and actions through the JSON API.
+"use strict";
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+  const AUTO_KEY = "svcdash.autoReload";
+  const AUTO_EVERY_MS = 5000;
+  const BUSY_EVERY_MS = 1500;
+  const flash = document.getElementById("flash");
+
+  function say(text, isError) {
+    flash.textContent = text;
+    flash.className = isError ? "error" : "";
+  }
+
+  // Swaps in <main> of a fresh copy of this page, keeping focus and open dialogs.
+  async function reload() {
+    if (document.querySelector("dialog[open]") || document.querySelector(".menu-items:not([hidden])")) return;
+    const res = await fetch(location.href, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+    if (res.redirected && new URL(res.url).pathname === "/auth/login") { location.assign(res.url); return; }
+    if (!res.ok) { say(`Reload failed: HTTP ${res.status}`, true); return; }
+    const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    const fresh = doc.getElementById("main");
+    const main = document.getElementById("main");
+    if (!fresh || !main) return;
+    const focused = document.activeElement?.dataset?.backup;
+    main.replaceWith(fresh);
+    bind();
+    if (focused) document.querySelector(`[data-action="restore"][data-backup="${focused}"]`)?.focus();
+    schedule();
+  }
+
+  let timer = null;
+  function schedule() {
+    clearTimeout(timer);
+    const busy = document.getElementById("main")?.dataset.busy === "true";
+    const auto = localStorage.getItem(AUTO_KEY) === "on";
+    if (busy || auto) timer = setTimeout(() => reload().catch((e) => say(`Reload failed: ${e}`, true)), busy ? BUSY_EVERY_MS : AUTO_EVERY_MS);
+  }
+
+  async function call(url) {
+    const res = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
+      body: "{}",
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.description || body.msg || `HTTP ${res.status}`);
+    return body;
+  }
+
+  function closeMenus() {
+    document.querySelectorAll(".menu-items").forEach((m) => { m.hidden = true; });
+    document.querySelectorAll("[aria-haspopup]").forEach((b) => b.setAttribute("aria-expanded", "false"));
+  }
+
+  function bind() {
+    document.querySelectorAll("[aria-haspopup]").forEach((btn) => {
+      btn.addEventListener("click", () => {
+        const menu = document.getElementById(btn.getAttribute("aria-controls"));
+        const open = menu.hidden;
+        closeMenus();
+        menu.hidden = !open;
+        btn.setAttribute("aria-expanded", String(open));
+        if (open) menu.querySelector("button")?.focus();
+      });
+    });
+    document.querySelectorAll('[data-action="backup"]').forEach((btn) => {
+      btn.addEventListener("click", async () => {
+        closeMenus();
+        try {
+          const body = await call(btn.dataset.url);
+          say(`Backup ${body.id} is queued.`);
+          await reload();
+        } catch (e) { say(`The backup could not be triggered: ${e.message}`, true); }
+      });
+    });
+    document.querySelectorAll('[data-action="restore"]').forEach((btn) => {
+      btn.addEventListener("click", () => {
+        const dialog = document.getElementById("confirm-restore");
+        dialog.querySelector('[data-slot="backup"]').textContent = btn.dataset.backup;
+        dialog.returnValue = "";
+        dialog.onclose = async () => {
+          if (dialog.returnValue !== "yes") { btn.focus(); return; }
+          try {
+            const body = await call(btn.dataset.url);
+            say(`Restore ${body.id} of backup ${btn.dataset.backup} is queued.`);
+            await reload();
+          } catch (e) { say(`The restore could not be triggered: ${e.message}`, true); }
+        };
+        dialog.showModal();
+      });
+    });
+  }
+
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeMenus(); });
+  document.addEventListener("click", (e) => { if (!e.target.closest(".menu")) closeMenus(); });
+  document.getElementById("reload")?.addEventListener("click", () => reload().catch((e) => say(`Reload failed: ${e}`, true)));
+  const auto = document.getElementById("auto-reload");
+  if (auto) {
+    auto.checked = localStorage.getItem(AUTO_KEY) === "on";
+    auto.addEventListener("change", () => {
+      localStorage.setItem(AUTO_KEY, auto.checked ? "on" : "off");
+      schedule();
+    });
+  }
+  bind();
+  schedule();
+})();

@@ -1,0 +1,187 @@
+//! svcdash's own sign-in page for local users, and signing out.
+//!
+//! The login form is protected against cross-site posting by a double-submit
+//! token: a random value in a cookie that must come back in the form. Failed
+//! attempts are throttled per user name and per client address.
+
+use askama::Template;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{HeaderMap, LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use store::{AuditOutcome, StoreError};
+
+use super::extract::Query;
+use super::ui::render;
+use crate::auth::{self, Principal, session};
+use crate::state::AppState;
+
+const LOGIN_COOKIE: &str = "svcdash_login";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/login", get(login_page).post(login)).route("/auth/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    return_to: String,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    return_to: Option<String>,
+}
+
+/// Only paths on this server: never an open redirect to another site.
+fn local_path(target: Option<&str>) -> String {
+    match target {
+        Some(t) if t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\") => t.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn page(state: &AppState, status: StatusCode, return_to: String, username: String, error: Option<String>) -> Response {
+    let csrf = auth::new_token();
+    let cookie = session::set_cookie(state, LOGIN_COOKIE, &csrf, Some(3600));
+    let mut response = render(&LoginPage { csrf, return_to, username, error });
+    *response.status_mut() = status;
+    response.headers_mut().append(SET_COOKIE, cookie);
+    response.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    page(&state, StatusCode::OK, local_path(query.return_to.as_deref()), String::new(), None)
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    return_to: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let return_to = local_path(form.return_to.as_deref());
+    let username = form.username.trim().to_owned();
+    let fail = |status, why: &str| page(&state, status, return_to.clone(), username.clone(), Some(why.to_owned()));
+
+    let sent = session::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if sent.is_empty() || sent != form.csrf {
+        return fail(StatusCode::FORBIDDEN, "This sign-in form has expired. Please try again.");
+    }
+    let keys = [format!("user:{username}"), format!("addr:{}", addr.ip())];
+    if let Some(wait) = state.login_limiter.retry_after(&keys) {
+        state
+            .audit_as(&username, Some(addr), "login", None, AuditOutcome::Denied, Some("too many failed sign-ins"))
+            .await;
+        let mut response = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins. Try again in {} seconds.", wait.as_secs().max(1)),
+        );
+        response.headers_mut().insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
+        return response;
+    }
+
+    match check_password(&state, &username, form.password).await {
+        Ok(Some(principal)) => {
+            state.login_limiter.clear(&keys[0]);
+            let cookie = match session::start(&state, &principal).await {
+                Ok((_, cookie)) => cookie,
+                Err(e) => return super::ui::PageError(e).into_response(),
+            };
+            state.audit_as(&principal.name, Some(addr), "login", None, AuditOutcome::Success, None).await;
+            let mut response = Redirect::to(&return_to).into_response();
+            response.headers_mut().append(SET_COOKIE, cookie);
+            response.headers_mut().append(SET_COOKIE, session::clear_cookie(&state, LOGIN_COOKIE));
+            response
+        }
+        Ok(None) => {
+            state.login_limiter.record_failure(&keys);
+            state
+                .audit_as(
+                    &username,
+                    Some(addr),
+                    "login",
+                    None,
+                    AuditOutcome::Failure,
+                    Some("wrong user name or password"),
+                )
+                .await;
+            fail(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
+        Err(e) => super::ui::PageError(crate::error::ApiError::internal(e)).into_response(),
+    }
+}
+
+/// The user's principal when the password is theirs. Unknown users cost the same
+/// hashing time as known ones, so timing does not tell which names exist.
+async fn check_password(state: &AppState, username: &str, password: String) -> anyhow::Result<Option<Principal>> {
+    let user = match state.store.user_by_name(username).await {
+        Ok(user) => Some(user),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await?;
+    match user {
+        Some(user) if matches && user.password_hash.is_some() => {
+            Ok(Some(state.auth.principal_for_subject(&format!("local:{}", user.name), &user.name).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A hash of a random password nobody knows, checked for unknown users.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| auth::hash_password(&auth::new_token()).expect("hashing a random password"));
+
+#[derive(serde::Deserialize)]
+struct LogoutForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    let session = match session::from_cookie(&state, &headers).await {
+        Ok(session) => session,
+        Err(e) => return super::ui::PageError(e).into_response(),
+    };
+    if let Some(session) = session {
+        if let Err(e) = session::check_csrf_value(&session, Some(&form.csrf)) {
+            return super::ui::PageError(e).into_response();
+        }
+        if let Err(e) = state.store.delete_session(session.id).await {
+            return super::ui::PageError(e.into()).into_response();
+        }
+        state.audit_as(&session.user_name, Some(addr), "logout", None, AuditOutcome::Success, None).await;
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, HeaderValue::from_static("/auth/login")),
+            (SET_COOKIE, session::clear_cookie(&state, session::COOKIE_NAME)),
+        ],
+    )
+        .into_response()
+}

@@ -1,0 +1,83 @@
+//! The page handlers: instances, an instance's overview, its backups and restores.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use store::{InstanceState, Role};
+
+use super::views::{BackupView, InstanceView, RestoreView, is_busy};
+use super::{Frame, Nav, PageCaller, PageError, render};
+use crate::auth::Caller;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "instances.html")]
+struct InstancesPage {
+    page: Frame,
+    instances: Vec<InstanceView>,
+}
+
+pub async fn instances_page(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+) -> Result<Response, PageError> {
+    let mut instances = Vec::new();
+    for instance in state.store.list_instances().await? {
+        if instance.state == InstanceState::Deleted {
+            continue;
+        }
+        if state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?.is_some() {
+            instances.push(InstanceView::new(&state, &instance));
+        }
+    }
+    let mut page = Frame::new(&caller);
+    page.busy = instances.iter().any(|i| i.state == InstanceState::Deploying.as_str());
+    Ok(render(&InstancesPage { page, instances }))
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    page: Frame,
+    i: InstanceView,
+    role: Role,
+}
+
+pub async fn overview_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
+    let instance = state.authorized_instance(caller, guid, Role::Read).await?;
+    let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
+    let mut page = Frame::new(caller);
+    page.nav = Some(Nav { guid: instance.guid.clone(), active: "overview" });
+    page.busy = instance.state == InstanceState::Deploying;
+    Ok(render(&OverviewPage { page, i: InstanceView::new(state, &instance), role: role.unwrap_or(Role::Read) }))
+}
+
+#[derive(Template)]
+#[template(path = "backups.html")]
+struct BackupsPage {
+    page: Frame,
+    i: InstanceView,
+    may_manage: bool,
+    backups: Vec<BackupView>,
+    restores: Vec<RestoreView>,
+    download_reason: String,
+}
+
+pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
+    let instance = state.authorized_instance(caller, guid, Role::Read).await?;
+    let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
+    let backups = state.store.backups(instance.id).await?;
+    let restores = state.store.restores(instance.id).await?;
+    let mut page = Frame::new(caller);
+    page.nav = Some(Nav { guid: instance.guid.clone(), active: "backups" });
+    page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
+    let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
+    Ok(render(&BackupsPage {
+        page,
+        i: InstanceView::new(state, &instance),
+        may_manage: role == Some(Role::Manage),
+        backups: backups.iter().map(BackupView::new).collect(),
+        restores,
+        download_reason: "Downloads need a personal encryption key, which cannot be set yet.".into(),
+    }))
+}

@@ -1,0 +1,145 @@
+//! Sessions and pending single sign-on flows in SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, now};
+use crate::models::*;
+use crate::{SessionStore, StoreError, StoreResult};
+
+const SESSION_COLUMNS: &str = "id, subject, user_name, csrf_token, claims, sealed_tokens, created_at, last_seen_at";
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: i64,
+    subject: String,
+    user_name: String,
+    csrf_token: String,
+    claims: String,
+    sealed_tokens: Option<String>,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(r: SessionRow) -> Self {
+        Session {
+            id: r.id,
+            subject: r.subject,
+            user_name: r.user_name,
+            csrf_token: r.csrf_token,
+            claims: r.claims,
+            sealed_tokens: r.sealed_tokens,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FlowRow {
+    state_hash: String,
+    browser_hash: String,
+    sealed_verifier: String,
+    nonce: String,
+    return_to: String,
+    created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, new: NewSession) -> StoreResult<Session> {
+        let at = now();
+        let sql = format!(
+            "INSERT INTO sessions (token_hash, subject, user_name, csrf_token, claims, sealed_tokens, created_at, \
+             last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+        );
+        Ok(sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(new.token_hash)
+            .bind(new.subject)
+            .bind(new.user_name)
+            .bind(new.csrf_token)
+            .bind(new.claims)
+            .bind(new.sealed_tokens)
+            .bind(at)
+            .bind(at)
+            .fetch_one(&self.pool)
+            .await?
+            .into())
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &str, active_since: DateTime<Utc>) -> StoreResult<Session> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ? AND last_seen_at > ?");
+        Ok(sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(active_since)
+            .fetch_one(&self.pool)
+            .await?
+            .into())
+    }
+
+    async fn touch_session(&self, id: i64, sealed_tokens: Option<&str>, claims: Option<&str>) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?, sealed_tokens = COALESCE(?, sealed_tokens), \
+             claims = COALESCE(?, claims) WHERE id = ?",
+        )
+        .bind(now())
+        .bind(sealed_tokens)
+        .bind(claims)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn delete_stale_sessions(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let sessions =
+            sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ?").bind(cutoff).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM login_flows WHERE created_at <= ?").bind(cutoff).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(sessions.rows_affected())
+    }
+
+    async fn create_login_flow(&self, flow: LoginFlow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO login_flows (state_hash, browser_hash, sealed_verifier, nonce, return_to, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(flow.state_hash)
+        .bind(flow.browser_hash)
+        .bind(flow.sealed_verifier)
+        .bind(flow.nonce)
+        .bind(flow.return_to)
+        .bind(flow.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_login_flow(&self, state_hash: &str) -> StoreResult<LoginFlow> {
+        let row = sqlx::query_as::<_, FlowRow>(
+            "DELETE FROM login_flows WHERE state_hash = ? \
+             RETURNING state_hash, browser_hash, sealed_verifier, nonce, return_to, created_at",
+        )
+        .bind(state_hash)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LoginFlow {
+            state_hash: row.state_hash,
+            browser_hash: row.browser_hash,
+            sealed_verifier: row.sealed_verifier,
+            nonce: row.nonce,
+            return_to: row.return_to,
+            created_at: row.created_at,
+        })
+    }
+}
