@@ -58,6 +58,27 @@ install_moto() {
   export MOTO_SERVER="$PWD/$venv/bin/moto_server"
 }
 
+# The Node programs the tests start (crates/svcdash/tests/support/package.json:
+# oidc-provider for the OpenID Connect tests, playwright-core for the browser
+# tests), under target/ so the checkout holds no node_modules or lock file.
+# Reinstalled only when package.json differs from the copy of the last install.
+install_node_packages() {
+  local dir=target/test-tools/node manifest=crates/svcdash/tests/support/package.json
+  # oidc-provider 9 calls crypto.hash (Node 20.12); Debian 12's nodejs is 18.
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a * 100 + b >= 2012 ? 0 : 1)'; then
+    echo "dev.sh: the tests need Node.js 20.12 or later; this is $(node --version)" >&2
+    exit 1
+  fi
+  if [ ! -d "$dir/node_modules" ] || ! cmp -s "$manifest" "$dir/installed-package.json"; then
+    echo "dev.sh: installing the tests' Node packages (npm) into $dir" >&2
+    mkdir -p "$dir"
+    cp "$manifest" "$dir/package.json"
+    npm install --prefix "$dir" --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null
+    cp "$manifest" "$dir/installed-package.json"
+  fi
+  export SVCDASH_TEST_NODE_MODULES="$PWD/$dir/node_modules"
+}
+
 # Schemathesis drives every dashboard route of /v1/openapi.json against a running
 # svcdash with generated requests and checks the answers against the document:
 # no 5xx, documented status codes, bodies and content types.
@@ -106,8 +127,10 @@ case "${1:-}" in
     ;;
   test)
     shift
+    packages+=("nodejs:node" "npm:npm")
     install_missing
     install_moto
+    install_node_packages
     log=$(mktemp)
     cargo test --workspace --locked "$@" 2>&1 | tee "$log"
     api_fuzz

@@ -84,7 +84,12 @@ impl Catalog {
         self.services.iter().find(|s| s.name == name)
     }
 
-    pub fn broker_catalog(&self) -> api_types::broker::Catalog {
+    /// The catalog as the broker API shows it; in Cloud Foundry UAA mode every service
+    /// carries the dashboard's OAuth client, which the platform registers with UAA.
+    pub fn broker_catalog(
+        &self,
+        dashboard_client: Option<api_types::broker::DashboardClient>,
+    ) -> api_types::broker::Catalog {
         use serde_json::{Map, Value, json};
         let services = self
             .services
@@ -106,7 +111,7 @@ impl Catalog {
                     bindings_retrievable: false,
                     tags: s.tags.clone(),
                     metadata,
-                    dashboard_client: None,
+                    dashboard_client: dashboard_client.clone(),
                     plans: s
                         .plans
                         .iter()

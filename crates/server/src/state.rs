@@ -8,7 +8,8 @@ use engines::LocalDeployer;
 use store::Store;
 use tokio::sync::Notify;
 
-use crate::auth::{Authenticator, LoginLimiter};
+use crate::auth::oidc::Oidc;
+use crate::auth::{Authority, LoginLimiter, ProviderKind};
 use crate::catalog::Catalog;
 use crate::config::Config;
 
@@ -20,7 +21,10 @@ pub struct AppState {
     pub deployer: Arc<LocalDeployer>,
     pub storage: BackupStorage,
     pub master: MasterKey,
-    pub auth: Arc<dyn Authenticator>,
+    /// Who is asking and what they may do; [`crate::auth::Authenticator`] is its seam.
+    pub auth: Arc<Authority>,
+    /// The single sign-on provider, when one is configured (`[auth] provider`).
+    pub oidc: Option<Arc<Oidc>>,
     /// Wakes the job workers when a job is queued.
     pub jobs: Arc<Notify>,
     pub login_limiter: Arc<LoginLimiter>,
@@ -37,7 +41,20 @@ impl AppState {
         let master = config.master_key()?;
         let storage = BackupStorage::open(&config.backups_url()?, config.backups.options.clone())?;
         let deployer = LocalDeployer::new(config.instances_dir(), config.engines.tools(), &config.engines.run_as)?;
-        let auth = Arc::new(crate::auth::LocalTokens::new(store.clone()));
+        let oidc = match config.auth.provider {
+            ProviderKind::Local => None,
+            kind @ (ProviderKind::Oidc | ProviderKind::Uaa) => {
+                // UAA hands out Cloud Controller permissions only for this scope.
+                let extra = if kind == ProviderKind::Uaa {
+                    vec!["cloud_controller_service_permissions.read".to_owned()]
+                } else {
+                    Vec::new()
+                };
+                let callback = format!("{}/auth/callback", config.public_url());
+                Some(Arc::new(Oidc::new(&config.auth.oidc, callback, extra)?))
+            }
+        };
+        let auth = Arc::new(Authority::new(&config.auth, store.clone(), master.clone(), oidc.clone())?);
         let login_limiter = Arc::new(LoginLimiter::new(
             config.auth.max_failed_logins,
             std::time::Duration::from_secs(config.auth.failed_login_window_secs),
@@ -50,6 +67,7 @@ impl AppState {
             storage,
             master,
             auth,
+            oidc,
             jobs: Arc::new(Notify::new()),
             login_limiter,
         })

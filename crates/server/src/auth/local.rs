@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use async_trait::async_trait;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use store::{Store, StoreError};
 
-use super::{AuthError, Authenticator, Principal};
+use super::{AuthError, Principal};
 
 pub struct LocalTokens {
     store: Arc<dyn Store>,
@@ -51,18 +50,16 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-impl LocalTokens {
-    async fn principal(&self, user: store::User) -> Result<Principal, AuthError> {
-        let grants = self.store.grants(user.id).await?;
-        Ok(Principal { subject: format!("local:{}", user.name), name: user.name, grants })
-    }
+/// A local user as a principal, with their current grants.
+pub async fn principal(store: &dyn Store, user: store::User) -> Result<Principal, AuthError> {
+    let grants = store.grants(user.id).await?;
+    Ok(Principal { subject: format!("local:{}", user.name), name: user.name, grants, provider_token: None })
 }
 
-#[async_trait]
-impl Authenticator for LocalTokens {
-    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+impl LocalTokens {
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         match self.store.user_by_token_hash(&hash_token(token)).await {
-            Ok(user) => self.principal(user).await,
+            Ok(user) => principal(self.store.as_ref(), user).await,
             Err(StoreError::NotFound) => {
                 Err(AuthError::Unauthenticated("the token is not valid or has expired".into()))
             }
@@ -70,11 +67,11 @@ impl Authenticator for LocalTokens {
         }
     }
 
-    async fn principal_for_subject(&self, subject: &str, _name: &str) -> Result<Principal, AuthError> {
+    pub async fn principal_for_session(&self, session: &store::Session) -> Result<Principal, AuthError> {
         let gone = || AuthError::Unauthenticated("the session's user no longer exists; sign in again".into());
-        let name = subject.strip_prefix("local:").ok_or_else(gone)?;
+        let name = session.subject.strip_prefix("local:").ok_or_else(gone)?;
         match self.store.user_by_name(name).await {
-            Ok(user) => self.principal(user).await,
+            Ok(user) => principal(self.store.as_ref(), user).await,
             Err(StoreError::NotFound) => Err(gone()),
             Err(e) => Err(e.into()),
         }

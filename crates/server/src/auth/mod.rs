@@ -6,14 +6,19 @@
 //! [`AppState::authorized_instance`] for the instance with the [`Role`] they need;
 //! the [`Authenticator`] behind bearer tokens is the seam single sign-on plugs into.
 
+mod authority;
+mod cache;
+mod cloud_foundry;
 mod config;
 mod limiter;
 mod local;
+pub mod oidc;
 pub mod session;
 
-pub use config::AuthConfig;
+pub use authority::Authority;
+pub use config::{AuthConfig, AuthorizerKind, CloudFoundryConfig, GroupMapping, OidcConfig, ProviderKind};
 pub use limiter::LoginLimiter;
-pub use local::{LocalTokens, hash_password, hash_token, new_token, verify_password};
+pub use local::{LocalTokens, hash_password, hash_token, new_token, principal as local_principal, verify_password};
 
 use std::net::SocketAddr;
 
@@ -35,6 +40,8 @@ pub struct Principal {
     /// The name people see (and the audit log records).
     pub name: String,
     pub grants: Vec<Grant>,
+    /// The identity provider's access token, for asking the Cloud Controller.
+    pub provider_token: Option<secrecy::SecretString>,
 }
 
 impl Principal {
@@ -63,13 +70,12 @@ pub trait Authenticator: Send + Sync {
     /// Turns a bearer token into a principal.
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
 
-    /// The principal behind a session's subject, with their current grants.
-    async fn principal_for_subject(&self, subject: &str, name: &str) -> Result<Principal, AuthError>;
+    /// The principal behind a session, with their current grants (renewing the
+    /// identity provider's sign-in when it expired).
+    async fn principal_for_session(&self, session: &store::Session) -> Result<Principal, AuthError>;
 
     /// What the principal may do on this instance, if anything.
-    async fn role(&self, principal: &Principal, instance: &Instance) -> Result<Option<Role>, AuthError> {
-        Ok(principal.role_on(instance))
-    }
+    async fn role(&self, principal: &Principal, instance: &Instance) -> Result<Option<Role>, AuthError>;
 }
 
 impl From<AuthError> for ApiError {
@@ -135,7 +141,7 @@ impl FromRequestParts<AppState> for Caller {
         if !is_safe(&parts.method) {
             session::check_csrf(&session, &parts.headers)?;
         }
-        let principal = state.auth.principal_for_subject(&session.subject, &session.user_name).await?;
+        let principal = state.auth.principal_for_session(&session).await?;
         Ok(Caller { principal, via: Via::Session(session), addr })
     }
 }

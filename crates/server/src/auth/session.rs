@@ -63,6 +63,16 @@ pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option
 
 /// Starts a session for the principal; returns the `Set-Cookie` header that carries it.
 pub async fn start(state: &AppState, principal: &Principal) -> Result<(Session, HeaderValue), ApiError> {
+    start_with(state, principal, "{}".into(), None).await
+}
+
+/// Starts a session that keeps the identity provider's claims and (sealed) tokens.
+pub async fn start_with(
+    state: &AppState,
+    principal: &Principal,
+    claims: String,
+    sealed_tokens: Option<String>,
+) -> Result<(Session, HeaderValue), ApiError> {
     let token = new_token();
     let session = state
         .store
@@ -71,8 +81,8 @@ pub async fn start(state: &AppState, principal: &Principal) -> Result<(Session, 
             subject: principal.subject.clone(),
             user_name: principal.name.clone(),
             csrf_token: new_token(),
-            claims: "{}".into(),
-            sealed_tokens: None,
+            claims,
+            sealed_tokens,
         })
         .await?;
     Ok((session, set_cookie(state, COOKIE_NAME, &token, None)))

@@ -21,7 +21,7 @@ use store::{AuditOutcome, Instance, InstanceState, Role};
 
 use super::extract::{Path, Query};
 use super::ui;
-use crate::auth::{Caller, Via, bearer_token, session};
+use crate::auth::{Authenticator, Caller, Via, bearer_token, session};
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
 

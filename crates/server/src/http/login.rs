@@ -23,7 +23,10 @@ use crate::state::AppState;
 const LOGIN_COOKIE: &str = "svcdash_login";
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/auth/login", get(login_page).post(login)).route("/auth/logout", post(logout))
+    Router::new()
+        .route("/auth/login", get(login_page).post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/callback", get(super::sso::callback))
 }
 
 #[derive(Template)]
@@ -58,8 +61,13 @@ fn page(state: &AppState, status: StatusCode, return_to: String, username: Strin
     response
 }
 
+/// svcdash's own login page; with single sign-on, the way to the identity provider.
 async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
-    page(&state, StatusCode::OK, local_path(query.return_to.as_deref()), String::new(), None)
+    let return_to = local_path(query.return_to.as_deref());
+    if state.oidc.is_some() {
+        return super::sso::begin(&state, return_to).await;
+    }
+    page(&state, StatusCode::OK, return_to, String::new(), None)
 }
 
 #[derive(serde::Deserialize)]
@@ -78,6 +86,14 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let return_to = local_path(form.return_to.as_deref());
+    if state.oidc.is_some() {
+        let e = crate::error::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "passwords are not used here: sign in through the identity provider",
+        );
+        return super::ui::PageError(e).into_response();
+    }
     let username = form.username.trim().to_owned();
     let fail = |status, why: &str| page(&state, status, return_to.clone(), username.clone(), Some(why.to_owned()));
 
@@ -141,7 +157,7 @@ async fn check_password(state: &AppState, username: &str, password: String) -> a
     let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await?;
     match user {
         Some(user) if matches && user.password_hash.is_some() => {
-            Ok(Some(state.auth.principal_for_subject(&format!("local:{}", user.name), &user.name).await?))
+            Ok(Some(auth::local_principal(state.store.as_ref(), user).await?))
         }
         _ => Ok(None),
     }
@@ -150,6 +166,10 @@ async fn check_password(state: &AppState, username: &str, password: String) -> a
 /// A hash of a random password nobody knows, checked for unknown users.
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| auth::hash_password(&auth::new_token()).expect("hashing a random password"));
+
+#[derive(Template)]
+#[template(path = "signed-out.html")]
+struct SignedOut {}
 
 #[derive(serde::Deserialize)]
 struct LogoutForm {
@@ -176,12 +196,13 @@ async fn logout(
         }
         state.audit_as(&session.user_name, Some(addr), "logout", None, AuditOutcome::Success, None).await;
     }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (LOCATION, HeaderValue::from_static("/auth/login")),
-            (SET_COOKIE, session::clear_cookie(&state, session::COOKIE_NAME)),
-        ],
-    )
-        .into_response()
+    let clear = session::clear_cookie(&state, session::COOKIE_NAME);
+    if state.oidc.is_some() {
+        // Straight back to the login route would sign in again through the
+        // provider's own session: say so instead.
+        let mut response = super::ui::render(&SignedOut {});
+        response.headers_mut().append(SET_COOKIE, clear);
+        return response;
+    }
+    (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/auth/login")), (SET_COOKIE, clear)]).into_response()
 }

@@ -8,6 +8,7 @@ mod extract;
 mod legacy;
 mod login;
 mod openapi;
+mod sso;
 mod ui;
 mod v1;
 

@@ -8,5 +8,7 @@ mod cli;
 mod crash;
 mod engines;
 mod helpers;
+mod idp;
 mod s3;
 mod sessions;
+mod sso;

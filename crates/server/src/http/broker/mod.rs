@@ -121,7 +121,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn catalog(State(state): State<AppState>) -> Json<api_types::broker::Catalog> {
-    Json(state.catalog.broker_catalog())
+    let dashboard_client = match (&state.config.auth.provider, &state.oidc) {
+        (crate::auth::ProviderKind::Uaa, Some(oidc)) => Some(api_types::broker::DashboardClient {
+            id: oidc.client_id().to_owned(),
+            secret: state
+                .config
+                .auth
+                .oidc
+                .client_secret
+                .as_ref()
+                .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
+                .unwrap_or_default(),
+            redirect_uri: oidc.redirect_url().to_owned(),
+        }),
+        _ => None,
+    };
+    Json(state.catalog.broker_catalog(dashboard_client))
 }
 
 #[cfg(test)]

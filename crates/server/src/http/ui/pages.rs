@@ -7,7 +7,7 @@ use store::{InstanceState, Role};
 
 use super::views::{BackupView, InstanceView, RestoreView, is_busy};
 use super::{Frame, Nav, PageCaller, PageError, render};
-use crate::auth::Caller;
+use crate::auth::{Authenticator, Caller};
 use crate::state::AppState;
 
 #[derive(Template)]

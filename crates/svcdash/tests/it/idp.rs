@@ -1,0 +1,136 @@
+//! A real OpenID Connect provider for the tests: the npm package `oidc-provider`
+//! (tests/support/oidc-provider.mjs), started on a free port. `./dev.sh test`
+//! installs it under target/test-tools/node; `SVCDASH_TEST_NODE_MODULES` says
+//! where when it lives elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn node_modules() -> PathBuf {
+    std::env::var_os("SVCDASH_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools/node/node_modules"))
+}
+
+pub const CLIENT_ID: &str = "svcdash";
+pub const CLIENT_SECRET: &str = "idp-client-secret";
+/// A second client: the tests use it to get tokens of their own, as `cf oauth-token` would.
+pub const CLI_CLIENT_ID: &str = "cli";
+pub const CLI_REDIRECT: &str = "http://127.0.0.1:9/cli-callback";
+
+/// Alice is in team-a, Bob in team-b; Carol in no group.
+pub fn accounts() -> Value {
+    json!({
+        "alice": {"name": "Alice", "email": "alice@example.com", "groups": ["team-a"]},
+        "bob": {"name": "Bob", "email": "bob@example.com", "groups": ["team-b"]},
+        "carol": {"name": "Carol", "email": "carol@example.com", "groups": []},
+    })
+}
+
+impl Idp {
+    /// Starts the provider with svcdash's client (redirecting to `callback`) and the CLI client.
+    /// `env` sets further options (`OIDC_TTL_ID`, ...).
+    pub fn start(callback: &str, env: &[(&str, &str)]) -> Idp {
+        let modules = node_modules();
+        assert!(
+            modules.join("oidc-provider").is_dir(),
+            "oidc-provider is not installed under {} (`./dev.sh test` installs it)",
+            modules.display()
+        );
+        let clients = json!([
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [callback]},
+            {"client_id": CLI_CLIENT_ID, "client_secret": "cli-secret", "redirect_uris": [CLI_REDIRECT]},
+        ]);
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc-provider.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .env("SVCDASH_TEST_NODE_MODULES", &modules)
+            .env("OIDC_PORT", "0")
+            .env("OIDC_CLIENTS", clients.to_string())
+            .env("OIDC_ACCOUNTS", accounts().to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node ({e}); `./dev.sh test` installs Node.js"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let issuer = line
+            .trim()
+            .strip_prefix("OIDC_PROVIDER_READY ")
+            .unwrap_or_else(|| panic!("the OpenID provider did not start: {line:?}"))
+            .to_owned();
+        Idp { child, issuer }
+    }
+
+    /// Tokens of `user` for the CLI client, the way a command-line tool gets them:
+    /// authorization code flow with PKCE, the user picked by `login_hint`.
+    pub async fn tokens_for(&self, user: &str) -> Value {
+        use base64::Engine;
+        use sha2::Digest;
+        let verifier = format!("verifier-{user}-0123456789-0123456789-0123456789");
+        let challenge =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.url().as_str().starts_with(CLI_REDIRECT) { attempt.stop() } else { attempt.follow() }
+            }))
+            .build()
+            .unwrap();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", CLI_CLIENT_ID),
+                ("response_type", "code"),
+                ("scope", "openid profile email groups"),
+                ("redirect_uri", CLI_REDIRECT),
+                ("state", "s"),
+                ("nonce", "n"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", user),
+            ])
+            .finish();
+        let res = http.get(format!("{}/auth?{query}", self.issuer)).send().await.unwrap();
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        let code = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no code in {location}"));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CLI_REDIRECT),
+                ("code_verifier", &verifier),
+            ])
+            .finish();
+        let res = http
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(CLI_CLIENT_ID, Some("cli-secret"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "token request: {}", res.status());
+        res.json().await.unwrap()
+    }
+}

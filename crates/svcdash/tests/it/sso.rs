@@ -1,0 +1,246 @@
+//! Single sign-on against a real OpenID provider (oidc-provider, see `idp.rs`):
+//! the browser's round trip and its bad cases, bearer JWTs and opaque tokens,
+//! access from group claims, renewing an expired sign-in with the refresh token.
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, LOCATION};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use server::auth::{GroupMapping, ProviderKind};
+
+use crate::helpers::*;
+use crate::idp::{self, Idp};
+
+const HTML: &str = "text/html";
+
+struct Sso {
+    app: TestApp,
+    idp: Idp,
+    _dir: tempfile::TempDir,
+}
+
+/// svcdash with single sign-on through a fresh provider; team-a manages org-a,
+/// team-b may read org-b.
+async fn start(idp_env: &[(&str, &str)]) -> Sso {
+    let dir = data_dir();
+    let port = engines::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(&format!("{base}/auth/callback"), idp_env);
+    let mut config = config(dir.path());
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.public_url = Some(base);
+    config.auth.provider = ProviderKind::Oidc;
+    config.auth.oidc.issuer = Some(idp.issuer.clone());
+    config.auth.oidc.client_id = idp::CLIENT_ID.into();
+    config.auth.oidc.client_secret = Some(idp::CLIENT_SECRET.to_owned().into());
+    config.auth.oidc.scopes = vec!["profile".into(), "email".into(), "groups".into(), "offline_access".into()];
+    config.auth.oidc.audiences = vec![idp::CLIENT_ID.into(), idp::CLI_CLIENT_ID.into()];
+    let mapping = |group: &str, tenant: &str, role| GroupMapping {
+        group: group.into(),
+        tenant: tenant.into(),
+        subtenant: None,
+        role,
+    };
+    config.auth.group_mappings =
+        vec![mapping("team-a", "org-a", store::Role::Manage), mapping("team-b", "org-b", store::Role::Read)];
+    let app = TestApp::start_in(dir.path(), config).await;
+    Sso { app, idp, _dir: dir }
+}
+
+/// A browser: keeps cookies, follows redirects, but stops before svcdash's callback
+/// so the test can hold (and replay) it.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().path() == "/auth/callback" { attempt.stop() } else { attempt.follow() }
+        }))
+        .build()
+        .unwrap()
+}
+
+/// Walks a browser from `path` through the provider's login form as `user`, up
+/// to svcdash's callback; returns the callback URL.
+async fn to_callback(sso: &Sso, browser: &reqwest::Client, path: &str, user: &str) -> String {
+    let res = browser.get(format!("{}{path}", sso.app.base)).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the provider's login form");
+    let form_url = res.url().clone();
+    assert!(form_url.as_str().starts_with(&sso.idp.issuer), "{form_url}");
+    assert!(res.text().await.unwrap().contains("Sign in to the test identity provider"));
+    let res = browser
+        .post(format!("{form_url}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("login={user}&password=x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/auth/callback?", sso.app.base)), "{location}");
+    location
+}
+
+async fn page(browser: &reqwest::Client, url: &str) -> (StatusCode, String) {
+    let res = browser.get(url).header(ACCEPT, HTML).send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn browsers_sign_in_through_the_identity_provider() {
+    let sso = start(&[]).await;
+    let app = &sso.app;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let overview = format!("/service-instances/{id}");
+
+    let alice = browser();
+    let callback = to_callback(&sso, &alice, &overview, "alice").await;
+    // The callback signs in and returns to the page first asked for.
+    let res = alice.get(&callback).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!((res.status(), res.url().path()), (StatusCode::OK, overview.as_str()));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("alice@example.com") && html.contains("org-a") && html.contains("manage"), "{html}");
+    let (status, html) = page(&alice, &format!("{}/", app.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("href=\"{overview}\"")), "{html}");
+
+    // A callback is good once: replaying it (its state, its code) signs nobody in.
+    let (status, html) = page(&browser(), &callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("already used"), "{html}");
+    let (status, _) = page(&alice, &callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A made-up state neither.
+    let (status, html) = page(&browser(), &format!("{}/auth/callback?code=x&state=made-up", app.base)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    // Nor a callback carried to another browser than the one that began the sign-in.
+    let callback = to_callback(&sso, &browser(), &overview, "alice").await;
+    let (status, html) = page(&browser(), &callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("another browser"), "{html}");
+
+    // Signed in, but without a group that reaches org-a: no access.
+    for user in ["carol", "bob"] {
+        let b = browser();
+        let callback = to_callback(&sso, &b, &overview, user).await;
+        let res = b.get(&callback).header(ACCEPT, HTML).send().await.unwrap();
+        assert_eq!(res.url().path(), overview.as_str());
+        let (status, html) = (res.status(), res.text().await.unwrap());
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user}");
+        assert!(html.contains("No access"), "{html}");
+    }
+
+    let logins: Vec<(String, String)> = app
+        .state()
+        .store
+        .audit_entries(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "login")
+        .map(|e| (e.actor, e.outcome.to_string()))
+        .collect();
+    assert_eq!(
+        logins,
+        [("bob@example.com", "success"), ("carol@example.com", "success"), ("alice@example.com", "success")]
+            .map(|(a, o)| (a.to_owned(), o.to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn provider_tokens_work_as_bearer_tokens() {
+    // Groups in the ID token, as providers put them in tokens meant for APIs.
+    let sso = start(&[("OIDC_TTL_ID", "4"), ("OIDC_CLAIMS_IN_ID_TOKEN", "1")]).await;
+    let app = &sso.app;
+    let a = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let b = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-b").await;
+    let alice = sso.idp.tokens_for("alice").await;
+    let bob = sso.idp.tokens_for("bob").await;
+    let bearer = |tokens: &Value, which: &str| format!("bearer {}", tokens[which].as_str().unwrap());
+
+    // The ID token is a JWT, checked against the provider's keys; the access token
+    // is opaque here, so the provider's userinfo says whose it is.
+    for which in ["id_token", "access_token"] {
+        let (status, body) =
+            app.api_as(&bearer(&alice, which), Method::GET, &format!("/v1/instances/{a}/backups"), None).await;
+        assert_eq!(status, StatusCode::OK, "{which}: {body}");
+        assert!(body.is_array(), "{body}");
+        let (status, body) =
+            app.api_as(&bearer(&alice, which), Method::POST, &format!("/v1/instances/{a}/backups"), Some("{}")).await;
+        assert_eq!(status, StatusCode::OK, "{which}: {body}");
+        // Alice's token does not reach org-b's instance...
+        let (status, _) =
+            app.api_as(&bearer(&alice, which), Method::GET, &format!("/v1/instances/{b}/backups"), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{which}");
+        // ...and Bob's only reads there.
+        let (status, _) =
+            app.api_as(&bearer(&bob, which), Method::GET, &format!("/v1/instances/{b}/backups"), None).await;
+        assert_eq!(status, StatusCode::OK, "{which}");
+        let (status, _) =
+            app.api_as(&bearer(&bob, which), Method::POST, &format!("/v1/instances/{b}/backups"), Some("{}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{which}");
+        let (status, _) =
+            app.api_as(&bearer(&bob, which), Method::GET, &format!("/v1/instances/{a}/backups"), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{which}");
+    }
+    // A token whose signature does not check out is refused.
+    let id_token = alice["id_token"].as_str().unwrap();
+    let last = if id_token.ends_with('A') { "B" } else { "A" };
+    let forged = format!("{}{last}", &id_token[..id_token.len() - 1]);
+    let (status, body) =
+        app.api_as(&format!("bearer {forged}"), Method::GET, &format!("/v1/instances/{a}/backups"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // The reference's curl sign-in works with a provider token too.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/service-instances/{a}", app.base))
+        .header(AUTHORIZATION, bearer(&alice, "id_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+
+    // An expired JWT is refused with 401 (ID tokens live 4 s here).
+    let carol = sso.idp.tokens_for("carol").await;
+    let (status, _) = app.api_as(&bearer(&carol, "id_token"), Method::GET, "/v1/instances", None).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(4600)).await;
+    let (status, body) = app.api_as(&bearer(&carol, "id_token"), Method::GET, "/v1/instances", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn an_expired_sign_in_is_renewed_with_the_refresh_token() {
+    let sso = start(&[("OIDC_TTL_ACCESS", "2")]).await;
+    let app = &sso.app;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let b = browser();
+    let callback = to_callback(&sso, &b, "/", "alice").await;
+    assert_eq!(page(&b, &callback).await.0, StatusCode::OK);
+    let overview = format!("{}/service-instances/{id}", app.base);
+    assert_eq!(page(&b, &overview).await.0, StatusCode::OK);
+    let sealed_before = sealed_tokens(app).await;
+
+    // The access token expired: the next request renews it quietly.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(page(&b, &overview).await.0, StatusCode::OK);
+    assert_ne!(sealed_tokens(app).await, sealed_before, "new tokens were stored");
+
+    // When the provider cannot renew it, the session is over.
+    drop(sso.idp);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let res = b.get(format!("{}/v1/instances/{id}", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["description"].as_str().unwrap().contains("sign in again"), "{body}");
+}
+
+/// The sessions' sealed provider tokens, straight from the state database.
+async fn sealed_tokens(app: &TestApp) -> Vec<Option<String>> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", app.data.join("svcdash.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar("SELECT sealed_tokens FROM sessions ORDER BY id").fetch_all(&mut db).await.unwrap()
+}
