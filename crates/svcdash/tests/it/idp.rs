@@ -33,12 +33,13 @@ pub const CLIENT_SECRET: &str = "idp-client-secret";
 pub const CLI_CLIENT_ID: &str = "cli";
 pub const CLI_REDIRECT: &str = "http://127.0.0.1:9/cli-callback";
 
-/// Alice is in team-a, Bob in team-b; Carol in no group.
+/// Alice is in team-a, Bob in team-b; Carol and Dave in no group.
 pub fn accounts() -> Value {
     json!({
         "alice": {"name": "Alice", "email": "alice@example.com", "groups": ["team-a"]},
         "bob": {"name": "Bob", "email": "bob@example.com", "groups": ["team-b"]},
         "carol": {"name": "Carol", "email": "carol@example.com", "groups": []},
+        "dave": {"name": "Dave", "email": "dave@example.com", "groups": []},
     })
 }
 

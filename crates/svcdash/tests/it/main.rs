@@ -5,6 +5,7 @@ mod api;
 mod backups;
 mod broker;
 mod cli;
+mod cloud_foundry;
 mod crash;
 mod engines;
 mod helpers;
