@@ -76,7 +76,7 @@ install_node_packages() {
     npm install --prefix "$dir" --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null
     cp "$manifest" "$dir/installed-package.json"
   fi
-  export SVCDASH_TEST_NODE_MODULES="$PWD/$dir/node_modules"
+  export TEST_NODE_MODULES="$PWD/$dir/node_modules"
 }
 
 # Schemathesis drives every dashboard route of /v1/openapi.json against a running
@@ -127,7 +127,7 @@ case "${1:-}" in
     ;;
   test)
     shift
-    packages+=("nodejs:node" "npm:npm")
+    packages+=("nodejs:node" "npm:npm" "chromium:chromium")
     install_missing
     install_moto
     install_node_packages

@@ -263,8 +263,9 @@ mod tests {
         config.broker.password = Some("broker-pw".to_owned().into());
         config.master_key = Some("AGE-SECRET-KEY-1XYZ".to_owned().into());
         config.backups.options.insert("aws_secret_access_key".into(), "s3-secret".into());
+        config.auth.oidc.client_secret = Some("oidc-client-secret".to_owned().into());
         let shown = format!("{config:?}");
-        for secret in ["broker-pw", "AGE-SECRET-KEY-1XYZ", "s3-secret"] {
+        for secret in ["broker-pw", "AGE-SECRET-KEY-1XYZ", "s3-secret", "oidc-client-secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("aws_secret_access_key"));

@@ -1,6 +1,6 @@
 //! A real OpenID Connect provider for the tests: the npm package `oidc-provider`
 //! (tests/support/oidc-provider.mjs), started on a free port. `./dev.sh test`
-//! installs it under target/test-tools/node; `SVCDASH_TEST_NODE_MODULES` says
+//! installs it under target/test-tools/node; `TEST_NODE_MODULES` says
 //! where when it lives elsewhere.
 
 use std::io::{BufRead, BufReader};
@@ -22,7 +22,7 @@ impl Drop for Idp {
 }
 
 pub fn node_modules() -> PathBuf {
-    std::env::var_os("SVCDASH_TEST_NODE_MODULES")
+    std::env::var_os("TEST_NODE_MODULES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools/node/node_modules"))
 }
@@ -60,7 +60,7 @@ impl Idp {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc-provider.mjs");
         let mut child = Command::new("node")
             .arg(script)
-            .env("SVCDASH_TEST_NODE_MODULES", &modules)
+            .env("TEST_NODE_MODULES", &modules)
             .env("OIDC_PORT", "0")
             .env("OIDC_CLIENTS", clients.to_string())
             .env("OIDC_ACCOUNTS", accounts().to_string())

@@ -4,6 +4,7 @@
 mod api;
 mod backups;
 mod broker;
+mod browser;
 mod cli;
 mod cloud_foundry;
 mod crash;

@@ -6,7 +6,7 @@
 //   OIDC_ACCOUNTS            {"<account id>": {"name", "email", "groups": [...]}, ...}
 //   OIDC_CLAIMS_IN_ID_TOKEN  1 = claims in the ID token too, not only from userinfo
 //   OIDC_TTL_ACCESS, OIDC_TTL_ID, OIDC_TTL_REFRESH   lifetimes in seconds
-//   SVCDASH_TEST_NODE_MODULES  the node_modules holding oidc-provider (./dev.sh test
+//   TEST_NODE_MODULES  the node_modules holding oidc-provider (./dev.sh test
 //                            installs it into target/test-tools/node)
 // Once listening it prints one line, `OIDC_PROVIDER_READY <issuer>`, on stdout.
 // Signing in: pass login_hint=<account id> to skip the form, or fill in the form
@@ -23,7 +23,7 @@ console.log = console.info = console.error;
 // The packages live under target/, not beside this file, and ESM imports ignore
 // NODE_PATH: resolve from the directory the test names.
 const env = process.env;
-const modules = env.SVCDASH_TEST_NODE_MODULES;
+const modules = env.TEST_NODE_MODULES;
 const { default: Provider } = await import(modules
   ? pathToFileURL(createRequire(join(modules, 'noop.js')).resolve('oidc-provider')).href
   : 'oidc-provider');

@@ -1,0 +1,124 @@
+//! The pages in a real browser: headless Chromium driven by playwright-core
+//! (tests/support/browser.mjs) signs in, backs up, restores after confirming,
+//! reads the restore history and switches on automatic reload. Screenshots of
+//! each page land in target/screenshots.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_person_backs_up_and_restores_in_the_browser() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut conn = redis(&creds).await;
+    let _: () = redis::cmd("SET").arg("greeting").arg("before the backup").query_async(&mut conn).await.unwrap();
+    let user = app.state().store.user_by_name("alice").await.unwrap();
+    let password = "a long browser password";
+    app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
+
+    let modules = crate::idp::node_modules();
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "playwright-core is not installed under {} (`./dev.sh test` installs it)",
+        modules.display()
+    );
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser.mjs");
+    // The backup is made while the value is "before the backup"; the script
+    // restores it after this task changes the value once the backup is done.
+    let change = {
+        let base = app.base.clone();
+        let token = app.token.clone();
+        let id = id.clone();
+        let creds = creds.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let res = http
+                    .get(format!("{base}/v1/instances/{id}/backups"))
+                    .header("Authorization", &token)
+                    .send()
+                    .await
+                    .unwrap();
+                let backups: Value = res.json().await.unwrap();
+                if backups[0]["status"] == "done" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let mut redis = redis(&creds).await;
+            let _: () =
+                redis::cmd("SET").arg("greeting").arg("after the backup").query_async(&mut redis).await.unwrap();
+        })
+    };
+    let out = tokio::task::spawn_blocking({
+        let (base, id, shots) = (app.base.clone(), id.clone(), shots.clone());
+        move || {
+            Command::new("node")
+                .arg(script)
+                .env("TEST_NODE_MODULES", &modules)
+                .env("BASE_URL", base)
+                .env("INSTANCE", id)
+                .env("USER", "alice")
+                .env("PASSWORD", password)
+                .env("SCREENSHOTS", &shots)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser test failed:\n{stderr}\n{stdout}");
+    change.await.unwrap();
+
+    let findings: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(findings["emptyState"], true, "{findings}");
+    assert_eq!(findings["sameDocument"], true, "the backup's progress came without a full page load: {findings}");
+    assert!(findings["backupSize"].as_str().unwrap().ends_with(" B"), "{findings}");
+    assert_eq!(findings["restoresAfterNo"], 0, "No restores nothing: {findings}");
+    let row: Vec<&str> = findings["restoreRow"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!((row[0], row[1], row[4]), ("1", "1", "done"), "{findings}");
+    assert_eq!(
+        (findings["autoReloadBefore"].as_bool(), findings["autoReloadAfterReload"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(findings["instancesListed"], 1);
+    assert_eq!(findings["signedOut"], true);
+    assert_eq!(findings["pageErrors"], Value::Array(vec![]), "no script errors");
+
+    // What the browser did, happened: one backup, one restore, and the data is back.
+    let (_, restores) = app.api(Method::GET, &format!("/v1/instances/{id}/restores")).await;
+    assert_eq!(restores.as_array().unwrap().len(), 1);
+    assert_eq!(restores[0]["status"], "done");
+    let uri = creds["uri"].as_str().unwrap().to_owned();
+    let value: String = wait_for("the restored value", std::time::Duration::from_secs(60), &mut || {
+        let uri = uri.clone();
+        async move {
+            let mut conn = redis::Client::open(uri).ok()?.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("GET").arg("greeting").query_async(&mut conn).await.ok()
+        }
+    })
+    .await;
+    assert_eq!(value, "before the backup");
+    for name in [
+        "login",
+        "backup-menu",
+        "backups",
+        "restore-dialog",
+        "restore-history",
+        "overview",
+        "instances",
+        "backups-phone",
+    ] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}.png");
+    }
+}

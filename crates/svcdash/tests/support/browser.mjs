@@ -1,0 +1,121 @@
+// Drives svcdash's pages in headless Chromium (playwright-core, Debian's
+// chromium) the way a person would: sign in, trigger a backup, watch it finish,
+// restore it after confirming, read the restore history, switch on automatic
+// reload. Saves a screenshot of each page. Prints one JSON line of findings on
+// success; exits non-zero with the reason otherwise.
+//
+// Environment: BASE_URL, INSTANCE (id), USER, PASSWORD, SCREENSHOTS (folder),
+// TEST_NODE_MODULES (where playwright-core is installed),
+// CHROMIUM (default /usr/bin/chromium).
+
+import { createRequire } from "node:module";
+import path from "node:path";
+import fs from "node:fs";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const require = createRequire(path.join(env("TEST_NODE_MODULES"), "noop.js"));
+const { chromium } = require("playwright-core");
+
+const base = env("BASE_URL");
+const instance = env("INSTANCE");
+const shots = env("SCREENSHOTS");
+fs.mkdirSync(shots, { recursive: true });
+const TIMEOUT = 60_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // Root in a container, and a closed network: see FACTS on headless Chromium.
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const findings = {};
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+
+  // Asking for the backups page without a session lands on the login page.
+  await page.goto(`${base}/service-instances/${instance}/backups`);
+  await page.waitForURL(/\/auth\/login/);
+  await page.screenshot({ path: path.join(shots, "login.png") });
+  await page.getByLabel("User name").fill(env("USER"));
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "Wrong user name or password." }).waitFor();
+  await page.getByLabel("Password").fill(env("PASSWORD"));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(`${base}/service-instances/${instance}/backups`);
+  await page.getByRole("heading", { name: "Available Backups" }).waitFor();
+  findings.emptyState = await page.getByText("No backups yet.").isVisible();
+
+  // Settings menu → Manually Trigger A Backup, with the keyboard.
+  await page.getByRole("button", { name: "Settings" }).focus();
+  await page.keyboard.press("Enter");
+  const trigger = page.getByRole("menuitem", { name: "Manually Trigger A Backup" });
+  await trigger.waitFor();
+  await page.screenshot({ path: path.join(shots, "backup-menu.png") });
+  await page.keyboard.press("Enter");
+  await page.getByRole("status").filter({ hasText: "Backup 1 is queued." }).waitFor();
+  // The page follows the running job by itself, without a full reload.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const row = page.locator('tr[data-backup="1"]');
+  await row.locator(".badge.done").waitFor();
+  findings.backupSize = (await row.locator("td").nth(5).innerText()).trim();
+  findings.sameDocument = await page.evaluate(() => window.__sameDocument === true);
+  await page.screenshot({ path: path.join(shots, "backups.png"), fullPage: true });
+
+  // Restore: a dialog asks first; No leaves everything as it was.
+  await row.getByRole("button", { name: "Restore" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  await page.screenshot({ path: path.join(shots, "restore-dialog.png") });
+  await dialog.getByRole("button", { name: "No" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  findings.restoresAfterNo = await page.locator("#restores-title ~ div tbody tr").count();
+  await row.getByRole("button", { name: "Restore" }).click();
+  await dialog.getByRole("button", { name: "Yes" }).click();
+  await page.getByRole("status").filter({ hasText: "Restore 1 of backup 1 is queued." }).waitFor();
+  const history = page.locator("#restores-title ~ div tbody tr").first();
+  await history.locator(".badge.done").waitFor();
+  findings.restoreRow = (await history.innerText()).split("\t").map((s) => s.trim());
+  await page.screenshot({ path: path.join(shots, "restore-history.png"), fullPage: true });
+
+  // Automatic reload: the switch is remembered by the browser.
+  const auto = page.getByRole("switch", { name: "Automatic Reload" });
+  findings.autoReloadBefore = await auto.isChecked();
+  await auto.check();
+  await page.reload();
+  findings.autoReloadAfterReload = await page.getByRole("switch", { name: "Automatic Reload" }).isChecked();
+  await page.getByRole("button", { name: "Reload" }).click();
+
+  await page.getByRole("link", { name: "Overview" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+  await page.getByRole("link", { name: "svcdash" }).click();
+  await page.getByRole("heading", { name: "Service instances" }).waitFor();
+  findings.instancesListed = await page.locator(`a[href="/service-instances/${instance}"]`).count();
+  await page.screenshot({ path: path.join(shots, "instances.png"), fullPage: true });
+
+  // A phone-sized screen gets the same page, laid out for it.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${base}/service-instances/${instance}/backups`);
+  await page.screenshot({ path: path.join(shots, "backups-phone.png"), fullPage: true });
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/\/auth\/login/);
+  findings.signedOut = true;
+  findings.pageErrors = errors;
+  console.log(JSON.stringify(findings));
+} catch (e) {
+  console.error(`browser test failed: ${e.stack || e}`);
+  console.error(`findings so far: ${JSON.stringify(findings)}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
