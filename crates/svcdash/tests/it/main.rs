@@ -12,5 +12,6 @@ mod engines;
 mod helpers;
 mod idp;
 mod s3;
+mod secrets;
 mod sessions;
 mod sso;
