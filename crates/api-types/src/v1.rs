@@ -84,3 +84,28 @@ pub struct AuditEntry {
     pub detail: Option<String>,
     pub remote_addr: Option<String>,
 }
+
+/// An instance's backup settings (`GET /v1/instances/:instance_id/backups-config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupsConfig {
+    pub min_backup_count: i64,
+    /// Days.
+    pub retention_time: i64,
+    pub min_encryption_key_length: i64,
+    pub exclude_from_auto_backup: bool,
+}
+
+/// `PATCH /v1/instances/:instance_id/backups-config`: every field optional; the
+/// encryption key is write-only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsConfigUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_backup_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_from_auto_backup: Option<bool>,
+}

@@ -103,6 +103,9 @@ impl MasterKey {
 pub enum BackupKey {
     /// An X25519 identity generated for the instance.
     Generated(x25519::Identity),
+    /// A person's passphrase (age's scrypt recipient), so that `age -d` opens a
+    /// downloaded backup with nothing but the passphrase.
+    Personal(SecretString),
 }
 
 impl BackupKey {
@@ -110,13 +113,19 @@ impl BackupKey {
         Self::Generated(x25519::Identity::generate())
     }
 
+    pub fn personal(passphrase: SecretString) -> Self {
+        Self::Personal(passphrase)
+    }
+
     /// The text stored (sealed) in the state store.
     pub fn to_secret_string(&self) -> SecretString {
         match self {
             Self::Generated(identity) => identity.to_string(),
+            Self::Personal(passphrase) => passphrase.clone(),
         }
     }
 
+    /// A generated key from its stored text.
     pub fn parse(text: &SecretString) -> anyhow::Result<Self> {
         let identity = x25519::Identity::from_str(text.expose_secret())
             .map_err(|e| anyhow::anyhow!("a stored backup key is not an age X25519 key: {e}"))?;
@@ -126,12 +135,14 @@ impl BackupKey {
     pub fn recipient(&self) -> Box<dyn age::Recipient + Send> {
         match self {
             Self::Generated(identity) => Box::new(identity.to_public()),
+            Self::Personal(passphrase) => Box::new(age::scrypt::Recipient::new(passphrase.clone())),
         }
     }
 
     pub fn identity(&self) -> Box<dyn age::Identity + Send> {
         match self {
             Self::Generated(identity) => Box::new(identity.clone()),
+            Self::Personal(passphrase) => Box::new(age::scrypt::Identity::new(passphrase.clone())),
         }
     }
 }

@@ -38,12 +38,12 @@
     if (busy || auto) timer = setTimeout(() => reload().catch((e) => say(`Reload failed: ${e}`, true)), busy ? BUSY_EVERY_MS : AUTO_EVERY_MS);
   }
 
-  async function call(url) {
+  async function call(url, method = "POST", payload = {}) {
     const res = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
-      body: "{}",
+      body: JSON.stringify(payload),
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(body.description || body.msg || `HTTP ${res.status}`);
@@ -74,6 +74,28 @@
           say(`Backup ${body.id} is queued.`);
           await reload();
         } catch (e) { say(`The backup could not be triggered: ${e.message}`, true); }
+      });
+    });
+    document.querySelectorAll('[data-action="set-key"]').forEach((btn) => {
+      btn.addEventListener("click", () => {
+        closeMenus();
+        const dialog = document.getElementById("set-key");
+        const form = dialog.querySelector("form");
+        const error = dialog.querySelector('[data-slot="error"]');
+        form.reset();
+        error.textContent = "";
+        dialog.querySelector("[data-close]").onclick = () => dialog.close();
+        form.onsubmit = async (e) => {
+          e.preventDefault();
+          const key = form.elements.encryption_key.value;
+          try {
+            await call(form.dataset.url, "PATCH", { encryption_key: key });
+            dialog.close();
+            say("The encryption key is set. Backups triggered from now on can be downloaded.");
+            await reload();
+          } catch (err) { error.textContent = err.message; }
+        };
+        dialog.showModal();
       });
     });
     document.querySelectorAll('[data-action="restore"]').forEach((btn) => {

@@ -47,13 +47,17 @@ impl AppState {
     async fn queue_backup(&self, instance: &Instance) -> Result<Backup, ApiError> {
         ensure_running(instance)?;
         let engine = self.engine_of(instance)?;
-        let key = match self.store.current_key(instance.id, KeyKind::Generated).await {
-            Ok(key) => key,
-            Err(StoreError::NotFound) => {
-                let sealed = self.master.seal(BackupKey::generate().to_secret_string().expose_secret())?;
-                self.store.add_key(instance.id, KeyKind::Generated, &sealed).await?
-            }
-            Err(e) => return Err(e.into()),
+        // The personal key once one is set (downloads need it); else one svcdash generates.
+        let key = match self.personal_key(instance).await? {
+            Some(key) => key,
+            None => match self.store.current_key(instance.id, KeyKind::Generated).await {
+                Ok(key) => key,
+                Err(StoreError::NotFound) => {
+                    let sealed = self.master.seal(BackupKey::generate().to_secret_string().expose_secret())?;
+                    self.store.add_key(instance.id, KeyKind::Generated, &sealed).await?
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let backup = self
             .store
@@ -88,17 +92,41 @@ impl AppState {
     /// The backup key a backup was made with.
     pub async fn backup_key(&self, backup: &Backup) -> anyhow::Result<BackupKey> {
         let key = self.store.key(backup.key_id).await?;
-        BackupKey::parse(&self.master.unseal(&key.sealed_key)?)
+        let text = self.master.unseal(&key.sealed_key)?;
+        match key.kind {
+            KeyKind::Generated => BackupKey::parse(&text),
+            KeyKind::Personal => Ok(BackupKey::personal(text)),
+        }
+    }
+
+    /// The instance's current personal encryption key, if one was set.
+    pub async fn personal_key(&self, instance: &Instance) -> Result<Option<store::InstanceKey>, ApiError> {
+        match self.store.current_key(instance.id, KeyKind::Personal).await {
+            Ok(key) => Ok(Some(key)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
-/// Why a backup cannot be downloaded, for the 412 of both APIs. Backups are
-/// downloadable only when made with a personal encryption key.
-pub fn not_downloadable_reason(backup_number: i64) -> String {
-    format!(
-        "backup {backup_number} cannot be downloaded: it was encrypted with a key svcdash generated, not with a \
-         personal encryption key; set a personal key and trigger a new backup"
-    )
+/// Why a backup cannot be downloaded (for the 412 of both APIs), or `None` when it
+/// can: it is done and encrypted with the instance's current personal key.
+pub fn not_downloadable_reason(backup: &Backup, personal_key: Option<&store::InstanceKey>) -> Option<String> {
+    let n = backup.seq;
+    if backup.status() != api_types::TaskStatus::Done || backup.sha256.is_none() {
+        return Some(format!("backup {n} is {}; only a done backup can be downloaded", backup.status()));
+    }
+    match personal_key {
+        None => Some(format!(
+            "backup {n} cannot be downloaded: no personal encryption key is set for this instance; set one \
+             (backups-config) and trigger a new backup"
+        )),
+        Some(key) if key.id == backup.key_id => None,
+        Some(_) => Some(format!(
+            "backup {n} cannot be downloaded: it was not encrypted with the current personal encryption key \
+             (the key was set or changed after this backup); it can still be restored"
+        )),
+    }
 }
 
 fn ensure_running(instance: &Instance) -> Result<(), ApiError> {

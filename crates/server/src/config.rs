@@ -87,6 +87,12 @@ pub struct BackupsConfig {
     pub part_size_mib: usize,
     /// Parts uploaded at once.
     pub upload_concurrency: usize,
+    /// The shortest personal encryption key users may set.
+    pub min_encryption_key_length: usize,
+    /// An instance's `min_backup_count` until its managers set one.
+    pub default_min_backup_count: i64,
+    /// An instance's `retention_time` (days) until its managers set one.
+    pub default_retention_days: i64,
 }
 
 impl Default for BackupsConfig {
@@ -99,6 +105,9 @@ impl Default for BackupsConfig {
             zstd_workers: pipeline.zstd_workers,
             part_size_mib: pipeline.part_size >> 20,
             upload_concurrency: pipeline.upload_concurrency,
+            min_encryption_key_length: 8,
+            default_min_backup_count: 5,
+            default_retention_days: 5,
         }
     }
 }
@@ -113,11 +122,22 @@ impl std::fmt::Debug for BackupsConfig {
             .field("zstd_workers", &self.zstd_workers)
             .field("part_size_mib", &self.part_size_mib)
             .field("upload_concurrency", &self.upload_concurrency)
+            .field("min_encryption_key_length", &self.min_encryption_key_length)
+            .field("default_min_backup_count", &self.default_min_backup_count)
+            .field("default_retention_days", &self.default_retention_days)
             .finish()
     }
 }
 
 impl BackupsConfig {
+    pub fn default_settings(&self) -> store::BackupSettings {
+        store::BackupSettings {
+            min_backup_count: self.default_min_backup_count,
+            retention_time_days: self.default_retention_days,
+            exclude_from_auto_backup: false,
+        }
+    }
+
     pub fn pipeline(&self) -> backup::PipelineOptions {
         backup::PipelineOptions {
             zstd_level: self.zstd_level,

@@ -79,10 +79,17 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = r.status();
-        let error = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "UnsupportedMediaType" } else { "BadRequest" };
         // axum's text names the problem (syntax error at line/column, missing field, ...).
-        Self::new(if status.is_client_error() { status } else { StatusCode::BAD_REQUEST }, error, r.body_text())
+        // A well-formed body of the wrong shape (axum: 422) is a bad request too.
+        match r.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", r.body_text())
+            }
+            status if status.is_client_error() && status != StatusCode::UNPROCESSABLE_ENTITY => {
+                Self::new(status, "BadRequest", r.body_text())
+            }
+            _ => Self::bad_request(r.body_text()),
+        }
     }
 }
 

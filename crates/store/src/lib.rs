@@ -78,6 +78,16 @@ pub trait BackupStore: Send + Sync {
     async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore>;
     /// Newest first.
     async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>>;
+
+    /// The instance's backup settings; `defaults` when none were ever set.
+    async fn backup_settings(&self, instance_id: i64, defaults: BackupSettings) -> StoreResult<BackupSettings>;
+    /// Stores the settings and, when given, a new personal key, in one transaction.
+    async fn update_backup_settings(
+        &self,
+        instance_id: i64,
+        settings: BackupSettings,
+        sealed_personal_key: Option<&str>,
+    ) -> StoreResult<()>;
 }
 
 /// Local users, their grants and API tokens.

@@ -317,3 +317,11 @@ pub struct AuditEntry {
     pub detail: Option<String>,
     pub remote_addr: Option<String>,
 }
+
+/// An instance's backup settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSettings {
+    pub min_backup_count: i64,
+    pub retention_time_days: i64,
+    pub exclude_from_auto_backup: bool,
+}

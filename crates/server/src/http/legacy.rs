@@ -162,6 +162,7 @@ async fn download_backup(
     State(state): State<AppState>,
     caller: Caller,
     Path((instance_id, backup_id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     let instance: Instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let found = match backup_id.parse::<i64>() {
@@ -173,6 +174,11 @@ async fn download_backup(
             StatusCode::PRECONDITION_FAILED,
             format!("backup {backup_id:?} does not exist for service instance {}", instance.guid),
         ),
-        Some(backup) => message(StatusCode::PRECONDITION_FAILED, crate::backups::not_downloadable_reason(backup.id)),
+        Some(backup) => {
+            crate::http::download::download(&state, &caller, &instance, &backup, &headers, |reason| {
+                message(StatusCode::PRECONDITION_FAILED, reason)
+            })
+            .await
+        }
     })
 }

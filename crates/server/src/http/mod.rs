@@ -4,6 +4,7 @@
 
 mod broker;
 mod dashboard;
+mod download;
 mod extract;
 mod legacy;
 mod login;

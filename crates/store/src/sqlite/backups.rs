@@ -151,4 +151,52 @@ impl BackupStore for SqliteStore {
         let rows = sqlx::query_as::<_, RestoreRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
         self.with_jobs(rows).await
     }
+
+    async fn backup_settings(&self, instance_id: i64, defaults: BackupSettings) -> StoreResult<BackupSettings> {
+        let row: Option<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT min_backup_count, retention_time_days, exclude_from_auto_backup FROM backup_settings \
+             WHERE instance_id = ?",
+        )
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map_or(defaults, |(min_backup_count, retention_time_days, exclude_from_auto_backup)| BackupSettings {
+            min_backup_count,
+            retention_time_days,
+            exclude_from_auto_backup,
+        }))
+    }
+
+    async fn update_backup_settings(
+        &self,
+        instance_id: i64,
+        settings: BackupSettings,
+        sealed_personal_key: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO backup_settings (instance_id, min_backup_count, retention_time_days, \
+             exclude_from_auto_backup, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET \
+             min_backup_count = excluded.min_backup_count, retention_time_days = excluded.retention_time_days, \
+             exclude_from_auto_backup = excluded.exclude_from_auto_backup, updated_at = excluded.updated_at",
+        )
+        .bind(instance_id)
+        .bind(settings.min_backup_count)
+        .bind(settings.retention_time_days)
+        .bind(settings.exclude_from_auto_backup)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(sealed) = sealed_personal_key {
+            sqlx::query("INSERT INTO instance_keys (instance_id, kind, sealed_key, created_at) VALUES (?, ?, ?, ?)")
+                .bind(instance_id)
+                .bind(KeyKind::Personal.as_str())
+                .bind(sealed)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

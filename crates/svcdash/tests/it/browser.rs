@@ -1,6 +1,7 @@
 //! The pages in a real browser: headless Chromium driven by playwright-core
 //! (tests/support/browser.mjs) signs in, backs up, restores after confirming,
-//! reads the restore history and switches on automatic reload. Screenshots of
+//! reads the restore history, sets a personal key and downloads a backup made
+//! with it, and switches on automatic reload. Screenshots of
 //! each page land in target/screenshots.
 
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
         "playwright-core is not installed under {} (`./dev.sh test` installs it)",
         modules.display()
     );
+    // A syntax error in the pages' script says so here, rather than as a timeout.
+    let app_js = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../server/assets/app.js");
+    let check = Command::new("node").arg("--check").arg(&app_js).output().expect("node runs");
+    assert!(check.status.success(), "app.js: {}", String::from_utf8_lossy(&check.stderr));
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser.mjs");
     // The backup is made while the value is "before the backup"; the script
@@ -67,6 +72,7 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
                 .env("INSTANCE", id)
                 .env("USER", "alice")
                 .env("PASSWORD", password)
+                .env("PERSONAL_KEY", "a personal key for downloads")
                 .env("SCREENSHOTS", &shots)
                 .output()
                 .expect("node runs")
@@ -91,6 +97,14 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
         (Some(false), Some(true))
     );
     assert_eq!(findings["instancesListed"], 1);
+    assert_eq!(findings["shortKeyValid"], false, "the browser enforces the minimum key length");
+    assert_eq!(findings["firstBackupDownloadDisabled"], true, "made before the key: not downloadable");
+    let name = findings["downloadName"].as_str().unwrap();
+    assert!(name.contains("-backup-2-") && name.ends_with(".rdb.zst.age"), "{name}");
+    let downloaded = std::fs::read(findings["downloadPath"].as_str().unwrap()).unwrap();
+    let (_, backup) = app.api(Method::GET, &format!("/v1/instances/{id}/backups/2")).await;
+    assert_eq!(downloaded.len() as u64, backup["size"].as_u64().unwrap());
+    assert!(downloaded.starts_with(b"age-encryption.org/v1\n-> scrypt "), "encrypted with the passphrase");
     assert_eq!(findings["signedOut"], true);
     assert_eq!(findings["pageErrors"], Value::Array(vec![]), "no script errors");
 

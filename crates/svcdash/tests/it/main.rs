@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cloud_foundry;
 mod crash;
+mod downloads;
 mod engines;
 mod helpers;
 mod idp;

@@ -1,10 +1,10 @@
 // Drives svcdash's pages in headless Chromium (playwright-core, Debian's
 // chromium) the way a person would: sign in, trigger a backup, watch it finish,
-// restore it after confirming, read the restore history, switch on automatic
-// reload. Saves a screenshot of each page. Prints one JSON line of findings on
+// restore it after confirming, read the restore history, set a personal key and
+// download a backup made with it, switch on automatic reload. Saves a screenshot of each page. Prints one JSON line of findings on
 // success; exits non-zero with the reason otherwise.
 //
-// Environment: BASE_URL, INSTANCE (id), USER, PASSWORD, SCREENSHOTS (folder),
+// Environment: BASE_URL, INSTANCE (id), USER, PASSWORD, PERSONAL_KEY, SCREENSHOTS (folder),
 // TEST_NODE_MODULES (where playwright-core is installed),
 // CHROMIUM (default /usr/bin/chromium).
 
@@ -85,6 +85,31 @@ try {
   await history.locator(".badge.done").waitFor();
   findings.restoreRow = (await history.innerText()).split("\t").map((s) => s.trim());
   await page.screenshot({ path: path.join(shots, "restore-history.png"), fullPage: true });
+
+  // A personal key: the browser enforces its minimum length, then backups made
+  // afterwards can be downloaded.
+  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("menuitem", { name: "Set Encryption Key" }).click();
+  const keyDialog = page.getByRole("dialog", { name: "Set Encryption Key" });
+  await keyDialog.getByLabel("Encryption Key").fill("short");
+  findings.shortKeyValid = await keyDialog.getByLabel("Encryption Key").evaluate((input) => input.checkValidity());
+  await keyDialog.getByLabel("Encryption Key").fill(env("PERSONAL_KEY"));
+  await page.screenshot({ path: path.join(shots, "set-key.png") });
+  await keyDialog.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("status").filter({ hasText: "The encryption key is set." }).waitFor();
+  findings.firstBackupDownloadDisabled = await row.getByRole("button", { name: "Download" }).isDisabled();
+  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("menuitem", { name: "Manually Trigger A Backup" }).click();
+  const second = page.locator('tr[data-backup="2"]');
+  await second.locator(".badge.done").waitFor();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    second.getByRole("link", { name: "Download" }).click(),
+  ]);
+  const saved = path.join(shots, "..", download.suggestedFilename());
+  await download.saveAs(saved);
+  findings.downloadName = download.suggestedFilename();
+  findings.downloadPath = saved;
 
   // Automatic reload: the switch is remembered by the browser.
   const auto = page.getByRole("switch", { name: "Automatic Reload" });

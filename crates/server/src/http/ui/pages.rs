@@ -60,7 +60,8 @@ struct BackupsPage {
     may_manage: bool,
     backups: Vec<BackupView>,
     restores: Vec<RestoreView>,
-    download_reason: String,
+    min_key_length: usize,
+    has_personal_key: bool,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -68,6 +69,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
     let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
     let backups = state.store.backups(instance.id).await?;
     let restores = state.store.restores(instance.id).await?;
+    let personal_key = state.personal_key(&instance).await?;
     let mut page = Frame::new(caller);
     page.nav = Some(Nav { guid: instance.guid.clone(), active: "backups" });
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
@@ -76,8 +78,9 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         page,
         i: InstanceView::new(state, &instance),
         may_manage: role == Some(Role::Manage),
-        backups: backups.iter().map(BackupView::new).collect(),
+        backups: backups.iter().map(|b| BackupView::new(b, personal_key.as_ref())).collect(),
         restores,
-        download_reason: "Downloads need a personal encryption key, which cannot be set yet.".into(),
+        min_key_length: state.config.backups.min_encryption_key_length,
+        has_personal_key: personal_key.is_some(),
     }))
 }

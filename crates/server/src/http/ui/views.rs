@@ -59,10 +59,12 @@ pub struct BackupView {
     pub finished_at_text: Option<String>,
     pub duration: String,
     pub size: String,
+    /// Why it cannot be downloaded; `None` when it can.
+    pub not_downloadable: Option<String>,
 }
 
 impl BackupView {
-    pub fn new(b: &Backup) -> Self {
+    pub fn new(b: &Backup, personal_key: Option<&store::InstanceKey>) -> Self {
         let status = b.status();
         BackupView {
             id: b.seq,
@@ -76,6 +78,7 @@ impl BackupView {
                 (TaskStatus::Done, Some(size)) => format::size(size),
                 _ => "–".into(),
             },
+            not_downloadable: crate::backups::not_downloadable_reason(b, personal_key),
         }
     }
 }

@@ -22,15 +22,15 @@ pub fn router() -> Router<AppState> {
         .route("/v1/instances/{instance_id}/backups/{id}/restore", post(restore_backup))
 }
 
-pub fn to_v1(backup: &Backup) -> v1::Backup {
+/// The backup as API V1 shows it; `personal_key` is the instance's current one.
+pub fn to_v1(backup: &Backup, personal_key: Option<&store::InstanceKey>) -> v1::Backup {
     v1::Backup {
         id: backup.seq,
         size: backup.size.unwrap_or(0),
         status: backup.status(),
         triggered_at: backup.job.created_at,
         finished_at: backup.deleted_at.unwrap_or(backup.job.updated_at),
-        // Only backups made with a personal encryption key can be downloaded.
-        downloadable: false,
+        downloadable: crate::backups::not_downloadable_reason(backup, personal_key).is_none(),
     }
 }
 
@@ -52,7 +52,8 @@ async fn list_backups(
 ) -> Result<Json<Vec<v1::Backup>>> {
     let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
     let backups = state.store.backups(instance.id).await?;
-    Ok(Json(backups.iter().map(to_v1).collect()))
+    let key = state.personal_key(&instance).await?;
+    Ok(Json(backups.iter().map(|b| to_v1(b, key.as_ref())).collect()))
 }
 
 async fn show_backup(
@@ -61,7 +62,8 @@ async fn show_backup(
     Path((instance_id, id)): Path<(String, String)>,
 ) -> Result<Json<v1::Backup>> {
     let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
-    Ok(Json(to_v1(&find_backup(&state, &instance, &id).await?)))
+    let key = state.personal_key(&instance).await?;
+    Ok(Json(to_v1(&find_backup(&state, &instance, &id).await?, key.as_ref())))
 }
 
 async fn create_backup(
@@ -78,14 +80,15 @@ async fn download_backup(
     State(state): State<AppState>,
     caller: Caller,
     Path((instance_id, id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
     let backup = find_backup(&state, &instance, &id).await?;
-    let body = serde_json::json!({
-        "message": crate::backups::not_downloadable_reason(backup.seq),
-        "status": 412,
-    });
-    Ok((StatusCode::PRECONDITION_FAILED, Json(body)).into_response())
+    Ok(crate::http::download::download(&state, &caller, &instance, &backup, &headers, |reason| {
+        let body = serde_json::json!({ "message": reason, "status": 412 });
+        (StatusCode::PRECONDITION_FAILED, Json(body)).into_response()
+    })
+    .await)
 }
 
 async fn restore_backup(

@@ -2,11 +2,12 @@
 
 mod backups;
 mod restores;
+mod settings;
 
 use axum::Router;
 
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(backups::router()).merge(restores::router())
+    Router::new().merge(backups::router()).merge(restores::router()).merge(settings::router())
 }
