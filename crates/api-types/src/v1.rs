@@ -42,31 +42,72 @@ pub struct RestoreCreated {
     pub id: i64,
 }
 
-/// A service instance as its dashboard shows it (`GET /v1/instances/:instance_id`).
+/// A service instance's overview (`GET /v1/instances/:instance_id`), as the
+/// reference documents it, plus `access`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
-    /// The instance id the platform gave (a GUID in Cloud Foundry).
-    pub id: String,
-    pub name: String,
-    pub service_id: String,
-    pub service_name: String,
-    pub plan_id: String,
-    pub plan_name: String,
-    /// `deploying`, `provisioned`, `failed` or `deleted`.
-    pub state: String,
-    /// Why the instance failed, when it did.
-    pub state_description: Option<String>,
-    pub tenant_id: String,
-    pub tenant_name: Option<String>,
-    pub subtenant_id: String,
-    pub subtenant_name: Option<String>,
-    pub dashboard_url: String,
-    /// What the caller may do: `read` or `manage`.
-    pub access: String,
+    pub available_updates: Vec<AvailableUpdate>,
     #[serde(with = "crate::timestamp")]
     pub created_at: DateTime<Utc>,
+    /// The instance's internal id.
+    pub id: i64,
+    pub name: String,
+    pub plan_id: String,
+    /// The same as `service_id` (the reference's example carries both).
+    pub service_guid: String,
+    pub service_id: String,
+    /// `deploying`, `provisioned`, `available`, `failed` or `deleted`.
+    pub state: String,
+    pub subtenant_id: String,
+    pub subtenant_name: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
     #[serde(with = "crate::timestamp")]
     pub updated_at: DateTime<Utc>,
+    pub urls: Vec<InstanceUrl>,
+    /// What the caller may do: `read` or `manage` (svcdash's addition).
+    pub access: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailableUpdate {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUrl {
+    pub display_name: String,
+    pub id: String,
+    pub link: String,
+}
+
+/// `POST /v1/instances/:instance_id/disaster-recovery/prepare`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisasterRecoveryPrepare {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisasterRecoveryPrepared {
+    pub backup_guid: String,
+}
+
+/// `POST /v1/instances/:instance_id/disaster-recovery/perform`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisasterRecoveryPerform {
+    pub backup_guid: String,
+    pub encryption_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisasterRecoveryPerformed {
+    pub restore_id: i64,
 }
 
 /// One entry of an instance's audit log, newest first.

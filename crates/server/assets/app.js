@@ -98,6 +98,43 @@
         dialog.showModal();
       });
     });
+    document.querySelectorAll('form[data-action="settings"]').forEach((form) => {
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const error = form.querySelector('[data-slot="error"]');
+        error.textContent = "";
+        try {
+          await call(form.dataset.url, "PATCH", {
+            min_backup_count: Number(form.elements.min_backup_count.value),
+            retention_time: Number(form.elements.retention_time.value),
+            exclude_from_auto_backup: form.elements.exclude_from_auto_backup.checked,
+          });
+          say("The backup settings are saved.");
+        } catch (err) { error.textContent = err.message; }
+      });
+    });
+    document.querySelectorAll('form[data-action="disaster-recovery"]').forEach((form) => {
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const error = form.querySelector('[data-slot="error"]');
+        error.textContent = "";
+        const dialog = document.getElementById("confirm-dr");
+        dialog.returnValue = "";
+        dialog.onclose = async () => {
+          if (dialog.returnValue !== "yes") return;
+          try {
+            const body = await call(form.dataset.url, "POST", {
+              backup_guid: form.elements.backup_guid.value.trim(),
+              encryption_key: form.elements.encryption_key.value,
+            });
+            form.reset();
+            say(`Disaster recovery: restore ${body.restore_id} is queued.`);
+            await reload();
+          } catch (err) { error.textContent = err.message; }
+        };
+        dialog.showModal();
+      });
+    });
     document.querySelectorAll('[data-action="restore"]').forEach((btn) => {
       btn.addEventListener("click", () => {
         const dialog = document.getElementById("confirm-restore");

@@ -114,25 +114,35 @@ fn respond_error_html(html: bool, e: ApiError) -> Response {
 }
 
 pub fn to_v1(state: &AppState, instance: &Instance, role: Role) -> v1::Instance {
-    let service = state.catalog.service(&instance.service_id);
-    let plan = service.and_then(|s| s.plan(&instance.plan_id));
+    let dashboard = state.dashboard_url(&instance.guid);
     v1::Instance {
-        id: instance.guid.clone(),
-        name: instance.name.clone(),
-        service_id: instance.service_id.clone(),
-        service_name: service.map_or_else(String::new, |s| s.name.clone()),
-        plan_id: instance.plan_id.clone(),
-        plan_name: plan.map_or_else(String::new, |p| p.name.clone()),
-        state: instance.state.to_string(),
-        state_description: instance.state_reason.clone(),
-        tenant_id: instance.tenant_id.clone(),
-        tenant_name: instance.tenant_name.clone(),
-        subtenant_id: instance.subtenant_id.clone(),
-        subtenant_name: instance.subtenant_name.clone(),
-        dashboard_url: state.dashboard_url(&instance.guid),
-        access: role.to_string(),
+        // Updates come with the instance lifecycle work; none are offered yet.
+        available_updates: Vec::new(),
         created_at: instance.created_at,
+        id: instance.id,
+        name: instance.name.clone(),
+        plan_id: instance.plan_id.clone(),
+        service_guid: instance.service_id.clone(),
+        service_id: instance.service_id.clone(),
+        state: instance.state.to_string(),
+        subtenant_id: instance.subtenant_id.clone(),
+        subtenant_name: instance.subtenant_name.clone().unwrap_or_else(|| instance.subtenant_id.clone()),
+        tenant_id: instance.tenant_id.clone(),
+        tenant_name: instance.tenant_name.clone().unwrap_or_else(|| instance.tenant_id.clone()),
         updated_at: instance.updated_at,
+        urls: vec![
+            v1::InstanceUrl {
+                display_name: "Service Instance Dashboard".into(),
+                id: "Dashboard".into(),
+                link: dashboard.clone(),
+            },
+            v1::InstanceUrl {
+                display_name: "Backups".into(),
+                id: "Backups".into(),
+                link: format!("{dashboard}/backups"),
+            },
+        ],
+        access: role.to_string(),
     }
 }
 

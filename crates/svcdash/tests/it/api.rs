@@ -162,6 +162,8 @@ async fn openapi_document_describes_every_route() {
         ("/v1/instances/{instance_id}/audit", "get"),
         ("/v1/instances/{instance_id}/backups-config", "get"),
         ("/v1/instances/{instance_id}/backups-config", "patch"),
+        ("/v1/instances/{instance_id}/disaster-recovery/prepare", "post"),
+        ("/v1/instances/{instance_id}/disaster-recovery/perform", "post"),
         ("/service-instances/{instance_id}", "get"),
         ("/v1/instances/{instance_id}/backups", "get"),
         ("/v1/instances/{instance_id}/backups", "post"),

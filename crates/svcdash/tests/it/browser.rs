@@ -19,6 +19,26 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
     let mut conn = redis(&creds).await;
     let _: () = redis::cmd("SET").arg("greeting").arg("before the backup").query_async(&mut conn).await.unwrap();
+    // Another instance whose backup, made with its personal key, the person
+    // recovers into this one.
+    let origin = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let origin_creds = app.bind(&origin, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut origin_conn = redis(&origin_creds).await;
+    let _: () = redis::cmd("SET")
+        .arg("from-origin")
+        .arg("recovered from the origin")
+        .query_async(&mut origin_conn)
+        .await
+        .unwrap();
+    let origin_key = "the origin's personal key";
+    let body = serde_json::json!({"encryption_key": origin_key}).to_string();
+    let (_, prepared) = app
+        .api_as(&app.token, Method::POST, &format!("/v1/instances/{origin}/disaster-recovery/prepare"), Some(&body))
+        .await;
+    let origin_guid = prepared["backup_guid"].as_str().unwrap().to_owned();
+    let origin_backup = app.create_backup(&origin).await;
+    app.wait_finished(&format!("/v1/instances/{origin}/backups/{origin_backup}")).await;
+
     let user = app.state().store.user_by_name("alice").await.unwrap();
     let password = "a long browser password";
     app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
@@ -35,35 +55,9 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     assert!(check.status.success(), "app.js: {}", String::from_utf8_lossy(&check.stderr));
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser.mjs");
-    // The backup is made while the value is "before the backup"; the script
-    // restores it after this task changes the value once the backup is done.
-    let change = {
-        let base = app.base.clone();
-        let token = app.token.clone();
-        let id = id.clone();
-        let creds = creds.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                let res = http
-                    .get(format!("{base}/v1/instances/{id}/backups"))
-                    .header("Authorization", &token)
-                    .send()
-                    .await
-                    .unwrap();
-                let backups: Value = res.json().await.unwrap();
-                if backups[0]["status"] == "done" {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            let mut redis = redis(&creds).await;
-            let _: () =
-                redis::cmd("SET").arg("greeting").arg("after the backup").query_async(&mut redis).await.unwrap();
-        })
-    };
     let out = tokio::task::spawn_blocking({
         let (base, id, shots) = (app.base.clone(), id.clone(), shots.clone());
+        let origin_guid = origin_guid.clone();
         move || {
             Command::new("node")
                 .arg(script)
@@ -73,6 +67,8 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
                 .env("USER", "alice")
                 .env("PASSWORD", password)
                 .env("PERSONAL_KEY", "a personal key for downloads")
+                .env("ORIGIN_BACKUP_GUID", &origin_guid)
+                .env("ORIGIN_KEY", origin_key)
                 .env("SCREENSHOTS", &shots)
                 .output()
                 .expect("node runs")
@@ -83,7 +79,6 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the browser test failed:\n{stderr}\n{stdout}");
-    change.await.unwrap();
 
     let findings: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(findings["emptyState"], true, "{findings}");
@@ -108,20 +103,28 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     assert_eq!(findings["signedOut"], true);
     assert_eq!(findings["pageErrors"], Value::Array(vec![]), "no script errors");
 
-    // What the browser did, happened: one backup, one restore, and the data is back.
+    // What the browser did, happened: the settings, two restores (the second from
+    // the other instance's backups), and the data.
+    let (_, settings) = app.api(Method::GET, &format!("/v1/instances/{id}/backups-config")).await;
+    assert_eq!(
+        settings,
+        serde_json::json!({"min_backup_count": 2, "retention_time": 3, "min_encryption_key_length": 8, "exclude_from_auto_backup": true})
+    );
+    assert_eq!(findings["disasterRecovery"], true);
     let (_, restores) = app.api(Method::GET, &format!("/v1/instances/{id}/restores")).await;
-    assert_eq!(restores.as_array().unwrap().len(), 1);
-    assert_eq!(restores[0]["status"], "done");
+    let statuses: Vec<&str> = restores.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["done", "done"]);
     let uri = creds["uri"].as_str().unwrap().to_owned();
-    let value: String = wait_for("the restored value", std::time::Duration::from_secs(60), &mut || {
+    let value: String = wait_for("the recovered value", std::time::Duration::from_secs(60), &mut || {
         let uri = uri.clone();
         async move {
             let mut conn = redis::Client::open(uri).ok()?.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("GET").arg("greeting").query_async(&mut conn).await.ok()
+            redis::cmd("GET").arg("from-origin").query_async(&mut conn).await.ok()
         }
     })
     .await;
-    assert_eq!(value, "before the backup");
+    // The disaster recovery replaced the data with the origin's.
+    assert_eq!(value, "recovered from the origin");
     for name in [
         "login",
         "backup-menu",

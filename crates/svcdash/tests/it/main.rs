@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cloud_foundry;
 mod crash;
+mod disaster_recovery;
 mod downloads;
 mod engines;
 mod helpers;

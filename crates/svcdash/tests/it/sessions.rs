@@ -33,6 +33,14 @@ fn page_csrf(html: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
+/// The dashboard URL among an instance overview's `urls`.
+fn dashboard_link(instance: &Value) -> String {
+    let urls = instance["urls"].as_array().unwrap_or_else(|| panic!("no urls in {instance}"));
+    let dashboard = urls.iter().find(|u| u["id"] == "Dashboard").unwrap_or_else(|| panic!("{instance}"));
+    assert_eq!(dashboard["display_name"], "Service Instance Dashboard");
+    dashboard["link"].as_str().unwrap().to_owned()
+}
+
 async fn json(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     let text = res.text().await.unwrap();
@@ -64,11 +72,21 @@ async fn curl_signs_in_with_a_bearer_token_and_goes_on_with_the_cookie() {
         let res = http.get(format!("{}{path}", app.base)).header(COOKIE, &cookie).send().await.unwrap();
         let (status, body) = json(res).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["id"], id.as_str());
+        // The reference's instance overview.
+        assert_eq!(dashboard_link(&body), format!("{}/service-instances/{id}", app.base), "{body}");
+        assert!(body["id"].is_i64(), "{body}");
         assert_eq!(body["access"], "manage");
         assert_eq!(body["state"], "provisioned");
         assert_eq!(body["tenant_id"], "org-a");
-        assert!(body["dashboard_url"].as_str().unwrap().ends_with(&format!("/service-instances/{id}")), "{body}");
+        assert_eq!(
+            (body["service_id"].as_str(), body["service_guid"].as_str()),
+            (Some(REDIS_SERVICE), Some(REDIS_SERVICE))
+        );
+        assert_eq!(body["plan_id"], REDIS_PLAN);
+        assert_eq!(body["available_updates"], Value::Array(vec![]));
+        for field in ["name", "subtenant_id", "subtenant_name", "tenant_name", "created_at", "updated_at"] {
+            assert!(body[field].is_string(), "{field}: {body}");
+        }
 
         // Later requests need only the cookie.
         let res = http.get(format!("{}/v1/instances/{id}/backups", app.base)).header(COOKIE, &cookie).send().await;
@@ -119,7 +137,8 @@ async fn curl_signs_in_with_a_bearer_token_and_goes_on_with_the_cookie() {
     // token rather than sent round again.
     let res = reqwest::Client::new().get(format!("{}/v1/instances/{id}", app.base)).header(AUTHORIZATION, &app.token);
     let (status, body) = json(res.send().await.unwrap()).await;
-    assert_eq!((status, body["id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dashboard_link(&body), format!("{}/service-instances/{id}", app.base));
 
     // An unknown cookie is no session.
     let res = http.get(format!("{}/v1/instances/{id}", app.base)).header(COOKIE, "svcdash_session=sd_forged");
@@ -303,7 +322,8 @@ async fn readers_see_but_change_nothing_and_the_audit_log_says_who_did_what() {
     assert_eq!(body.as_array().unwrap().len(), 1);
     let (status, list) = app.api_as(&rita, Method::GET, "/v1/instances", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect::<Vec<_>>(), [id.as_str()]);
+    let listed: Vec<String> = list.as_array().unwrap().iter().map(dashboard_link).collect();
+    assert_eq!(listed, [format!("{}/service-instances/{id}", app.base)]);
     for (method, path) in [
         (Method::POST, format!("/v1/instances/{id}/backups")),
         (Method::POST, format!("/v1/instances/{id}/backups/{backup}/restore")),

@@ -1,10 +1,12 @@
 // Drives svcdash's pages in headless Chromium (playwright-core, Debian's
 // chromium) the way a person would: sign in, trigger a backup, watch it finish,
 // restore it after confirming, read the restore history, set a personal key and
-// download a backup made with it, switch on automatic reload. Saves a screenshot of each page. Prints one JSON line of findings on
+// download a backup made with it, change the backup settings, recover another
+// instance's backups into this one, switch on automatic reload. Saves a screenshot of each page. Prints one JSON line of findings on
 // success; exits non-zero with the reason otherwise.
 //
-// Environment: BASE_URL, INSTANCE (id), USER, PASSWORD, PERSONAL_KEY, SCREENSHOTS (folder),
+// Environment: BASE_URL, INSTANCE (id), USER, PASSWORD, PERSONAL_KEY, ORIGIN_BACKUP_GUID
+// and ORIGIN_KEY (another instance's backups, for disaster recovery), SCREENSHOTS (folder),
 // TEST_NODE_MODULES (where playwright-core is installed),
 // CHROMIUM (default /usr/bin/chromium).
 
@@ -55,7 +57,7 @@ try {
   findings.emptyState = await page.getByText("No backups yet.").isVisible();
 
   // Settings menu → Manually Trigger A Backup, with the keyboard.
-  await page.getByRole("button", { name: "Settings" }).focus();
+  await page.getByRole("button", { name: "Settings", exact: true }).focus();
   await page.keyboard.press("Enter");
   const trigger = page.getByRole("menuitem", { name: "Manually Trigger A Backup" });
   await trigger.waitFor();
@@ -88,7 +90,7 @@ try {
 
   // A personal key: the browser enforces its minimum length, then backups made
   // afterwards can be downloaded.
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await page.getByRole("menuitem", { name: "Set Encryption Key" }).click();
   const keyDialog = page.getByRole("dialog", { name: "Set Encryption Key" });
   await keyDialog.getByLabel("Encryption Key").fill("short");
@@ -98,7 +100,7 @@ try {
   await keyDialog.getByRole("button", { name: "Save" }).click();
   await page.getByRole("status").filter({ hasText: "The encryption key is set." }).waitFor();
   findings.firstBackupDownloadDisabled = await row.getByRole("button", { name: "Download" }).isDisabled();
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await page.getByRole("menuitem", { name: "Manually Trigger A Backup" }).click();
   const second = page.locator('tr[data-backup="2"]');
   await second.locator(".badge.done").waitFor();
@@ -110,6 +112,30 @@ try {
   await download.saveAs(saved);
   findings.downloadName = download.suggestedFilename();
   findings.downloadPath = saved;
+
+  // Backup settings: saved through the form.
+  await page.getByLabel("Keep at least (backups)").fill("2");
+  await page.getByLabel("Retention time (days)").fill("3");
+  await page.getByLabel("Exclude from scheduled backups").check();
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByRole("status").filter({ hasText: "The backup settings are saved." }).waitFor();
+
+  // Disaster recovery from another instance's backups: a wrong key is refused
+  // with the reason; the right one, confirmed, restores here.
+  const drGuid = page.getByLabel("Backup guid of the lost instance");
+  const drKey = page.getByLabel("Its encryption key");
+  await drGuid.fill(env("ORIGIN_BACKUP_GUID"));
+  await drKey.fill("not the origin's key");
+  await page.getByRole("button", { name: "Restore into this instance" }).click();
+  await page.getByRole("dialog", { name: "Replace this instance's data?" }).getByRole("button", { name: "Yes" }).click();
+  await page.getByRole("alert").filter({ hasText: "no finished backup" }).waitFor();
+  await drKey.fill(env("ORIGIN_KEY"));
+  await page.getByRole("button", { name: "Restore into this instance" }).click();
+  await page.screenshot({ path: path.join(shots, "disaster-recovery.png"), fullPage: true });
+  await page.getByRole("dialog", { name: "Replace this instance's data?" }).getByRole("button", { name: "Yes" }).click();
+  await page.getByRole("status").filter({ hasText: "Disaster recovery: restore 2 is queued." }).waitFor();
+  await page.locator("#restores-title ~ div tbody tr").first().locator(".badge.done").waitFor();
+  findings.disasterRecovery = true;
 
   // Automatic reload: the switch is remembered by the browser.
   const auto = page.getByRole("switch", { name: "Automatic Reload" });

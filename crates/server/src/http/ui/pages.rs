@@ -62,6 +62,7 @@ struct BackupsPage {
     restores: Vec<RestoreView>,
     min_key_length: usize,
     has_personal_key: bool,
+    settings: store::BackupSettings,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -82,5 +83,6 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         restores,
         min_key_length: state.config.backups.min_encryption_key_length,
         has_personal_key: personal_key.is_some(),
+        settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
     }))
 }

@@ -9,6 +9,7 @@ use crate::state::AppState;
 
 pub struct InstanceView {
     pub guid: String,
+    pub backup_guid: String,
     pub name: String,
     pub service: String,
     pub plan: String,
@@ -28,6 +29,7 @@ impl InstanceView {
         let plan = service.and_then(|s| s.plan(&i.plan_id));
         InstanceView {
             guid: i.guid.clone(),
+            backup_guid: i.backup_guid.clone(),
             name: i.name.clone(),
             service: service.map_or_else(|| i.service_id.clone(), |s| s.name.clone()),
             plan: plan.map_or_else(|| i.plan_id.clone(), |p| p.name.clone()),

@@ -1,6 +1,7 @@
 //! API V1: `/v1/instances/{instance_id}/...`.
 
 mod backups;
+mod disaster_recovery;
 mod restores;
 mod settings;
 
@@ -9,5 +10,9 @@ use axum::Router;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(backups::router()).merge(restores::router()).merge(settings::router())
+    Router::new()
+        .merge(backups::router())
+        .merge(restores::router())
+        .merge(settings::router())
+        .merge(disaster_recovery::router())
 }
