@@ -44,8 +44,42 @@ impl AppState {
         result
     }
 
+    /// Queues the scheduled backup of `slot` (the audit log names the schedule as actor).
+    pub async fn trigger_scheduled_backup(
+        &self,
+        instance: &Instance,
+        slot: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Backup, ApiError> {
+        ensure_running(instance)?;
+        let new = self.new_backup(instance).await?;
+        let result = self.store.enqueue_scheduled_backup(new, slot).await.map_err(ApiError::from);
+        if let Ok(backup) = &result {
+            self.jobs.notify_one();
+            let detail =
+                format!("backup {} queued for the schedule's {}", backup.seq, api_types::timestamp::format(&slot));
+            self.audit_as(
+                "schedule",
+                None,
+                "backup.create",
+                Some(&instance.guid),
+                AuditOutcome::Success,
+                Some(&detail),
+            )
+            .await;
+        }
+        result
+    }
+
     async fn queue_backup(&self, instance: &Instance) -> Result<Backup, ApiError> {
         ensure_running(instance)?;
+        let new = self.new_backup(instance).await?;
+        let backup = self.store.enqueue_backup(new).await?;
+        self.jobs.notify_one();
+        Ok(backup)
+    }
+
+    /// What a new backup of the instance is made with: its key and object name.
+    async fn new_backup(&self, instance: &Instance) -> Result<NewBackup, ApiError> {
         let engine = self.engine_of(instance)?;
         // The personal key once one is set (downloads need it); else one svcdash generates.
         let key = match self.personal_key(instance).await? {
@@ -59,20 +93,11 @@ impl AppState {
                 Err(e) => return Err(e.into()),
             },
         };
-        let backup = self
-            .store
-            .enqueue_backup(NewBackup {
-                instance_id: instance.id,
-                key_id: key.id,
-                object_key_template: format!(
-                    "{}/backup-{{seq}}.{}.zst.age",
-                    instance.backup_guid,
-                    engine.dump_extension()
-                ),
-            })
-            .await?;
-        self.jobs.notify_one();
-        Ok(backup)
+        Ok(NewBackup {
+            instance_id: instance.id,
+            key_id: key.id,
+            object_key_template: format!("{}/backup-{{seq}}.{}.zst.age", instance.backup_guid, engine.dump_extension()),
+        })
     }
 
     async fn queue_restore(&self, instance: &Instance, backup: &Backup) -> Result<Restore, ApiError> {

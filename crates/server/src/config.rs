@@ -93,6 +93,15 @@ pub struct BackupsConfig {
     pub default_min_backup_count: i64,
     /// An instance's `retention_time` (days) until its managers set one.
     pub default_retention_days: i64,
+    /// Days the backups of a deprovisioned instance are kept (for disaster recovery).
+    pub deleted_instance_retention_days: i64,
+    /// Seconds between retention passes.
+    pub retention_check_secs: u64,
+    /// When scheduled backups run (cron, 5 fields, UTC); empty turns them off.
+    pub schedule: String,
+    /// Instances start up to this many seconds after the scheduled time, each at
+    /// its own offset, so that they do not all start at once.
+    pub schedule_spread_secs: u64,
 }
 
 impl Default for BackupsConfig {
@@ -108,6 +117,10 @@ impl Default for BackupsConfig {
             min_encryption_key_length: 8,
             default_min_backup_count: 5,
             default_retention_days: 5,
+            deleted_instance_retention_days: 30,
+            retention_check_secs: 3600,
+            schedule: "30 1 * * *".into(),
+            schedule_spread_secs: 3600,
         }
     }
 }
@@ -125,6 +138,10 @@ impl std::fmt::Debug for BackupsConfig {
             .field("min_encryption_key_length", &self.min_encryption_key_length)
             .field("default_min_backup_count", &self.default_min_backup_count)
             .field("default_retention_days", &self.default_retention_days)
+            .field("deleted_instance_retention_days", &self.deleted_instance_retention_days)
+            .field("retention_check_secs", &self.retention_check_secs)
+            .field("schedule", &self.schedule)
+            .field("schedule_spread_secs", &self.schedule_spread_secs)
             .finish()
     }
 }

@@ -10,6 +10,8 @@ pub mod error;
 mod http;
 pub mod instances;
 mod jobs;
+pub mod retention;
+pub mod schedule;
 pub mod state;
 mod supervise;
 
@@ -57,6 +59,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         })
     };
     tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
+    let every = std::time::Duration::from_secs(state.config.backups.retention_check_secs.max(60));
+    tokio::spawn(retention::run(state.clone(), every, shutdown.clone()));
+    if !state.config.backups.schedule.trim().is_empty() {
+        let cron = schedule::parse(&state.config.backups.schedule)?;
+        tokio::spawn(schedule::run(state.clone(), cron, std::time::Duration::from_secs(30), shutdown.clone()));
+    }
     let app = http::router(state.clone());
     let stopping = shutdown.clone();
     let task_state = state.clone();

@@ -79,6 +79,20 @@ pub trait BackupStore: Send + Sync {
     /// Newest first.
     async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>>;
 
+    /// Marks a backup deleted (its object is gone); its metadata stays.
+    async fn mark_backup_deleted(&self, id: i64) -> StoreResult<()>;
+    /// Whether a queued or running restore reads this backup.
+    async fn backup_in_use(&self, id: i64) -> StoreResult<bool>;
+
+    /// The last schedule slot the instance was backed up for.
+    async fn last_scheduled_slot(&self, instance_id: i64) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Queues a scheduled backup for `slot` and records the slot, in one transaction.
+    async fn enqueue_scheduled_backup(
+        &self,
+        new: NewBackup,
+        slot: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Backup>;
+
     /// The instance's backup settings; `defaults` when none were ever set.
     async fn backup_settings(&self, instance_id: i64, defaults: BackupSettings) -> StoreResult<BackupSettings>;
     /// Stores the settings and, when given, a new personal key, in one transaction.

@@ -41,7 +41,13 @@ pub async fn recover(state: &AppState) -> anyhow::Result<()> {
 
 /// Runs `workers` job loops until `shutdown` is cancelled; running jobs are let finish.
 pub async fn run(state: AppState, workers: usize, shutdown: CancellationToken) {
-    let loops = (0..workers.max(1)).map(|n| {
+    if workers == 0 {
+        // This svcdash serves the APIs only; another one (or a later start) runs the queue.
+        tracing::warn!("[jobs] workers = 0: queued backups, restores and provisioning wait for a svcdash with workers");
+        shutdown.cancelled().await;
+        return;
+    }
+    let loops = (0..workers).map(|n| {
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move { worker(n, state, shutdown).await })

@@ -64,23 +64,7 @@ impl SqliteStore {
 impl BackupStore for SqliteStore {
     async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup> {
         let mut tx = self.write().await?;
-        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM backups WHERE instance_id = ?")
-            .bind(new.instance_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let job = insert_job(&mut tx, new.instance_id, JobKind::Backup, None, None, Some(0)).await?;
-        let object_key = new.object_key_template.replace("{seq}", &seq.to_string());
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO backups (instance_id, seq, job_id, key_id, object_key) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.instance_id)
-        .bind(seq)
-        .bind(job.id)
-        .bind(new.key_id)
-        .bind(&object_key)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE jobs SET backup_id = ? WHERE id = ?").bind(id).bind(job.id).execute(&mut *tx).await?;
+        let id = insert_backup(&mut tx, &new).await?;
         tx.commit().await?;
         self.backup(id).await
     }
@@ -199,4 +183,71 @@ impl BackupStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn mark_backup_deleted(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE backups SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn backup_in_use(&self, id: i64) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = 'restore' AND backup_id = ? \
+             AND status IN ('queued', 'running'))",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn last_scheduled_slot(&self, instance_id: i64) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(sqlx::query_scalar("SELECT last_slot FROM backup_schedule WHERE instance_id = ?")
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn enqueue_scheduled_backup(
+        &self,
+        new: NewBackup,
+        slot: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Backup> {
+        let mut tx = self.write().await?;
+        let id = insert_backup(&mut tx, &new).await?;
+        sqlx::query(
+            "INSERT INTO backup_schedule (instance_id, last_slot) VALUES (?, ?) \
+             ON CONFLICT (instance_id) DO UPDATE SET last_slot = excluded.last_slot",
+        )
+        .bind(new.instance_id)
+        .bind(slot)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.backup(id).await
+    }
+}
+
+/// Records a backup (the instance's next sequence number) and its queued job.
+async fn insert_backup(tx: &mut sqlx::SqliteConnection, new: &NewBackup) -> StoreResult<i64> {
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM backups WHERE instance_id = ?")
+        .bind(new.instance_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let job = insert_job(tx, new.instance_id, JobKind::Backup, None, None, Some(0)).await?;
+    let object_key = new.object_key_template.replace("{seq}", &seq.to_string());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO backups (instance_id, seq, job_id, key_id, object_key) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(new.instance_id)
+    .bind(seq)
+    .bind(job.id)
+    .bind(new.key_id)
+    .bind(&object_key)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE jobs SET backup_id = ? WHERE id = ?").bind(id).bind(job.id).execute(&mut *tx).await?;
+    Ok(id)
 }

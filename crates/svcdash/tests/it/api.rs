@@ -168,6 +168,7 @@ async fn openapi_document_describes_every_route() {
         ("/v1/instances/{instance_id}/backups", "get"),
         ("/v1/instances/{instance_id}/backups", "post"),
         ("/v1/instances/{instance_id}/backups/{id}", "get"),
+        ("/v1/instances/{instance_id}/backups/{id}", "delete"),
         ("/v1/instances/{instance_id}/backups/{id}/download", "get"),
         ("/v1/instances/{instance_id}/backups/{id}/restore", "post"),
         ("/v1/instances/{instance_id}/restores", "get"),

@@ -17,7 +17,7 @@ use store::Role;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/instances/{instance_id}/backups", get(list_backups).post(create_backup))
-        .route("/v1/instances/{instance_id}/backups/{id}", get(show_backup))
+        .route("/v1/instances/{instance_id}/backups/{id}", get(show_backup).delete(delete_backup))
         .route("/v1/instances/{instance_id}/backups/{id}/download", get(download_backup))
         .route("/v1/instances/{instance_id}/backups/{id}/restore", post(restore_backup))
 }
@@ -100,4 +100,23 @@ async fn restore_backup(
     let backup = find_backup(&state, &instance, &id).await?;
     let restore = state.trigger_restore(&caller, &instance, &backup).await?;
     Ok(Json(v1::RestoreCreated { id: restore.seq }))
+}
+
+/// Removes one backup's object; its metadata stays, with status `deleted`.
+async fn delete_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, id)): Path<(String, String)>,
+) -> Result<Json<v1::Backup>> {
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
+    let backup = find_backup(&state, &instance, &id).await?;
+    let result = crate::retention::delete_one(&state, &backup).await;
+    let (outcome, detail) = match &result {
+        Ok(()) => (store::AuditOutcome::Success, format!("backup {} deleted", backup.seq)),
+        Err(e) => (store::AuditOutcome::Failure, format!("backup {}: {}", backup.seq, e.description)),
+    };
+    state.audit(&caller, "backup.delete", Some(&instance.guid), outcome, Some(&detail)).await;
+    result?;
+    let key = state.personal_key(&instance).await?;
+    Ok(Json(to_v1(&state.store.backup(backup.id).await?, key.as_ref())))
 }
