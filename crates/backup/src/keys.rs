@@ -61,23 +61,29 @@ impl MasterKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir)?;
-                }
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .with_context(|| format!("creating master key file {}", path.display()))?;
-                file.write_all(key.identity.to_string().expose_secret().as_bytes())?;
-                file.write_all(b"\n")?;
-                file.sync_all()?;
+                key.save(path)?;
                 tracing::info!(path = %path.display(), "generated a new master key");
                 Ok(key)
             }
             Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
         }
+    }
+
+    /// Writes the key to a new file (mode 0600, flushed to disk); an existing file is an error.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating master key file {}", path.display()))?;
+        file.write_all(self.identity.to_string().expose_secret().as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        Ok(())
     }
 
     /// The key as text, for writing to a file by `svcdash master-key` tooling.

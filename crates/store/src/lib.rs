@@ -37,6 +37,15 @@ pub trait InstanceStore: Send + Sync {
     async fn delete_binding(&self, id: i64) -> StoreResult<()>;
 
     async fn add_key(&self, instance_id: i64, kind: KeyKind, sealed_key: &str) -> StoreResult<InstanceKey>;
+    /// Replaces every value sealed under the master key (engine and binding
+    /// passwords, backup keys, session tokens, sign-in verifiers) with
+    /// `reseal(value)`, in one transaction; returns how many there were.
+    async fn reseal_all(
+        &self,
+        reseal: &(dyn for<'v> Fn(&'v str) -> anyhow::Result<String> + Send + Sync),
+    ) -> StoreResult<u64>;
+    /// Some value sealed under the master key, to tell which key the store uses.
+    async fn any_sealed_value(&self) -> StoreResult<Option<String>>;
     async fn key(&self, id: i64) -> StoreResult<InstanceKey>;
     /// The newest key of this kind for the instance.
     async fn current_key(&self, instance_id: i64, kind: KeyKind) -> StoreResult<InstanceKey>;

@@ -44,6 +44,9 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Manage the master key that seals every stored secret.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     /// Show the audit log: who changed what, on which instance, and how it went.
     Audit {
         /// Only this instance's entries (its name or id).
@@ -80,6 +83,14 @@ enum InstancesCommand {
     Delete {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum MasterKeyCommand {
+    /// Seal every stored secret (engine and binding passwords, backup keys, session
+    /// tokens) under a new master key, written to the key file. Backup objects are
+    /// not touched. `svcdash serve` must be stopped.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
         Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,
+        Command::MasterKey(MasterKeyCommand::Rotate) => rotate_master_key(config).await,
         Command::Token { user } => {
             let state = AppState::open(config).await?;
             let user = find_user(&state, &user).await?;
@@ -155,6 +167,9 @@ fn init_logging(config: &Config, serving: bool) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data)?;
+    let _serving = serving_lock(&config.data)?
+        .ok_or_else(|| anyhow::anyhow!("another `svcdash serve` is using the data folder {}", config.data.display()))?;
     let server = server::start(config).await?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
@@ -163,6 +178,67 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         token.cancel();
     });
     server.wait_stopped().await
+}
+
+/// An exclusive lock on the data folder held while `serve` runs; `None` when
+/// another process holds it.
+fn serving_lock(data: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let path = data.join("svcdash.serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// Re-seals every stored secret under a new master key. The new key is written
+/// beside the old one first and replaces it only after the store committed, so an
+/// interrupted rotation is finished (or undone) by running it again.
+async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    if config.master_key.is_some() {
+        bail!(
+            "the master key comes from the configuration (master_key or SVCDASH_MASTER_KEY); rotation works with a \
+             key file: move the key into master_key_file first"
+        );
+    }
+    std::fs::create_dir_all(&config.data)?;
+    let _lock = serving_lock(&config.data)?
+        .ok_or_else(|| anyhow::anyhow!("`svcdash serve` is running on this data folder; stop it first"))?;
+    let path = config.master_key_file.clone().unwrap_or_else(|| config.data.join("master.key"));
+    let old = backup::keys::MasterKey::load_or_generate(&path)?;
+    let store = store::SqliteStore::open(&config.database_path()).await?;
+    let pending = path.with_extension("key.new");
+    if pending.exists() {
+        let new = backup::keys::MasterKey::load_or_generate(&pending)?;
+        let sample = store::InstanceStore::any_sealed_value(&store).await?;
+        if sample.is_some_and(|v| new.unseal(&v).is_ok()) {
+            std::fs::rename(&pending, &path)?;
+            println!("finished an interrupted rotation: {} holds the new master key", path.display());
+            return Ok(());
+        }
+        std::fs::remove_file(&pending)?;
+    }
+    let new = backup::keys::MasterKey::generate();
+    new.save(&pending)?;
+    let resealed = store::InstanceStore::reseal_all(&store, &|sealed| new.seal(old.unseal(sealed)?.expose_secret()))
+        .await
+        .context("re-sealing the stored secrets; nothing was changed")?;
+    std::fs::rename(&pending, &path).with_context(|| format!("replacing {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    println!(
+        "re-sealed {resealed} stored secrets under a new master key, now in {}; backup objects are unchanged",
+        path.display()
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -196,6 +196,37 @@ impl InstanceStore for SqliteStore {
         .try_into()
     }
 
+    async fn reseal_all(
+        &self,
+        reseal: &(dyn for<'v> Fn(&'v str) -> anyhow::Result<String> + Send + Sync),
+    ) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let mut count = 0;
+        for (table, column) in SEALED_COLUMNS {
+            let sql = format!("SELECT rowid, {column} FROM {table} WHERE {column} IS NOT NULL");
+            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+            let update = format!("UPDATE {table} SET {column} = ? WHERE rowid = ?");
+            for (rowid, sealed) in rows {
+                let resealed = reseal(&sealed).map_err(|e| e.context(format!("re-sealing {table}.{column}")))?;
+                sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(resealed).bind(rowid).execute(&mut *tx).await?;
+                count += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    async fn any_sealed_value(&self) -> StoreResult<Option<String>> {
+        for (table, column) in SEALED_COLUMNS {
+            let sql = format!("SELECT {column} FROM {table} WHERE {column} IS NOT NULL LIMIT 1");
+            let value: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_optional(&self.pool).await?;
+            if value.is_some() {
+                return Ok(value);
+            }
+        }
+        Ok(None)
+    }
+
     async fn current_key(&self, instance_id: i64, kind: KeyKind) -> StoreResult<InstanceKey> {
         sqlx::query_as::<_, KeyRow>(
             "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
@@ -208,6 +239,15 @@ impl InstanceStore for SqliteStore {
         .try_into()
     }
 }
+
+/// Every column holding a value sealed under the master key.
+const SEALED_COLUMNS: [(&str, &str); 5] = [
+    ("nodes", "sealed_password"),
+    ("bindings", "sealed_password"),
+    ("instance_keys", "sealed_key"),
+    ("sessions", "sealed_tokens"),
+    ("login_flows", "sealed_verifier"),
+];
 
 /// Inserts a queued job inside the caller's transaction, so the write that causes
 /// a job and the job itself land together.

@@ -13,6 +13,7 @@ mod downloads;
 mod engines;
 mod helpers;
 mod idp;
+mod master_key;
 mod retention;
 mod s3;
 mod schedule;
