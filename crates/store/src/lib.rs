@@ -27,6 +27,9 @@ pub trait InstanceStore: Send + Sync {
     async fn set_instance_state(&self, id: i64, state: InstanceState, reason: Option<&str>) -> StoreResult<()>;
     /// Queues the deprovision job of an instance.
     async fn enqueue_deprovision(&self, id: i64) -> StoreResult<Job>;
+    /// Queues a lifecycle job (restart, ...) unless any job of the instance is
+    /// queued or running: then `Conflict`, naming it.
+    async fn enqueue_lifecycle(&self, id: i64, kind: JobKind) -> StoreResult<Job>;
 
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node>;
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;
@@ -59,7 +62,7 @@ pub trait JobStore: Send + Sync {
     async fn claim_next_job(&self) -> StoreResult<Option<Job>>;
     async fn job(&self, id: i64) -> StoreResult<Job>;
     async fn finish_job(&self, id: i64, status: api_types::TaskStatus, error: Option<&str>) -> StoreResult<Job>;
-    /// After svcdash stopped with jobs running: provision and deprovision jobs go back
+    /// After svcdash stopped with jobs running: provision, deprovision and restart jobs go back
     /// to the queue (running them again is safe); backups and restores are marked
     /// failed with `description`, and returned so their leftovers can be cleaned up.
     async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>>;

@@ -51,6 +51,7 @@ text_enum!(
         Deprovision => "deprovision",
         Backup => "backup",
         Restore => "restore",
+        Restart => "restart",
     }
 );
 

@@ -2,6 +2,7 @@
 //! time) and run them. Every job records why it failed.
 
 mod backup;
+mod lifecycle;
 mod provision;
 mod restore;
 
@@ -92,6 +93,7 @@ async fn run_one(state: &AppState, job: Job) {
         JobKind::Deprovision => provision::deprovision(state, &job).await,
         JobKind::Backup => backup::run(state, &job).await,
         JobKind::Restore => restore::run(state, &job).await,
+        JobKind::Restart => lifecycle::restart(state, &job).await,
     };
     let (status, error) = match &result {
         Ok(()) => (TaskStatus::Done, None),

@@ -6,7 +6,7 @@ use sqlx::AssertSqlSafe;
 use super::rows::{BindingRow, InstanceRow, JobRow, KeyRow, NodeRow, convert};
 use super::{SqliteStore, now};
 use crate::models::*;
-use crate::{InstanceStore, StoreResult};
+use crate::{InstanceStore, StoreError, StoreResult};
 
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
      subtenant_id, subtenant_name, backup_guid, created_at, updated_at, deleted_at";
@@ -94,6 +94,23 @@ impl InstanceStore for SqliteStore {
     async fn enqueue_deprovision(&self, id: i64) -> StoreResult<Job> {
         let mut tx = self.write().await?;
         let job = insert_job(&mut tx, id, JobKind::Deprovision, None, None, None).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn enqueue_lifecycle(&self, id: i64, kind: JobKind) -> StoreResult<Job> {
+        let mut tx = self.write().await?;
+        let busy: Option<String> = sqlx::query_scalar(
+            "SELECT kind || ' is ' || status FROM jobs WHERE instance_id = ? AND status IN ('queued', 'running') \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(busy) = busy {
+            return Err(StoreError::Conflict(format!("another operation on the instance ({busy})")));
+        }
+        let job = insert_job(&mut tx, id, kind, None, None, None).await?;
         tx.commit().await?;
         Ok(job)
     }

@@ -50,7 +50,7 @@ impl JobStore for SqliteStore {
         let now = now();
         sqlx::query(
             "UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? \
-             WHERE status = 'running' AND kind IN ('provision', 'deprovision')",
+             WHERE status = 'running' AND kind IN ('provision', 'deprovision', 'restart')",
         )
         .bind(now)
         .execute(&self.pool)

@@ -164,6 +164,7 @@ async fn openapi_document_describes_every_route() {
         ("/v1/instances/{instance_id}/backups-config", "patch"),
         ("/v1/instances/{instance_id}/disaster-recovery/prepare", "post"),
         ("/v1/instances/{instance_id}/disaster-recovery/perform", "post"),
+        ("/v1/instances/{instance_id}/restart", "patch"),
         ("/service-instances/{instance_id}", "get"),
         ("/v1/instances/{instance_id}/backups", "get"),
         ("/v1/instances/{instance_id}/backups", "post"),

@@ -13,6 +13,7 @@ mod downloads;
 mod engines;
 mod helpers;
 mod idp;
+mod lifecycle;
 mod master_key;
 mod retention;
 mod s3;

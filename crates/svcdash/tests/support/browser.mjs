@@ -83,7 +83,7 @@ try {
   await row.getByRole("button", { name: "Restore" }).click();
   await dialog.getByRole("button", { name: "Yes" }).click();
   await page.getByRole("status").filter({ hasText: "Restore 1 of backup 1 is queued." }).waitFor();
-  const history = page.locator("#restores-title ~ div tbody tr").first();
+  const history = page.locator('tr[data-restore="1"]').first();
   await history.locator(".badge.done").waitFor();
   findings.restoreRow = (await history.innerText()).split("\t").map((s) => s.trim());
   await page.screenshot({ path: path.join(shots, "restore-history.png"), fullPage: true });
@@ -134,7 +134,7 @@ try {
   await page.screenshot({ path: path.join(shots, "disaster-recovery.png"), fullPage: true });
   await page.getByRole("dialog", { name: "Replace this instance's data?" }).getByRole("button", { name: "Yes" }).click();
   await page.getByRole("status").filter({ hasText: "Disaster recovery: restore 2 is queued." }).waitFor();
-  await page.locator("#restores-title ~ div tbody tr").first().locator(".badge.done").waitFor();
+  await page.locator('tr[data-restore="2"]').first().locator(".badge.done").waitFor();
   findings.disasterRecovery = true;
 
   // Automatic reload: the switch is remembered by the browser.

@@ -2,6 +2,7 @@
 
 mod backups;
 mod disaster_recovery;
+mod lifecycle;
 mod restores;
 mod settings;
 
@@ -15,4 +16,5 @@ pub fn router() -> Router<AppState> {
         .merge(restores::router())
         .merge(settings::router())
         .merge(disaster_recovery::router())
+        .merge(lifecycle::router())
 }
