@@ -46,22 +46,7 @@ async fn backups_of_a_lost_instance_restore_into_another() {
     assert_eq!(done["downloadable"], true, "prepare set the personal key: {done}");
 
     // The origin is lost.
-    let (status, _) = app
-        .broker(
-            Method::DELETE,
-            &format!(
-                "/v2/service_instances/{origin}?accepts_incomplete=true&service_id={PG_SERVICE}&plan_id={PG_PLAN}"
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    wait_for("the origin to be deleted", std::time::Duration::from_secs(60), &mut || {
-        let store = app.state().store.clone();
-        let origin = origin.clone();
-        async move { (store.instance_by_guid(&origin).await.ok()?.state == store::InstanceState::Deleted).then_some(()) }
-    })
-    .await;
+    app.deprovision(&origin, PG_SERVICE, PG_PLAN).await;
 
     let destination = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
     let dest_creds = app.bind(&destination, PG_SERVICE, PG_PLAN).await;

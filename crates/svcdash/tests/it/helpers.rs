@@ -104,6 +104,22 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Deprovisions an instance through the broker and waits until it is deleted.
+    pub async fn deprovision(&self, instance: &str, service: &str, plan: &str) {
+        let path =
+            format!("/v2/service_instances/{instance}?accepts_incomplete=true&service_id={service}&plan_id={plan}");
+        let (status, body) = self.broker(Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        wait_for("the instance to be deleted", Duration::from_secs(60), &mut || {
+            let store = self.state().store.clone();
+            let instance = instance.to_owned();
+            async move {
+                (store.instance_by_guid(&instance).await.ok()?.state == store::InstanceState::Deleted).then_some(())
+            }
+        })
+        .await;
+    }
+
     /// Provisions an instance through the broker in tenant `org`, and waits until it is ready.
     pub async fn provision(&self, service: &str, plan: &str, org: &str) -> String {
         let id = server::instances::new_guid();

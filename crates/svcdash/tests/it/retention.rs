@@ -83,22 +83,7 @@ async fn backups_of_a_deprovisioned_instance_stay_for_the_operators_period() {
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     let seq = app.create_backup(&id).await;
     app.wait_finished(&format!("/v1/instances/{id}/backups/{seq}")).await;
-    let (status, _) = app
-        .broker(
-            Method::DELETE,
-            &format!(
-                "/v2/service_instances/{id}?accepts_incomplete=true&service_id={REDIS_SERVICE}&plan_id={REDIS_PLAN}"
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    wait_for("the instance to be deleted", std::time::Duration::from_secs(60), &mut || {
-        let store = app.state().store.clone();
-        let id = id.clone();
-        async move { (store.instance_by_guid(&id).await.ok()?.state == store::InstanceState::Deleted).then_some(()) }
-    })
-    .await;
+    app.deprovision(&id, REDIS_SERVICE, REDIS_PLAN).await;
     assert_eq!(app.backup_objects().len(), 1, "kept after deprovisioning");
     // Within the 30 days (default), they stay; after, they go.
     let pass = server::retention::apply(app.state(), Utc::now() + Duration::days(29)).await.unwrap();
