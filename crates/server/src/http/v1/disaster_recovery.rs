@@ -105,7 +105,10 @@ async fn find_and_restore(
             None => {
                 let stored = state.store.key(backup.key_id).await?;
                 let matches = stored.kind == KeyKind::Personal
-                    && same(state.master.unseal(&stored.sealed_key)?.expose_secret(), key.expose_secret());
+                    && crate::auth::session::constant_time_eq(
+                        state.master.unseal(&stored.sealed_key)?.expose_secret().as_bytes(),
+                        key.expose_secret().as_bytes(),
+                    );
                 opened.push((backup.key_id, matches));
                 matches
             }
@@ -127,9 +130,4 @@ async fn find_and_restore(
     };
     let restore = state.trigger_restore(caller, destination, &backup).await?;
     Ok(v1::DisasterRecoveryPerformed { restore_id: restore.seq })
-}
-
-/// Compares two secrets in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
