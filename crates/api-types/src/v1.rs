@@ -67,6 +67,15 @@ pub struct Instance {
     pub urls: Vec<InstanceUrl>,
     /// What the caller may do: `read` or `manage` (svcdash's addition).
     pub access: String,
+    /// The release of the service the instance runs (svcdash's addition).
+    pub version: String,
+    /// Why the instance is `failed` (svcdash's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_description: Option<String>,
+    /// Whether the parachute keeps an engine of the instance stopped because a disk
+    /// reached its threshold (svcdash's addition).
+    #[serde(default)]
+    pub parachute_activated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,4 +158,12 @@ pub struct BackupsConfigUpdate {
     pub retention_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_from_auto_backup: Option<bool>,
+}
+
+/// `PATCH /v1/instances/:instance_id/updates`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// The service the instance was created from.
+    pub service_id: String,
 }

@@ -50,7 +50,11 @@ impl LocalDeployer {
     }
 
     pub fn layout(&self, spec: &NodeSpec) -> NodeLayout {
-        NodeLayout::new(self.root.join(&spec.instance_guid).join(format!("node-{}", spec.index)))
+        self.node_layout(&spec.instance_guid, spec.index)
+    }
+
+    pub fn node_layout(&self, instance_guid: &str, index: i64) -> NodeLayout {
+        NodeLayout::new(self.root.join(instance_guid).join(format!("node-{index}")))
     }
 
     /// Creates the node's folders and data, starts it and prepares it for applications.
@@ -71,6 +75,25 @@ impl LocalDeployer {
             postgres::setup(spec).await?;
         }
         Ok(())
+    }
+
+    /// Rebuilds the node's `system` and `ephemeral` parts from nothing (configuration,
+    /// logs, pid files), keeps its `persistent` data, and starts it again.
+    pub async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        let layout = self.layout(spec);
+        anyhow::ensure!(
+            layout.persistent().is_dir(),
+            "the node's persistent data ({}) is missing; recreating keeps data and cannot make it",
+            layout.persistent().display()
+        );
+        self.stop(spec).await?;
+        self.stop_leftover(spec, &layout).await;
+        for dir in [layout.system(), layout.ephemeral()] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+        self.provision(spec).await
     }
 
     /// The engine user must be able to walk down to the node's folder.

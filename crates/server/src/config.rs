@@ -32,6 +32,8 @@ pub struct Config {
     pub backups: BackupsConfig,
     pub engines: EnginesConfig,
     pub jobs: JobsConfig,
+    pub metrics: crate::metrics::config::MetricsConfig,
+    pub parachute: crate::metrics::config::ParachuteConfig,
     pub log: LogConfig,
 }
 
@@ -49,6 +51,8 @@ impl Default for Config {
             backups: BackupsConfig::default(),
             engines: EnginesConfig::default(),
             jobs: JobsConfig::default(),
+            metrics: Default::default(),
+            parachute: Default::default(),
             log: LogConfig::default(),
         }
     }
@@ -241,6 +245,7 @@ impl Config {
             .merge(Serialized::defaults(overrides));
         let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.data = absolute(&config.data)?;
+        config.parachute.validate()?;
         Ok(config)
     }
 
@@ -301,8 +306,9 @@ mod tests {
         config.master_key = Some("AGE-SECRET-KEY-1XYZ".to_owned().into());
         config.backups.options.insert("aws_secret_access_key".into(), "s3-secret".into());
         config.auth.oidc.client_secret = Some("oidc-client-secret".to_owned().into());
+        config.metrics.prometheus_token = Some("prometheus-token".to_owned().into());
         let shown = format!("{config:?}");
-        for secret in ["broker-pw", "AGE-SECRET-KEY-1XYZ", "s3-secret", "oidc-client-secret"] {
+        for secret in ["broker-pw", "AGE-SECRET-KEY-1XYZ", "s3-secret", "oidc-client-secret", "prometheus-token"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("aws_secret_access_key"));

@@ -40,6 +40,7 @@ impl AppState {
                 subtenant_id: tenancy.subtenant_id,
                 subtenant_name: tenancy.subtenant_name,
                 backup_guid: uuid::Uuid::new_v4().to_string(),
+                version: service.version.clone(),
             })
             .await?;
         self.jobs.notify_one();
@@ -51,6 +52,31 @@ impl AppState {
         let job = self.store.enqueue_deprovision(instance.id).await?;
         self.jobs.notify_one();
         Ok(job)
+    }
+
+    /// The release the instance runs (instances older than version tracking run
+    /// the catalog's current one).
+    pub fn version_of(&self, instance: &Instance) -> String {
+        match (&instance.version, self.catalog.service(&instance.service_id)) {
+            (Some(version), _) => version.clone(),
+            (None, Some(service)) => service.version.clone(),
+            (None, None) => "unknown".to_owned(),
+        }
+    }
+
+    /// The catalog's newer release of the instance's service, if it runs an older one.
+    pub fn available_updates(&self, instance: &Instance) -> Vec<api_types::v1::AvailableUpdate> {
+        let Some(service) = self.catalog.service(&instance.service_id) else {
+            return Vec::new();
+        };
+        if instance.state == InstanceState::Deleted || self.version_of(instance) == service.version {
+            return Vec::new();
+        }
+        vec![api_types::v1::AvailableUpdate {
+            name: service.name.clone(),
+            kind: "release".to_owned(),
+            version: service.version.clone(),
+        }]
     }
 
     pub fn engine_of(&self, instance: &Instance) -> anyhow::Result<EngineKind> {

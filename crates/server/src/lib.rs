@@ -10,6 +10,7 @@ pub mod error;
 mod http;
 pub mod instances;
 mod jobs;
+pub mod metrics;
 pub mod retention;
 pub mod schedule;
 pub mod state;
@@ -61,6 +62,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
     let every = std::time::Duration::from_secs(state.config.backups.retention_check_secs.max(60));
     tokio::spawn(retention::run(state.clone(), every, shutdown.clone()));
+    tokio::spawn(metrics::run(state.clone(), shutdown.clone()));
     if !state.config.backups.schedule.trim().is_empty() {
         let cron = schedule::parse(&state.config.backups.schedule)?;
         tokio::spawn(schedule::run(state.clone(), cron, std::time::Duration::from_secs(30), shutdown.clone()));

@@ -28,6 +28,8 @@ pub struct AppState {
     /// Wakes the job workers when a job is queued.
     pub jobs: Arc<Notify>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Kept node metrics and svcdash's own counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -59,7 +61,9 @@ impl AppState {
             config.auth.max_failed_logins,
             std::time::Duration::from_secs(config.auth.failed_login_window_secs),
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config.metrics));
         Ok(Self {
+            metrics,
             config: Arc::new(config),
             catalog: Arc::new(catalog),
             store,

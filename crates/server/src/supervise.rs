@@ -35,7 +35,8 @@ async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         // Credentials are unsealed only for a node that has to be started.
         let engine = state.engine_of(&instance)?;
         for node in state.store.nodes(instance.id).await? {
-            if state.deployer.running_pid(&instance.guid, node.index).await.is_some()
+            if node.parachute.is_some()
+                || state.deployer.running_pid(&instance.guid, node.index).await.is_some()
                 || state.store.running_job(instance.id).await?.is_some()
             {
                 continue;

@@ -31,8 +31,13 @@ pub trait InstanceStore: Send + Sync {
     /// queued or running: then `Conflict`, naming it.
     async fn enqueue_lifecycle(&self, id: i64, kind: JobKind) -> StoreResult<Job>;
 
+    /// Records the catalog version the instance now runs.
+    async fn set_instance_version(&self, id: i64, version: &str) -> StoreResult<()>;
+
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node>;
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;
+    /// Marks a node as stopped by the parachute (`Some`) or released (`None`).
+    async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()>;
 
     async fn create_binding(&self, binding: NewBinding) -> StoreResult<Binding>;
     async fn binding(&self, instance_id: i64, guid: &str) -> StoreResult<Binding>;
@@ -62,7 +67,7 @@ pub trait JobStore: Send + Sync {
     async fn claim_next_job(&self) -> StoreResult<Option<Job>>;
     async fn job(&self, id: i64) -> StoreResult<Job>;
     async fn finish_job(&self, id: i64, status: api_types::TaskStatus, error: Option<&str>) -> StoreResult<Job>;
-    /// After svcdash stopped with jobs running: provision, deprovision and restart jobs go back
+    /// After svcdash stopped with jobs running: provision, deprovision, restart, recreate and update jobs go back
     /// to the queue (running them again is safe); backups and restores are marked
     /// failed with `description`, and returned so their leftovers can be cleaned up.
     async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>>;
@@ -70,6 +75,8 @@ pub trait JobStore: Send + Sync {
     async fn running_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// The newest provision or deprovision job of an instance.
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
+    /// How many jobs there are of each kind and status.
+    async fn job_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
 }
 
 /// Backups and restores.

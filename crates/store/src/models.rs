@@ -52,6 +52,8 @@ text_enum!(
         Backup => "backup",
         Restore => "restore",
         Restart => "restart",
+        Recreate => "recreate",
+        Update => "update",
     }
 );
 
@@ -78,6 +80,9 @@ pub struct Instance {
     pub subtenant_name: Option<String>,
     /// The id its backups are filed under; outlives the instance for disaster recovery.
     pub backup_guid: String,
+    /// The catalog version the instance runs; `None` for instances older than
+    /// version tracking (taken to be the catalog's current one).
+    pub version: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -94,6 +99,7 @@ pub struct NewInstance {
     pub subtenant_id: String,
     pub subtenant_name: Option<String>,
     pub backup_guid: String,
+    pub version: String,
 }
 
 /// One engine process of an instance.
@@ -105,6 +111,15 @@ pub struct Node {
     pub port: u16,
     pub admin_user: String,
     pub sealed_password: String,
+    /// Set while the parachute keeps the engine stopped.
+    pub parachute: Option<ParachuteTrip>,
+}
+
+/// Which disk crossed its threshold, and when, so that svcdash stopped the node's engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParachuteTrip {
+    pub disk: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]

@@ -113,11 +113,10 @@ fn respond_error_html(html: bool, e: ApiError) -> Response {
     if html { ui::PageError(e).into_response() } else { e.into_response() }
 }
 
-pub fn to_v1(state: &AppState, instance: &Instance, role: Role) -> v1::Instance {
+pub fn to_v1(state: &AppState, instance: &Instance, role: Role, parachute_activated: bool) -> v1::Instance {
     let dashboard = state.dashboard_url(&instance.guid);
     v1::Instance {
-        // Updates come with the instance lifecycle work; none are offered yet.
-        available_updates: Vec::new(),
+        available_updates: state.available_updates(instance),
         created_at: instance.created_at,
         id: instance.id,
         name: instance.name.clone(),
@@ -143,13 +142,16 @@ pub fn to_v1(state: &AppState, instance: &Instance, role: Role) -> v1::Instance 
             },
         ],
         access: role.to_string(),
+        version: state.version_of(instance),
+        state_description: instance.state_reason.clone().filter(|_| instance.state == InstanceState::Failed),
+        parachute_activated,
     }
 }
 
 async fn instance_json(state: &AppState, caller: &Caller, guid: &str) -> Result<Json<v1::Instance>> {
     let instance = state.authorized_instance(caller, guid, Role::Read).await?;
     let role = state.auth.role(&caller.principal, &instance).await?.unwrap_or(Role::Read);
-    Ok(Json(to_v1(state, &instance, role)))
+    Ok(Json(to_v1(state, &instance, role, state.parachute_activated(&instance).await?)))
 }
 
 /// The instances the caller may see, oldest first.
@@ -160,7 +162,7 @@ async fn list_instances(State(state): State<AppState>, caller: Caller) -> Result
             continue;
         }
         if let Some(role) = state.auth.role(&caller.principal, &instance).await? {
-            visible.push(to_v1(&state, &instance, role));
+            visible.push(to_v1(&state, &instance, role, state.parachute_activated(&instance).await?));
         }
     }
     Ok(Json(visible))

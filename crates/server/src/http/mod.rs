@@ -9,6 +9,7 @@ mod extract;
 mod legacy;
 mod login;
 mod openapi;
+mod prometheus;
 mod sso;
 mod ui;
 mod v1;
@@ -29,10 +30,12 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::router())
         .merge(legacy::router())
         .merge(openapi::router())
+        .merge(prometheus::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "this route does not take that method")
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::prometheus::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // The matched route, not the raw path: ids stay out of span names.
             let route =

@@ -94,6 +94,8 @@ async fn run_one(state: &AppState, job: Job) {
         JobKind::Backup => backup::run(state, &job).await,
         JobKind::Restore => restore::run(state, &job).await,
         JobKind::Restart => lifecycle::restart(state, &job).await,
+        JobKind::Recreate => lifecycle::recreate(state, &job).await,
+        JobKind::Update => lifecycle::update(state, &job).await,
     };
     let (status, error) = match &result {
         Ok(()) => (TaskStatus::Done, None),
@@ -103,6 +105,7 @@ async fn run_one(state: &AppState, job: Job) {
         None => tracing::info!(seconds = started.elapsed().as_secs_f64(), "job done"),
         Some(e) => tracing::warn!(seconds = started.elapsed().as_secs_f64(), error = %e, "job failed"),
     }
+    state.metrics.prometheus.observe_job(job.kind.as_str(), status.as_str(), started.elapsed().as_secs_f64());
     if let Err(e) = state.store.finish_job(job.id, status, error.as_deref()).await {
         tracing::error!(error = %e, "could not record the end of a job");
     }

@@ -9,7 +9,9 @@ use crate::models::*;
 use crate::{InstanceStore, StoreError, StoreResult};
 
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
-     subtenant_id, subtenant_name, backup_guid, created_at, updated_at, deleted_at";
+     subtenant_id, subtenant_name, backup_guid, version, created_at, updated_at, deleted_at";
+const NODE_COLUMNS: &str =
+    "id, instance_id, node_index, port, admin_user, sealed_password, parachute_disk, parachute_at";
 
 impl SqliteStore {
     async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
@@ -25,7 +27,7 @@ impl InstanceStore for SqliteStore {
         let mut tx = self.write().await?;
         let sql = format!(
             "INSERT INTO instances (guid, name, service_id, plan_id, state, tenant_id, tenant_name, subtenant_id, \
-             subtenant_name, backup_guid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             subtenant_name, backup_guid, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {INSTANCE_COLUMNS}"
         );
         let instance: Instance = sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql))
@@ -39,6 +41,7 @@ impl InstanceStore for SqliteStore {
             .bind(&new.subtenant_id)
             .bind(&new.subtenant_name)
             .bind(&new.backup_guid)
+            .bind(&new.version)
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -115,33 +118,53 @@ impl InstanceStore for SqliteStore {
         Ok(job)
     }
 
+    async fn set_instance_version(&self, id: i64, version: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE instances SET version = ?, updated_at = ? WHERE id = ?")
+            .bind(version)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node> {
-        sqlx::query_as::<_, NodeRow>(
+        let sql = format!(
             "INSERT INTO nodes (instance_id, node_index, port, admin_user, sealed_password) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (instance_id, node_index) DO UPDATE SET port = excluded.port, \
              admin_user = excluded.admin_user, sealed_password = excluded.sealed_password \
-             RETURNING id, instance_id, node_index, port, admin_user, sealed_password",
-        )
-        .bind(node.instance_id)
-        .bind(node.index)
-        .bind(i64::from(node.port))
-        .bind(&node.admin_user)
-        .bind(&node.sealed_password)
-        .fetch_one(&self.pool)
-        .await?
-        .try_into()
+             RETURNING {NODE_COLUMNS}"
+        );
+        sqlx::query_as::<_, NodeRow>(AssertSqlSafe(sql))
+            .bind(node.instance_id)
+            .bind(node.index)
+            .bind(i64::from(node.port))
+            .bind(&node.admin_user)
+            .bind(&node.sealed_password)
+            .fetch_one(&self.pool)
+            .await?
+            .try_into()
     }
 
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>> {
-        convert(
-            sqlx::query_as::<_, NodeRow>(
-                "SELECT id, instance_id, node_index, port, admin_user, sealed_password FROM nodes \
-                 WHERE instance_id = ? ORDER BY node_index",
-            )
-            .bind(instance_id)
-            .fetch_all(&self.pool)
-            .await?,
-        )
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE instance_id = ? ORDER BY node_index");
+        convert(sqlx::query_as::<_, NodeRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
+    }
+
+    async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE nodes SET parachute_disk = ?, parachute_at = ? WHERE id = ?")
+            .bind(trip.map(|t| t.disk.as_str()))
+            .bind(trip.map(|t| t.at))
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn create_binding(&self, b: NewBinding) -> StoreResult<Binding> {

@@ -50,7 +50,7 @@ impl JobStore for SqliteStore {
         let now = now();
         sqlx::query(
             "UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? \
-             WHERE status = 'running' AND kind IN ('provision', 'deprovision', 'restart')",
+             WHERE status = 'running' AND kind IN ('provision', 'deprovision', 'restart', 'recreate', 'update')",
         )
         .bind(now)
         .execute(&self.pool)
@@ -87,5 +87,11 @@ impl JobStore for SqliteStore {
         .await?
         .map(Job::try_from)
         .transpose()
+    }
+
+    async fn job_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as("SELECT kind, status, COUNT(*) FROM jobs GROUP BY kind, status ORDER BY kind, status")
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

@@ -20,6 +20,7 @@ pub(super) struct InstanceRow {
     subtenant_id: String,
     subtenant_name: Option<String>,
     backup_guid: String,
+    version: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
@@ -41,6 +42,7 @@ impl TryFrom<InstanceRow> for Instance {
             subtenant_id: r.subtenant_id,
             subtenant_name: r.subtenant_name,
             backup_guid: r.backup_guid,
+            version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
             deleted_at: r.deleted_at,
@@ -56,6 +58,8 @@ pub(super) struct NodeRow {
     port: i64,
     admin_user: String,
     sealed_password: String,
+    parachute_disk: Option<String>,
+    parachute_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<NodeRow> for Node {
@@ -68,6 +72,10 @@ impl TryFrom<NodeRow> for Node {
             port: u16::try_from(r.port).context("node port out of range")?,
             admin_user: r.admin_user,
             sealed_password: r.sealed_password,
+            parachute: match (r.parachute_disk, r.parachute_at) {
+                (Some(disk), Some(at)) => Some(ParachuteTrip { disk, at }),
+                _ => None,
+            },
         })
     }
 }

@@ -30,6 +30,9 @@ pub fn config(data: &Path) -> Config {
     // No surprise backups when a test runs at the scheduled hour; tests/it/schedule.rs
     // drives the schedule with the time it chooses.
     config.backups.schedule = String::new();
+    // The parachute watches the disk the tests run on, whatever its usage: only
+    // tests/it/parachute.rs, which sets thresholds against that usage, turns it on.
+    config.parachute.persistent_threshold = 0;
     config
 }
 

@@ -73,3 +73,108 @@ async fn a_restart_keeps_the_data_and_starts_new_processes() {
         .collect();
     assert_eq!(restarts, ["failure", "success", "success"]);
 }
+
+#[tokio::test]
+async fn a_recreate_rebuilds_system_and_ephemeral_parts_and_keeps_the_data() {
+    let dir = data_dir();
+    let app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut conn = redis(&creds).await;
+    let _: () = ::redis::cmd("SET").arg("kept").arg("42").query_async(&mut conn).await.unwrap();
+    drop(conn);
+    let layout = app.state().deployer.node_layout(&id, 0);
+    // Something left behind in the parts a recreate rebuilds, and in the one it keeps.
+    std::fs::write(layout.ephemeral().join("leftover"), "x").unwrap();
+    std::fs::write(layout.system().join("leftover"), "x").unwrap();
+    std::fs::write(layout.persistent().join("kept-file"), "x").unwrap();
+    let spec = app.node(&id).await;
+    let pid_before = app.state().deployer.pid(&spec).await.expect("the engine runs");
+
+    let path = format!("/v1/instances/{id}/recreate");
+    let (status, body) = app.api_as(&app.token, Method::PATCH, &path, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_available(&app, &id).await;
+    assert!(!layout.ephemeral().join("leftover").exists());
+    assert!(!layout.system().join("leftover").exists());
+    assert!(layout.system().join("redis.conf").exists(), "configuration written again");
+    assert!(layout.persistent().join("kept-file").exists());
+    assert_ne!(app.state().deployer.pid(&spec).await.expect("runs again"), pid_before);
+    let mut conn = redis(&creds).await;
+    let kept: String = ::redis::cmd("GET").arg("kept").query_async(&mut conn).await.unwrap();
+    assert_eq!(kept, "42");
+    let other = user_token(app.state(), "mallory", "org-b").await;
+    assert_eq!(app.api_as(&other, Method::PATCH, &path, None).await.0, StatusCode::FORBIDDEN);
+}
+
+/// The built-in catalog with the PostgreSQL service at `version`.
+fn catalog_with_pg_version(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
+    let built_in = include_str!("../../../server/catalog.toml");
+    let text = built_in.replacen("version = \"15\"", &format!("version = \"{version}\""), 1);
+    assert_ne!(text, built_in, "the built-in catalog names PostgreSQL's version");
+    let path = dir.join(format!("catalog-{version}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_update_moves_the_instance_to_the_catalogs_version_with_its_data() {
+    let dir = data_dir();
+    let mut old = config(dir.path());
+    old.catalog = Some(catalog_with_pg_version(dir.path(), "15.1.0"));
+    let mut app = TestApp::start_in(dir.path(), old).await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    sqlx::raw_sql("CREATE TABLE kept (x int); INSERT INTO kept SELECT generate_series(1, 5);")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let (_, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(
+        (body["version"].as_str(), body["available_updates"].as_array().map(Vec::len)),
+        (Some("15.1.0"), Some(0))
+    );
+    let path = format!("/v1/instances/{id}/updates");
+    let (status, body) =
+        app.api_as(&app.token, Method::PATCH, &path, Some(&format!(r#"{{"service_id":"{PG_SERVICE}"}}"#))).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("NoUpdateAvailable")), "{body}");
+    app.stop().await;
+
+    // The operator rolls out a newer release of the service.
+    let mut new = config(dir.path());
+    new.catalog = Some(catalog_with_pg_version(dir.path(), "15.2.0"));
+    let app = TestApp::start_in(dir.path(), new).await;
+    let (_, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(body["version"], "15.1.0");
+    assert_eq!(
+        body["available_updates"],
+        serde_json::json!([{"name": "postgresql", "type": "release", "version": "15.2.0"}])
+    );
+
+    // Bad requests change nothing.
+    let cases = [
+        (None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+        (Some("{}".to_owned()), StatusCode::BAD_REQUEST, "BadRequest"),
+        (Some(r#"{"service_id": 7}"#.to_owned()), StatusCode::BAD_REQUEST, "BadRequest"),
+        (Some(r#"{"service_id":"no-such-service"}"#.to_owned()), StatusCode::NOT_FOUND, "ServiceNotFound"),
+        (Some(format!(r#"{{"service_id":"{REDIS_SERVICE}"}}"#)), StatusCode::BAD_REQUEST, "ServiceMismatch"),
+    ];
+    for (body, status, error) in cases {
+        let (got, answer) = app.api_as(&app.token, Method::PATCH, &path, body.as_deref()).await;
+        assert_eq!((got, answer["error"].as_str()), (status, Some(error)), "{body:?}: {answer}");
+    }
+    let other = user_token(app.state(), "mallory", "org-b").await;
+    let update = format!(r#"{{"service_id":"{PG_SERVICE}"}}"#);
+    assert_eq!(app.api_as(&other, Method::PATCH, &path, Some(&update)).await.0, StatusCode::FORBIDDEN);
+
+    let (status, body) = app.api_as(&app.token, Method::PATCH, &path, Some(&update)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_available(&app, &id).await;
+    let (_, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(body["version"], "15.2.0");
+    assert_eq!(body["available_updates"], serde_json::json!([]));
+    let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
+    assert_eq!(count, 5);
+}

@@ -15,6 +15,8 @@ mod helpers;
 mod idp;
 mod lifecycle;
 mod master_key;
+mod metrics;
+mod parachute;
 mod retention;
 mod s3;
 mod schedule;

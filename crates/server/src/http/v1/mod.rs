@@ -3,6 +3,7 @@
 mod backups;
 mod disaster_recovery;
 mod lifecycle;
+mod metrics;
 mod restores;
 mod settings;
 
@@ -17,4 +18,5 @@ pub fn router() -> Router<AppState> {
         .merge(settings::router())
         .merge(disaster_recovery::router())
         .merge(lifecycle::router())
+        .merge(metrics::router())
 }

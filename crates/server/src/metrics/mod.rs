@@ -1,0 +1,120 @@
+//! Node metrics: every `[metrics] interval_secs` each node's figures are collected
+//! (the reference's `system` and `parachute` points, plus the engine's `process`
+//! points), the parachute acts on them, they are kept for `history_secs` and, when
+//! configured, sent to Graphite. svcdash's own figures for Prometheus live in
+//! [`prometheus`].
+
+pub mod config;
+mod graphite;
+pub mod history;
+pub mod parachute;
+pub mod points;
+pub mod prometheus;
+pub mod system;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sha2::Digest;
+use store::{Instance, InstanceState};
+use tokio_util::sync::CancellationToken;
+
+use self::history::{History, NodeKey};
+use crate::state::AppState;
+
+/// What the collector keeps, and svcdash's own counters.
+pub struct Metrics {
+    pub history: History,
+    pub prometheus: prometheus::Prometheus,
+}
+
+impl Metrics {
+    pub fn new(config: &config::MetricsConfig) -> Self {
+        Self { history: History::new(config.capacity()), prometheus: prometheus::Prometheus::new() }
+    }
+}
+
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let every = state.config.metrics.interval_secs;
+    if every == 0 {
+        return;
+    }
+    let mut graphite = state.config.metrics.graphite.clone().map(graphite::Graphite::new);
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match collect(&state).await {
+            Ok(lines) => {
+                if let Some(graphite) = &mut graphite {
+                    graphite.send(lines).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not collect node metrics"),
+        }
+    }
+}
+
+/// Collects every node once, lets the parachute act, and keeps the collection;
+/// returns it as Graphite lines.
+pub async fn collect(state: &AppState) -> anyhow::Result<String> {
+    let machine = tokio::task::spawn_blocking(system::Machine::read).await?;
+    let at = chrono::Utc::now().timestamp();
+    let mut live = HashSet::new();
+    let mut lines = String::new();
+    for instance in state.store.list_instances().await? {
+        if instance.state == InstanceState::Deleted {
+            continue;
+        }
+        let Ok(engine) = state.engine_of(&instance) else { continue };
+        for node in state.store.nodes(instance.id).await? {
+            let disks = parachute::node_disks(state, &instance.guid, node.index);
+            let mut collected = points::system(&machine, &disks);
+            let pid = state.deployer.running_pid(&instance.guid, node.index).await;
+            collected.extend(points::process(pid.and_then(|p| machine.process_tree(p))));
+            let watched = parachute::watched_of(state, &disks);
+            let activated = match parachute::check(state, &instance, &node, &watched).await {
+                Ok(activated) => activated,
+                Err(e) => {
+                    tracing::error!(instance = %instance.guid, node = node.index, error = format!("{e:#}"), "the parachute could not act");
+                    node.parachute.is_some()
+                }
+            };
+            collected.extend(points::parachute(&watched, activated));
+            let namespace = namespace(state, &instance, engine.short_name(), node.index);
+            lines.push_str(&history::graphite_lines(&namespace, at, &collected));
+            let key = NodeKey { instance: instance.guid.clone(), node: node.index };
+            live.insert(key.clone());
+            state.metrics.history.record(key, namespace, at, collected);
+        }
+    }
+    state.metrics.history.retain(&live);
+    Ok(lines)
+}
+
+/// `[<org>.<space>.]<instance_id>.<deployment_name>.<service_type>.<node_id>`.
+pub fn namespace(state: &AppState, instance: &Instance, service_type: &str, node: i64) -> String {
+    let mut parts = Vec::with_capacity(6);
+    if state.config.metrics.tenancy_in_namespace {
+        parts.push(path_part(&instance.tenant_id));
+        parts.push(path_part(&instance.subtenant_id));
+    }
+    parts.push(path_part(&instance.guid));
+    parts.push(deployment_name(&instance.guid));
+    parts.push(service_type.to_owned());
+    parts.push(node.to_string());
+    parts.join(".")
+}
+
+/// A short name of the instance's deployment, stable for its id.
+pub fn deployment_name(instance_guid: &str) -> String {
+    hex::encode(sha2::Sha256::digest(instance_guid.as_bytes()))[..9].to_owned()
+}
+
+/// Ids come from the platform: keep them from breaking a Graphite path.
+fn path_part(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}

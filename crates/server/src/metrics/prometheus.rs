@@ -1,0 +1,100 @@
+//! svcdash's own figures for Prometheus (`GET /metrics`, text exposition format):
+//! HTTP requests by route and status, job durations by kind and outcome, and the
+//! jobs in the queue by kind and status (read from the store at scrape time, so
+//! they are right across restarts and replicas).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route template (`/v1/instances/{instance_id}/backups`), never the raw path.
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    status: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Prometheus {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histograms<RequestLabels>,
+    job_seconds: Histograms<JobLabels>,
+    jobs: Family<JobLabels, Gauge>,
+}
+
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 9))
+}
+
+fn job_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.5, 2.0, 14))
+}
+
+impl Prometheus {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("svcdash");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let request_seconds: Histograms<RequestLabels> = Family::new_with_constructor(request_buckets);
+        registry.register("http_request_duration_seconds", "Time to answer HTTP requests", request_seconds.clone());
+        let job_seconds: Histograms<JobLabels> = Family::new_with_constructor(job_buckets);
+        registry.register("job_duration_seconds", "Time jobs ran, by kind and outcome", job_seconds.clone());
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register("jobs", "Jobs in the state store, by kind and status", jobs.clone());
+        Self { registry, requests, request_seconds, job_seconds, jobs }
+    }
+
+    pub fn observe_job(&self, kind: &str, status: &str, seconds: f64) {
+        self.job_seconds.get_or_create(&JobLabels { kind: kind.into(), status: status.into() }).observe(seconds);
+    }
+
+    /// The exposition text, with the job counts read now.
+    pub async fn render(&self, state: &AppState) -> anyhow::Result<String> {
+        let counts = state.store.job_counts().await?;
+        self.jobs.clear();
+        for (kind, status, count) in counts {
+            self.jobs.get_or_create(&JobLabels { kind, status }).set(count);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl Default for Prometheus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts and times every request by its route template.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RequestLabels { method, route, status: response.status().as_u16() };
+    let prometheus = &state.metrics.prometheus;
+    prometheus.requests.get_or_create(&labels).inc();
+    prometheus.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}

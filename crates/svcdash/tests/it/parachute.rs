@@ -1,0 +1,133 @@
+//! The parachute against the disk the tests run on: a threshold at or below its
+//! current usage trips it (the engine stops, the instance says why, restarts are
+//! refused); with the disk back under the threshold a restart brings the engine
+//! back with its data, or svcdash does it by itself when the operator allows it.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use server::Config;
+
+use crate::helpers::*;
+
+/// Whole percent of the space non-root users can have that is in use, as `df` counts it.
+fn used_percent(path: &std::path::Path) -> u8 {
+    let out = std::process::Command::new("df").args(["-B1", "--output=used,avail"]).arg(path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let numbers: Vec<u64> = text.lines().nth(1).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    u8::try_from(numbers[0] * 100 / (numbers[0] + numbers[1])).unwrap()
+}
+
+fn with_threshold(dir: &std::path::Path, threshold: u8, auto_restart: bool) -> Config {
+    let mut config = config(dir);
+    config.metrics.interval_secs = 1;
+    config.parachute.persistent_threshold = threshold;
+    config.parachute.auto_restart = auto_restart;
+    config
+}
+
+async fn overview(app: &TestApp, id: &str) -> Value {
+    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn wait_state(app: &TestApp, id: &str, state: &str) -> Value {
+    let what = format!("the instance to be {state}");
+    app.wait_for(&what, Duration::from_secs(60), || async {
+        let body = overview(app, id).await;
+        (body["state"] == state).then_some(body)
+    })
+    .await
+}
+
+async fn newest_points(app: &TestApp, id: &str) -> std::collections::HashMap<String, i64> {
+    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}/metrics?quantity=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.as_str().unwrap().split(' ').collect();
+            let name = parts[0].split_once(".pg.0.").unwrap().1.to_owned();
+            (name, parts[1].parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
+    let dir = data_dir();
+    let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    sqlx::raw_sql("CREATE TABLE kept (x int); INSERT INTO kept SELECT generate_series(1, 7);")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let persistent = app.state().deployer.node_layout(&id, 0).persistent();
+    // Some way under the current usage, so other tests freeing space meanwhile do not matter.
+    let threshold = used_percent(&persistent).saturating_sub(5).max(1);
+    app.stop().await;
+
+    // At or above its threshold: the engine stops, the instance says why.
+    let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), threshold, false)).await;
+    let body = wait_state(&app, &id, "failed").await;
+    assert_eq!(body["parachute_activated"], true, "{body}");
+    let why = body["state_description"].as_str().unwrap();
+    assert!(why.contains("parachute") && why.contains("persistent disk"), "{why}");
+    let spec = app.node(&id).await;
+    assert_eq!(app.state().deployer.pid(&spec).await, None, "the engine is stopped");
+    let points = app
+        .wait_for("parachute points", Duration::from_secs(10), || async {
+            let p = newest_points(&app, &id).await;
+            (p.get("parachute.activated") == Some(&1)).then_some(p)
+        })
+        .await;
+    assert_eq!(points["parachute.disk.persistent.activated"], 1);
+    assert_eq!(points["parachute.disk.persistent.used_threshold"], i64::from(threshold));
+    assert!(points["parachute.disk.persistent.used_percent"] >= i64::from(threshold));
+    assert_eq!(points["process.running"], 0);
+    // The watchdog leaves it stopped; a restart is refused while the disk is full.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.state().deployer.pid(&spec).await, None);
+    let restart = format!("/v1/instances/{id}/restart");
+    let (status, body) = app.api_as(&app.token, Method::PATCH, &restart, None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("ParachuteActive")), "{body}");
+    let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit?limit=1000")).await;
+    let trip = log.as_array().unwrap().iter().find(|e| e["action"] == "parachute.activated").expect("audited");
+    assert_eq!(trip["actor"], "parachute");
+    app.stop().await;
+
+    // Under the threshold again (a larger one): still stopped across svcdash
+    // restarts until a manager restarts the instance; then the data is back.
+    let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), 100, false)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let body = overview(&app, &id).await;
+    assert_eq!((body["state"].as_str(), body["parachute_activated"].as_bool()), (Some("failed"), Some(true)));
+    let points = newest_points(&app, &id).await;
+    assert_eq!((points["parachute.activated"], points["parachute.disk.persistent.activated"]), (1, 0));
+    let (status, body) = app.api_as(&app.token, Method::PATCH, &restart, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let body = wait_state(&app, &id, "available").await;
+    assert_eq!(body["parachute_activated"], false);
+    assert!(body.get("state_description").is_none(), "{body}");
+    let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
+    assert_eq!(count, 7);
+    app.stop().await;
+
+    // Tripped again; then, when the operator allows it, svcdash restarts it by itself.
+    let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), threshold, false)).await;
+    wait_state(&app, &id, "failed").await;
+    app.stop().await;
+    let app = TestApp::start_in(dir.path(), with_threshold(dir.path(), 100, true)).await;
+    let body = wait_state(&app, &id, "available").await;
+    assert_eq!(body["parachute_activated"], false);
+    let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
+    assert_eq!(count, 7);
+    let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit?limit=1000")).await;
+    assert!(log.as_array().unwrap().iter().any(|e| e["action"] == "parachute.released"), "{log}");
+}
