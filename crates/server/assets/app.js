@@ -135,6 +135,7 @@
         dialog.showModal();
       });
     });
+    document.querySelectorAll('[data-action="update"]').forEach(confirmPatch);
     document.querySelectorAll('[data-action="restore"]').forEach((btn) => {
       btn.addEventListener("click", () => {
         const dialog = document.getElementById("confirm-restore");
@@ -152,6 +153,27 @@
       });
     });
   }
+
+  // A button that opens a Yes/No dialog whose "yes" sends PATCH to the dialog's URL
+  // (with the service id for updates).
+  function confirmPatch(btn) {
+    btn.addEventListener("click", () => {
+      const dialog = document.getElementById(btn.dataset.dialog);
+      dialog.returnValue = "";
+      dialog.onclose = async () => {
+        if (dialog.returnValue !== "yes") { btn.focus(); return; }
+        try {
+          const payload = dialog.dataset.service ? { service_id: dialog.dataset.service } : {};
+          await call(dialog.dataset.url, "PATCH", payload);
+          say(dialog.dataset.done || "The update is queued.");
+          await reload();
+        } catch (e) { say(`${btn.textContent.trim()}: ${e.message}`, true); }
+      };
+      dialog.showModal();
+    });
+  }
+  // Outside <main>: bound once, not at every reload.
+  document.querySelectorAll('[data-action="lifecycle"]').forEach(confirmPatch);
 
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeMenus(); });
   document.addEventListener("click", (e) => { if (!e.target.closest(".menu")) closeMenus(); });

@@ -55,6 +55,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             }
             let every = std::time::Duration::from_secs(state.config.engines.check_interval_secs.max(1));
             let watchdog = tokio::spawn(supervise::run(state.clone(), every, shutdown.clone()));
+            // After the start: the parachute acts on engines that run, not ones starting.
+            tokio::spawn(metrics::run(state.clone(), shutdown.clone()));
             jobs::run(state.clone(), state.config.jobs.workers, shutdown).await;
             let _ = watchdog.await;
         })
@@ -62,7 +64,6 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
     let every = std::time::Duration::from_secs(state.config.backups.retention_check_secs.max(60));
     tokio::spawn(retention::run(state.clone(), every, shutdown.clone()));
-    tokio::spawn(metrics::run(state.clone(), shutdown.clone()));
     if !state.config.backups.schedule.trim().is_empty() {
         let cron = schedule::parse(&state.config.backups.schedule)?;
         tokio::spawn(schedule::run(state.clone(), cron, std::time::Duration::from_secs(30), shutdown.clone()));

@@ -75,6 +75,8 @@ pub trait JobStore: Send + Sync {
     async fn running_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// The newest provision or deprovision job of an instance.
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
+    /// The oldest job of the instance that is queued or running, if any.
+    async fn pending_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// How many jobs there are of each kind and status.
     async fn job_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
 }

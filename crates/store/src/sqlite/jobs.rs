@@ -94,4 +94,15 @@ impl JobStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?)
     }
+
+    async fn pending_job(&self, instance_id: i64) -> StoreResult<Option<Job>> {
+        sqlx::query_as::<_, JobRow>(
+            "SELECT * FROM jobs WHERE instance_id = ? AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Job::try_from)
+        .transpose()
+    }
 }

@@ -301,3 +301,15 @@ fn init_logs() {
         let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
     }
 }
+
+/// A parachute threshold (percent) the disk holding `path` is already past: some
+/// way under its usage as `df` counts it, so other tests freeing space meanwhile
+/// do not matter.
+pub fn threshold_under_usage(path: &Path) -> u8 {
+    let out = std::process::Command::new("df").args(["-B1", "--output=used,avail"]).arg(path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let numbers: Vec<u64> = text.lines().nth(1).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let used = u8::try_from(numbers[0] * 100 / (numbers[0] + numbers[1])).unwrap();
+    assert!(used >= 2, "the test disk is {used} % used: too empty to trip the parachute");
+    used.saturating_sub(5).max(1)
+}

@@ -5,6 +5,7 @@ mod api;
 mod backups;
 mod broker;
 mod browser;
+mod browser_lifecycle;
 mod cli;
 mod cloud_foundry;
 mod crash;

@@ -11,14 +11,6 @@ use server::Config;
 
 use crate::helpers::*;
 
-/// Whole percent of the space non-root users can have that is in use, as `df` counts it.
-fn used_percent(path: &std::path::Path) -> u8 {
-    let out = std::process::Command::new("df").args(["-B1", "--output=used,avail"]).arg(path).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let numbers: Vec<u64> = text.lines().nth(1).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
-    u8::try_from(numbers[0] * 100 / (numbers[0] + numbers[1])).unwrap()
-}
-
 fn with_threshold(dir: &std::path::Path, threshold: u8, auto_restart: bool) -> Config {
     let mut config = config(dir);
     config.metrics.interval_secs = 1;
@@ -69,8 +61,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
         .unwrap();
     drop(conn);
     let persistent = app.state().deployer.node_layout(&id, 0).persistent();
-    // Some way under the current usage, so other tests freeing space meanwhile do not matter.
-    let threshold = used_percent(&persistent).saturating_sub(5).max(1);
+    let threshold = threshold_under_usage(&persistent);
     app.stop().await;
 
     // At or above its threshold: the engine stops, the instance says why.

@@ -31,6 +31,16 @@ pub fn duration(from: &DateTime<Utc>, to: &DateTime<Utc>) -> String {
     }
 }
 
+/// A length of time given in seconds: `24 h`, `90 min`, `45 s`.
+pub fn seconds(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ if s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        _ => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -4,7 +4,9 @@
 //! a small script (`assets/app.js`) with the session's CSRF token.
 
 mod assets;
+mod chart;
 mod format;
+mod metrics;
 mod pages;
 mod views;
 
@@ -24,7 +26,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(pages::instances_page)).merge(assets::router())
+    Router::new()
+        .route("/", get(pages::instances_page))
+        .route("/service-instances/{instance_id}/metrics", get(metrics::metrics_page))
+        .route("/service-instances/{instance_id}/updates", get(pages::updates_page))
+        .merge(assets::router())
 }
 
 /// Whether the client prefers a page to JSON: browsers put `text/html` in `Accept`.
@@ -111,6 +117,14 @@ pub struct Frame {
 pub struct Nav {
     pub guid: String,
     pub active: &'static str,
+    /// The caller may restart and recreate the instance: the buttons show.
+    pub manage: bool,
+}
+
+impl Nav {
+    pub fn new(guid: &str, active: &'static str, role: Option<store::Role>) -> Self {
+        Nav { guid: guid.to_owned(), active, manage: role == Some(store::Role::Manage) }
+    }
 }
 
 impl Frame {

@@ -41,15 +41,25 @@ struct OverviewPage {
     page: Frame,
     i: InstanceView,
     role: Role,
+    version: String,
+    updates: Vec<api_types::v1::AvailableUpdate>,
+    parachute_activated: bool,
 }
 
 pub async fn overview_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
     let instance = state.authorized_instance(caller, guid, Role::Read).await?;
     let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
     let mut page = Frame::new(caller);
-    page.nav = Some(Nav { guid: instance.guid.clone(), active: "overview" });
-    page.busy = instance.state == InstanceState::Deploying;
-    Ok(render(&OverviewPage { page, i: InstanceView::new(state, &instance), role: role.unwrap_or(Role::Read) }))
+    page.nav = Some(Nav::new(&instance.guid, "overview", role));
+    page.busy = busy(state, &instance).await?;
+    Ok(render(&OverviewPage {
+        page,
+        i: InstanceView::new(state, &instance),
+        role: role.unwrap_or(Role::Read),
+        version: state.version_of(&instance),
+        updates: state.available_updates(&instance),
+        parachute_activated: state.parachute_activated(&instance).await?,
+    }))
 }
 
 #[derive(Template)]
@@ -72,7 +82,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
     let restores = state.store.restores(instance.id).await?;
     let personal_key = state.personal_key(&instance).await?;
     let mut page = Frame::new(caller);
-    page.nav = Some(Nav { guid: instance.guid.clone(), active: "backups" });
+    page.nav = Some(Nav::new(&instance.guid, "backups", role));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
     let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
     Ok(render(&BackupsPage {
@@ -85,4 +95,40 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         has_personal_key: personal_key.is_some(),
         settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
     }))
+}
+
+#[derive(Template)]
+#[template(path = "updates.html")]
+struct UpdatesPage {
+    page: Frame,
+    i: InstanceView,
+    may_manage: bool,
+    service_id: String,
+    version: String,
+    updates: Vec<api_types::v1::AvailableUpdate>,
+}
+
+pub async fn updates_page(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    crate::http::extract::Path(guid): crate::http::extract::Path<String>,
+) -> Result<Response, PageError> {
+    let instance = state.authorized_instance(&caller, &guid, Role::Read).await?;
+    let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
+    let mut page = Frame::new(&caller);
+    page.nav = Some(Nav::new(&instance.guid, "updates", role));
+    page.busy = busy(&state, &instance).await?;
+    Ok(render(&UpdatesPage {
+        page,
+        i: InstanceView::new(&state, &instance),
+        may_manage: role == Some(Role::Manage),
+        service_id: instance.service_id.clone(),
+        version: state.version_of(&instance),
+        updates: state.available_updates(&instance),
+    }))
+}
+
+/// Deploying, or a job on it queued or running: the page follows it until it ends.
+pub async fn busy(state: &AppState, instance: &store::Instance) -> Result<bool, PageError> {
+    Ok(instance.state == InstanceState::Deploying || state.store.pending_job(instance.id).await?.is_some())
 }
