@@ -61,6 +61,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 /// Collects every node once, lets the parachute act, and keeps the collection;
 /// returns it as Graphite lines.
 pub async fn collect(state: &AppState) -> anyhow::Result<String> {
+    let started = std::time::Instant::now();
     let machine = tokio::task::spawn_blocking(system::Machine::read).await?;
     let at = chrono::Utc::now().timestamp();
     let mut live = HashSet::new();
@@ -72,9 +73,6 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
         let Ok(engine) = state.engine_of(&instance) else { continue };
         for node in state.store.nodes(instance.id).await? {
             let disks = parachute::node_disks(state, &instance.guid, node.index);
-            let mut collected = points::system(&machine, &disks);
-            let pid = state.deployer.running_pid(&instance.guid, node.index).await;
-            collected.extend(points::process(pid.and_then(|p| machine.process_tree(p))));
             let watched = parachute::watched_of(state, &disks);
             let activated = match parachute::check(state, &instance, &node, &watched).await {
                 Ok(activated) => activated,
@@ -83,6 +81,10 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
                     node.parachute.is_some()
                 }
             };
+            // After the parachute acted, so a collection that stops the engine says so.
+            let pid = state.deployer.running_pid(&instance.guid, node.index).await;
+            let mut collected = points::system(&machine, &disks);
+            collected.extend(points::process(pid.and_then(|p| machine.process_tree(p))));
             collected.extend(points::parachute(&watched, activated));
             let namespace = namespace(state, &instance, engine.short_name(), node.index);
             lines.push_str(&history::graphite_lines(&namespace, at, &collected));
@@ -92,6 +94,7 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
         }
     }
     state.metrics.history.retain(&live);
+    tracing::debug!(nodes = live.len(), seconds = started.elapsed().as_secs_f64(), "node metrics collected");
     Ok(lines)
 }
 

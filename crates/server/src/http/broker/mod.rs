@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use secrecy::ExposeSecret;
 
+use crate::auth::session::constant_time_eq;
 use crate::state::AppState;
 
 /// The oldest broker API version whose requests svcdash understands.
@@ -114,10 +115,6 @@ async fn check_request(State(state): State<AppState>, req: Request, next: Next) 
 fn parse_version(text: &str) -> Option<(u32, u32)> {
     let (major, minor) = text.trim().split_once('.')?;
     Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn catalog(State(state): State<AppState>) -> Json<api_types::broker::Catalog> {
