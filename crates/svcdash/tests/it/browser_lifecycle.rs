@@ -11,23 +11,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// The built-in catalog with the Redis service at `version`.
-fn catalog_with_redis_version(dir: &Path, version: &str) -> PathBuf {
-    let built_in = include_str!("../../../server/catalog.toml");
-    let (head, tail) = built_in.split_once("name = \"redis\"").expect("the built-in catalog has redis");
-    let tail = replace_version(tail, version);
-    let path = dir.join(format!("catalog-redis-{version}.toml"));
-    std::fs::write(&path, format!("{head}name = \"redis\"{tail}")).unwrap();
-    path
-}
-
-/// Replaces the first `version = "..."` line.
-fn replace_version(text: &str, version: &str) -> String {
-    let start = text.find("version = \"").expect("a version line");
-    let end = start + text[start..].find('\n').unwrap();
-    format!("{}version = \"{version}\"{}", &text[..start], &text[end..])
-}
-
 fn run_browser(base: &str, id: &str, phase: &str, password: &str) -> Value {
     let modules = crate::idp::node_modules();
     assert!(modules.join("playwright-core").is_dir(), "playwright-core is not installed (`./dev.sh test` installs it)");
@@ -60,7 +43,7 @@ fn df_mib(field: &str, path: &Path) -> u64 {
 async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
     let dir = data_dir();
     let mut old = config(dir.path());
-    old.catalog = Some(catalog_with_redis_version(dir.path(), "7.0.0"));
+    old.catalog = Some(catalog_with_version(dir.path(), "redis", "7.0.0"));
     let mut app = TestApp::start_in(dir.path(), old).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
@@ -70,7 +53,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
     app.stop().await;
 
     let mut new = config(dir.path());
-    new.catalog = Some(catalog_with_redis_version(dir.path(), "7.1.0"));
+    new.catalog = Some(catalog_with_version(dir.path(), "redis", "7.1.0"));
     new.metrics.interval_secs = 1;
     new.parachute.persistent_threshold = 100;
     let mut app = TestApp::start_in(dir.path(), new).await;
@@ -127,7 +110,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
 
     // A disk over the parachute's threshold.
     let mut tight = config(dir.path());
-    tight.catalog = Some(catalog_with_redis_version(dir.path(), "7.1.0"));
+    tight.catalog = Some(catalog_with_version(dir.path(), "redis", "7.1.0"));
     tight.metrics.interval_secs = 1;
     tight.parachute.persistent_threshold = threshold_under_usage(&persistent);
     let app = TestApp::start_in(dir.path(), tight).await;

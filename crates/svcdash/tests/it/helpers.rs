@@ -313,3 +313,16 @@ pub fn threshold_under_usage(path: &Path) -> u8 {
     assert!(used >= 2, "the test disk is {used} % used: too empty to trip the parachute");
     used.saturating_sub(5).max(1)
 }
+
+/// The built-in catalog with `service`'s release set to `version`, written into `dir`.
+pub fn catalog_with_version(dir: &Path, service: &str, version: &str) -> PathBuf {
+    let built_in = include_str!("../../../server/catalog.toml");
+    let marker = format!("name = \"{service}\"");
+    let (head, tail) = built_in.split_once(&marker).unwrap_or_else(|| panic!("the built-in catalog has {service}"));
+    let start = tail.find("version = \"").expect("a version line");
+    let end = start + tail[start..].find('\n').unwrap();
+    let text = format!("{head}{marker}{}version = \"{version}\"{}", &tail[..start], &tail[end..]);
+    let path = dir.join(format!("catalog-{service}-{version}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -107,21 +107,11 @@ async fn a_recreate_rebuilds_system_and_ephemeral_parts_and_keeps_the_data() {
     assert_eq!(app.api_as(&other, Method::PATCH, &path, None).await.0, StatusCode::FORBIDDEN);
 }
 
-/// The built-in catalog with the PostgreSQL service at `version`.
-fn catalog_with_pg_version(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
-    let built_in = include_str!("../../../server/catalog.toml");
-    let text = built_in.replacen("version = \"15\"", &format!("version = \"{version}\""), 1);
-    assert_ne!(text, built_in, "the built-in catalog names PostgreSQL's version");
-    let path = dir.join(format!("catalog-{version}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn an_update_moves_the_instance_to_the_catalogs_version_with_its_data() {
     let dir = data_dir();
     let mut old = config(dir.path());
-    old.catalog = Some(catalog_with_pg_version(dir.path(), "15.1.0"));
+    old.catalog = Some(catalog_with_version(dir.path(), "postgresql", "15.1.0"));
     let mut app = TestApp::start_in(dir.path(), old).await;
     let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
     let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
@@ -144,7 +134,7 @@ async fn an_update_moves_the_instance_to_the_catalogs_version_with_its_data() {
 
     // The operator rolls out a newer release of the service.
     let mut new = config(dir.path());
-    new.catalog = Some(catalog_with_pg_version(dir.path(), "15.2.0"));
+    new.catalog = Some(catalog_with_version(dir.path(), "postgresql", "15.2.0"));
     let app = TestApp::start_in(dir.path(), new).await;
     let (_, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
     assert_eq!(body["version"], "15.1.0");

@@ -9,30 +9,17 @@
 // Environment: PHASE, BASE_URL, INSTANCE (id), USER, PASSWORD, SCREENSHOTS (folder),
 // TEST_NODE_MODULES (where playwright-core is installed), CHROMIUM (default /usr/bin/chromium).
 
-import { createRequire } from "node:module";
 import path from "node:path";
-import fs from "node:fs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const require = createRequire(path.join(env("TEST_NODE_MODULES"), "noop.js"));
-const { chromium } = require("playwright-core");
+import { env, launch, screenshots } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
-const shots = env("SCREENSHOTS");
+const shots = screenshots();
 const phase = env("PHASE");
-fs.mkdirSync(shots, { recursive: true });
 const TIMEOUT = 90_000;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const findings = {};
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

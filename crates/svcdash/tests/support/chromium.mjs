@@ -1,0 +1,33 @@
+// What the browser scripts share: settings from the environment, and headless
+// Chromium (playwright-core, Debian's chromium) started for this machine.
+//
+// Environment: TEST_NODE_MODULES (where playwright-core is installed),
+// SCREENSHOTS (folder), CHROMIUM (default /usr/bin/chromium).
+
+import { createRequire } from "node:module";
+import path from "node:path";
+import fs from "node:fs";
+
+export const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+/** The screenshot folder, created. */
+export function screenshots() {
+  const shots = env("SCREENSHOTS");
+  fs.mkdirSync(shots, { recursive: true });
+  return shots;
+}
+
+export function launch() {
+  const require = createRequire(path.join(env("TEST_NODE_MODULES"), "noop.js"));
+  const { chromium } = require("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    // Root in a container, and a closed network: see FACTS on headless Chromium.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+}
