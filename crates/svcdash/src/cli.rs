@@ -320,7 +320,25 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
             println!("id:         {}", i.guid);
             println!("service:    {service}");
             println!("plan:       {plan}");
-            println!("state:      {}{}", i.state, i.state_reason.map(|r| format!(" ({r})")).unwrap_or_default());
+            let updates = state.available_updates(&i);
+            match updates.first() {
+                Some(u) => println!("version:    {} (update available: {})", state.version_of(&i), u.version),
+                None => println!("version:    {}", state.version_of(&i)),
+            }
+            for node in state.store.nodes(i.id).await?.iter().filter(|n| n.parachute.is_some()) {
+                let trip = node.parachute.as_ref().expect("filtered");
+                println!(
+                    "parachute:  node {} stopped since {} (its {} disk reached its threshold)",
+                    node.index,
+                    api_types::timestamp::format(&trip.at),
+                    trip.disk
+                );
+            }
+            println!(
+                "state:      {}{}",
+                i.state,
+                i.state_reason.clone().map(|r| format!(" ({r})")).unwrap_or_default()
+            );
             println!("tenant:     {}", i.tenant_id);
             println!("subtenant:  {}", i.subtenant_id);
             println!("created:    {}", api_types::timestamp::format(&i.created_at));

@@ -78,6 +78,12 @@ pub async fn check(
     let Some(full) = watched.iter().find(|w| w.over()) else {
         return Ok(false);
     };
+    // A job (a backup, a restore) owns the engine while it runs, and a restore
+    // starts it again at its end: the parachute acts at the first collection after.
+    if state.store.running_job(instance.id).await?.is_some() {
+        tracing::warn!(instance = %instance.guid, node = node.index, "{}; waiting for the running job to end before stopping the engine", describe(full));
+        return Ok(false);
+    }
     let why = describe(full);
     let reason = format!(
         "the parachute stopped the engine of node {} to protect its data: {why}; free space (or ask the operator \

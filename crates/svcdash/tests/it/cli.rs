@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::helpers::data_dir;
 
-fn svcdash(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+pub fn svcdash(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_svcdash"));
     cmd.args(args).env_remove("SVCDASH_PUBLIC_URL").env_remove("SVCDASH_DATA");
     for (k, v) in env {
@@ -38,6 +38,7 @@ fn configuration_file_is_overridden_by_the_environment() {
     assert!(ok, "{out}");
     assert!(out.contains("dashboard:  https://from-env.example/service-instances/"), "{out}");
     assert!(out.contains("state:      deploying"), "{out}");
+    assert!(out.contains("version:    7\n"), "the catalog's release, no update: {out}");
 
     let (ok, out) = svcdash(&["--config", config, "instances", "list"], &[]);
     assert!(ok && out.contains("cache") && out.contains("redis"), "{out}");

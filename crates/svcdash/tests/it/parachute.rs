@@ -91,6 +91,11 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit?limit=1000")).await;
     let trip = log.as_array().unwrap().iter().find(|e| e["action"] == "parachute.activated").expect("audited");
     assert_eq!(trip["actor"], "parachute");
+    // The operator sees it on the command line too.
+    let data = dir.path().to_str().unwrap();
+    let (ok, out) = crate::cli::svcdash(&["instances", "show", &format!("i-{id}")], &[("SVCDASH_DATA", data)]);
+    assert!(ok && out.contains("parachute:  node 0 stopped since"), "{out}");
+    assert!(out.contains("its persistent disk reached its threshold"), "{out}");
     app.stop().await;
 
     // Under the threshold again (a larger one): still stopped across svcdash
@@ -121,4 +126,40 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     assert_eq!(count, 7);
     let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit?limit=1000")).await;
     assert!(log.as_array().unwrap().iter().any(|e| e["action"] == "parachute.released"), "{log}");
+}
+
+#[tokio::test]
+async fn the_parachute_waits_for_a_running_job_to_end() {
+    let dir = data_dir();
+    let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let persistent = app.state().deployer.node_layout(&id, 0).persistent();
+    app.stop().await;
+
+    // No collector and no job workers: this test takes their parts, so a job stays
+    // "running" for as long as it likes.
+    let mut paused = config(dir.path());
+    paused.jobs.workers = 0;
+    paused.metrics.interval_secs = 0;
+    paused.parachute.persistent_threshold = threshold_under_usage(&persistent);
+    let app = TestApp::start_in(dir.path(), paused).await;
+    let state = app.state();
+    let backup = app.create_backup(&id).await;
+    let job = state.store.claim_next_job().await.unwrap().expect("the queued backup");
+    let instance = state.store.instance_by_guid(&id).await.unwrap();
+    let node = state.store.nodes(instance.id).await.unwrap().remove(0);
+    let spec = app.node(&id).await;
+    let watched = server::metrics::parachute::watched(state, &id, 0);
+    assert!(watched.iter().any(|w| w.over()), "the disk is over the threshold");
+
+    let activated = server::metrics::parachute::check(state, &instance, &node, &watched).await.unwrap();
+    assert!(!activated, "backup {backup} owns the engine while it runs");
+    assert!(state.deployer.pid(&spec).await.is_some(), "the engine still runs");
+    assert_eq!(state.store.instance(instance.id).await.unwrap().state, instance.state, "unchanged");
+
+    state.store.finish_job(job.id, api_types::TaskStatus::Failed, Some("ended by the test")).await.unwrap();
+    let activated = server::metrics::parachute::check(state, &instance, &node, &watched).await.unwrap();
+    assert!(activated, "the first check after the job trips it");
+    assert_eq!(state.deployer.pid(&spec).await, None, "the engine is stopped");
+    assert_eq!(state.store.instance(instance.id).await.unwrap().state, store::InstanceState::Failed);
 }
