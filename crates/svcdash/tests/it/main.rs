@@ -17,6 +17,7 @@ mod idp;
 mod lifecycle;
 mod master_key;
 mod metrics;
+mod pages;
 mod parachute;
 mod retention;
 mod s3;
