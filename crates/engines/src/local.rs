@@ -211,11 +211,29 @@ impl LocalDeployer {
 
     /// Stops the node's engine cleanly (SIGKILL only if it does not stop within a minute).
     pub async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        let node = self.running.lock().await.remove(&(spec.instance_guid.clone(), spec.index));
+        self.stop_node(&spec.instance_guid, spec.index).await;
+        Ok(())
+    }
+
+    /// Stops node `index` of an instance if its engine is still the process `pid`
+    /// (not one started since); needs no credentials.
+    pub async fn stop_node_if(&self, instance_guid: &str, index: i64, pid: u32) {
+        let key = (instance_guid.to_owned(), index);
+        let node = {
+            let mut running = self.running.lock().await;
+            if running.get(&key).is_some_and(|n| n.pid == pid) { running.remove(&key) } else { None }
+        };
         if let Some(node) = node {
             stop_process(node).await;
         }
-        Ok(())
+    }
+
+    /// Stops node `index` of an instance if it runs under svcdash; needs no credentials.
+    pub async fn stop_node(&self, instance_guid: &str, index: i64) {
+        let node = self.running.lock().await.remove(&(instance_guid.to_owned(), index));
+        if let Some(node) = node {
+            stop_process(node).await;
+        }
     }
 
     pub async fn stop_all(&self) {

@@ -246,6 +246,7 @@ impl Config {
         let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.data = absolute(&config.data)?;
         config.parachute.validate()?;
+        config.metrics.validate()?;
         Ok(config)
     }
 

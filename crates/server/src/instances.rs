@@ -55,7 +55,7 @@ impl AppState {
     }
 
     /// The release the instance runs (instances older than version tracking run
-    /// the catalog's current one).
+    /// the catalog's current one; [`Self::record_versions`] writes it down at start).
     pub fn version_of(&self, instance: &Instance) -> String {
         match (&instance.version, self.catalog.service(&instance.service_id)) {
             (Some(version), _) => version.clone(),
@@ -64,12 +64,27 @@ impl AppState {
         }
     }
 
+    /// Records the catalog's current release for instances that have none recorded
+    /// (made before releases were tracked), so a later catalog change offers them
+    /// the update instead of silently renaming what they run.
+    pub async fn record_versions(&self) -> anyhow::Result<()> {
+        for instance in self.store.list_instances().await? {
+            if instance.version.is_some() || instance.state == InstanceState::Deleted {
+                continue;
+            }
+            if let Some(service) = self.catalog.service(&instance.service_id) {
+                self.store.set_instance_version(instance.id, &service.version).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The catalog's newer release of the instance's service, if it runs an older one.
     pub fn available_updates(&self, instance: &Instance) -> Vec<api_types::v1::AvailableUpdate> {
         let Some(service) = self.catalog.service(&instance.service_id) else {
             return Vec::new();
         };
-        if instance.state == InstanceState::Deleted || self.version_of(instance) == service.version {
+        if instance.state == InstanceState::Deleted || !newer(&service.version, &self.version_of(instance)) {
             return Vec::new();
         }
         vec![api_types::v1::AvailableUpdate {
@@ -127,6 +142,16 @@ impl AppState {
     }
 }
 
+/// Whether release `candidate` is newer than `current`: dotted numbers compare as
+/// numbers (`15.10` > `15.9`), anything else merely has to differ.
+fn newer(candidate: &str, current: &str) -> bool {
+    let numbers = |v: &str| v.split('.').map(str::parse::<u64>).collect::<Result<Vec<_>, _>>();
+    match (numbers(candidate), numbers(current)) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => candidate != current,
+    }
+}
+
 /// A new generated secret, sealed for storage.
 pub fn sealed_secret(state: &AppState, len: usize) -> anyhow::Result<(SecretString, String)> {
     let secret = engines::generate_secret(len);
@@ -137,4 +162,17 @@ pub fn sealed_secret(state: &AppState, len: usize) -> anyhow::Result<(SecretStri
 /// A new instance id, in the form platforms use.
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn releases_compare_as_numbers() {
+        assert!(super::newer("15.2.0", "15.1.0"));
+        assert!(super::newer("15.10", "15.9"));
+        assert!(super::newer("7.1.0", "7"));
+        assert!(!super::newer("7", "7.1.0"), "a catalog going back offers no update");
+        assert!(!super::newer("15", "15"));
+        assert!(super::newer("2024-b", "2024-a"));
+    }
 }

@@ -44,6 +44,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     }
     let state = AppState::open(config).await?;
     jobs::recover(&state).await?;
+    state.record_versions().await?;
+    metrics::warn_about_settings(&state);
 
     let shutdown = CancellationToken::new();
     // The API answers at once; jobs wait until the instances' engines are up again.

@@ -38,6 +38,10 @@ pub trait InstanceStore: Send + Sync {
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;
     /// Marks a node as stopped by the parachute (`Some`) or released (`None`).
     async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()>;
+    /// Trips the parachute of a node in one transaction: the instance turns `failed`
+    /// with `reason` and the node is marked — only if the instance is `available` or
+    /// `provisioned` and no job of it runs. Returns whether it did.
+    async fn trip_parachute(&self, node: &Node, trip: &ParachuteTrip, reason: &str) -> StoreResult<bool>;
 
     async fn create_binding(&self, binding: NewBinding) -> StoreResult<Binding>;
     async fn binding(&self, instance_id: i64, guid: &str) -> StoreResult<Binding>;

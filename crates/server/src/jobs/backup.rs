@@ -9,6 +9,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let backup_id = job.backup_id.context("a backup job without a backup")?;
     let backup = state.store.backup(backup_id).await?;
     let instance = state.store.instance(job.instance_id).await?;
+    crate::metrics::parachute::ensure_released(state, &instance).await?;
     let node = job.node_index.unwrap_or(0);
     let spec = state
         .node_specs(&instance)

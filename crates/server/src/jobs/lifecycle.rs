@@ -45,6 +45,7 @@ pub async fn update(state: &AppState, job: &Job) -> anyhow::Result<()> {
 
 async fn run(state: &AppState, job: &Job, operation: Operation) -> anyhow::Result<()> {
     let instance = state.store.instance(job.instance_id).await?;
+    anyhow::ensure!(instance.state != InstanceState::Deleted, "service instance {} is deleted", instance.guid);
     state.store.set_instance_state(instance.id, InstanceState::Deploying, None).await?;
     let result = async {
         let version =
@@ -61,6 +62,9 @@ async fn run(state: &AppState, job: &Job, operation: Operation) -> anyhow::Resul
         }
         let specs = state.node_specs(&instance).await?;
         anyhow::ensure!(!specs.is_empty(), "the instance has no nodes (was it ever provisioned?)");
+        // Released before any engine starts, so the parachute never takes a
+        // starting engine for one that should not run.
+        parachute::release(state, &instance).await?;
         for spec in specs {
             match operation {
                 Operation::Restart => {
@@ -70,7 +74,6 @@ async fn run(state: &AppState, job: &Job, operation: Operation) -> anyhow::Resul
                 Operation::Recreate | Operation::Update => state.deployer.recreate(&spec).await?,
             }
         }
-        parachute::release(state, &instance).await?;
         if let Some(version) = version {
             state.store.set_instance_version(instance.id, &version).await?;
             tracing::info!(instance = %instance.guid, %version, "instance updated");

@@ -12,6 +12,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let backup = state.store.backup(backup_id).await?;
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let instance = state.store.instance(job.instance_id).await?;
+    crate::metrics::parachute::ensure_released(state, &instance).await?;
     let node = job.node_index.unwrap_or(0);
     let spec = state
         .node_specs(&instance)

@@ -47,6 +47,17 @@ impl std::fmt::Debug for MetricsConfig {
 }
 
 impl MetricsConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        if let Some(token) = &self.prometheus_token {
+            anyhow::ensure!(
+                token.expose_secret().len() >= 16,
+                "[metrics] prometheus_token is shorter than 16 characters; use a long random one"
+            );
+        }
+        Ok(())
+    }
+
     /// Collections kept per node.
     pub fn capacity(&self) -> usize {
         if self.interval_secs == 0 {

@@ -71,7 +71,14 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
             continue;
         }
         let Ok(engine) = state.engine_of(&instance) else { continue };
-        for node in state.store.nodes(instance.id).await? {
+        let nodes = match state.store.nodes(instance.id).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(instance = %instance.guid, error = %e, "could not read the instance's nodes; skipped this round");
+                continue;
+            }
+        };
+        for node in nodes {
             let disks = parachute::node_disks(state, &instance.guid, node.index);
             let watched = parachute::watched_of(state, &disks);
             let activated = match parachute::check(state, &instance, &node, &watched).await {
@@ -96,6 +103,30 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
     state.metrics.history.retain(&live);
     tracing::debug!(nodes = live.len(), seconds = started.elapsed().as_secs_f64(), "node metrics collected");
     Ok(lines)
+}
+
+/// Says at start what an operator should know about `[metrics]` and `[parachute]`.
+pub fn warn_about_settings(state: &AppState) {
+    let parachute = &state.config.parachute;
+    if state.config.metrics.interval_secs == 0 {
+        if parachute.thresholds().next().is_some() {
+            tracing::warn!("[metrics] interval_secs = 0 turns node metrics off, and with them the parachute");
+        }
+        return;
+    }
+    let instances = state.config.instances_dir();
+    if let Some(disk) = system::disk(&instances) {
+        for (name, threshold) in parachute.thresholds() {
+            if disk.used_percent() >= u64::from(threshold) {
+                tracing::warn!(
+                    folder = %instances.display(),
+                    used_percent = disk.used_percent(),
+                    "the filesystem holding the instances is past the parachute's {name} threshold ({threshold} %): \
+                     it will stop every engine there; free space or raise [parachute] {name}_threshold"
+                );
+            }
+        }
+    }
 }
 
 /// `[<org>.<space>.]<instance_id>.<deployment_name>.<service_type>.<node_id>`.

@@ -39,8 +39,9 @@ fn describe(disk: &WatchedDisk) -> String {
 }
 
 /// Acts on one collection of a node: trips the parachute when a watched disk is at
-/// its threshold, or queues the restart once it is released (if allowed). Returns
-/// whether the parachute holds the node's engine stopped.
+/// its threshold, keeps a tripped node's engine stopped, or queues the restart once
+/// the disks are under their thresholds again (if allowed). Returns whether the
+/// parachute holds the node's engine stopped.
 pub async fn check(
     state: &AppState,
     instance: &Instance,
@@ -48,12 +49,15 @@ pub async fn check(
     watched: &[WatchedDisk],
 ) -> anyhow::Result<bool> {
     if node.parachute.is_some() {
-        let clear = watched.iter().all(|w| w.disk.is_some() && !w.over());
-        if clear && state.config.parachute.auto_restart && instance.state == InstanceState::Failed {
+        keep_stopped(state, instance, node).await?;
+        if state.config.parachute.auto_restart
+            && instance.state == InstanceState::Failed
+            && still_full(state, instance).await?.is_none()
+        {
             match state.store.enqueue_lifecycle(instance.id, JobKind::Restart).await {
                 Ok(_) => {
                     state.jobs.notify_one();
-                    tracing::info!(instance = %instance.guid, node = node.index, "disks are under their thresholds again; restarting");
+                    tracing::info!(instance = %instance.guid, "disks are under their thresholds again; restarting");
                     let detail = "every watched disk is under its threshold again; restart queued";
                     state
                         .audit_as(
@@ -78,32 +82,59 @@ pub async fn check(
     let Some(full) = watched.iter().find(|w| w.over()) else {
         return Ok(false);
     };
-    // A job (a backup, a restore) owns the engine while it runs, and a restore
-    // starts it again at its end: the parachute acts at the first collection after.
-    if state.store.running_job(instance.id).await?.is_some() {
-        tracing::warn!(instance = %instance.guid, node = node.index, "{}; waiting for the running job to end before stopping the engine", describe(full));
-        return Ok(false);
-    }
     let why = describe(full);
     let reason = format!(
         "the parachute stopped the engine of node {} to protect its data: {why}; free space (or ask the operator \
          for a larger disk or threshold), then restart the instance",
         node.index
     );
-    // Failed first, so the engine watchdog does not start it again meanwhile.
-    state.store.set_instance_state(instance.id, InstanceState::Failed, Some(&reason)).await?;
-    state
-        .store
-        .set_node_parachute(node.id, Some(&ParachuteTrip { disk: full.name.to_owned(), at: chrono::Utc::now() }))
-        .await?;
+    // One transaction, and only on an instance at rest: a job (a backup, a restore)
+    // owns the engine while it runs, and a restore starts it again at its end, so
+    // the parachute acts at the first collection after the job.
+    let trip = ParachuteTrip { disk: full.name.to_owned(), at: chrono::Utc::now() };
+    if !state.store.trip_parachute(node, &trip, &reason).await? {
+        tracing::warn!(instance = %instance.guid, node = node.index, "{why}; the parachute waits for the operation on the instance to end");
+        return Ok(false);
+    }
     tracing::warn!(instance = %instance.guid, node = node.index, disk = full.name, "parachute activated: {why}; stopping the engine");
-    let engine = state.engine_of(instance)?;
-    state.deployer.stop(&state.node_spec(instance, engine, node)?).await?;
+    state.deployer.stop_node(&instance.guid, node.index).await;
     let detail = format!("node {}: {why}; engine stopped", node.index);
     state
         .audit_as("parachute", None, "parachute.activated", Some(&instance.guid), AuditOutcome::Success, Some(&detail))
         .await;
     Ok(true)
+}
+
+/// A tripped node's engine that runs although no job does (the watchdog started it
+/// just before the trip, say) is stopped again. The process must be the one seen
+/// while the node was still marked: a restart releases the mark before it starts
+/// the engine, so its engine is never the one stopped.
+async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> anyhow::Result<()> {
+    let Some(pid) = state.deployer.running_pid(&instance.guid, node.index).await else {
+        return Ok(());
+    };
+    if state.store.running_job(instance.id).await?.is_some() {
+        return Ok(());
+    }
+    let still_marked = state.store.nodes(instance.id).await?.iter().any(|n| n.id == node.id && n.parachute.is_some());
+    if still_marked {
+        tracing::warn!(instance = %instance.guid, node = node.index, pid, "the engine runs although the parachute holds it; stopping it again");
+        state.deployer.stop_node_if(&instance.guid, node.index, pid).await;
+    }
+    Ok(())
+}
+
+/// Refuses work that needs the engine while the parachute holds a node stopped.
+pub async fn ensure_released(state: &AppState, instance: &Instance) -> anyhow::Result<()> {
+    if let Some(node) = state.store.nodes(instance.id).await?.iter().find(|n| n.parachute.is_some()) {
+        anyhow::bail!(
+            "the parachute keeps the engine of node {} stopped (its {} disk reached its threshold); free space and \
+             restart the instance first",
+            node.index,
+            node.parachute.as_ref().map_or("", |t| t.disk.as_str())
+        );
+    }
+    Ok(())
 }
 
 /// Why the instance's engines may not start yet: a node the parachute stopped

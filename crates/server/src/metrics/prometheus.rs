@@ -35,6 +35,8 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Prometheus {
     registry: Registry,
+    /// One scrape at a time: the job gauges are cleared and set anew for each.
+    render: tokio::sync::Mutex<()>,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Histograms<RequestLabels>,
     job_seconds: Histograms<JobLabels>,
@@ -60,7 +62,7 @@ impl Prometheus {
         registry.register("job_duration_seconds", "Time jobs ran, by kind and outcome", job_seconds.clone());
         let jobs = Family::<JobLabels, Gauge>::default();
         registry.register("jobs", "Jobs in the state store, by kind and status", jobs.clone());
-        Self { registry, requests, request_seconds, job_seconds, jobs }
+        Self { registry, render: tokio::sync::Mutex::new(()), requests, request_seconds, job_seconds, jobs }
     }
 
     pub fn observe_job(&self, kind: &str, status: &str, seconds: f64) {
@@ -69,6 +71,7 @@ impl Prometheus {
 
     /// The exposition text, with the job counts read now.
     pub async fn render(&self, state: &AppState) -> anyhow::Result<String> {
+        let _one_at_a_time = self.render.lock().await;
         let counts = state.store.job_counts().await?;
         self.jobs.clear();
         for (kind, status, count) in counts {
@@ -88,7 +91,11 @@ impl Default for Prometheus {
 
 /// Counts and times every request by its route template.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    // Any token is a valid method; unknown ones share a label so they cannot grow the series.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;

@@ -109,7 +109,12 @@ impl Machine {
         }
         let mut tree = ProcessTree::default();
         let mut pending = vec![root];
+        // /proc is read process by process, not at one instant: guard against cycles.
+        let mut seen = std::collections::HashSet::new();
         while let Some(p) = pending.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
             let figures = self.processes.get(&p)?;
             tree.count += 1;
             tree.rss += figures.rss;
@@ -126,7 +131,8 @@ pub fn disk(path: &Path) -> Option<Disk> {
     let stat = nix::sys::statvfs::statvfs(path).ok()?;
     let unit = stat.fragment_size();
     let total = stat.blocks() * unit;
-    Some(Disk { total, used: (stat.blocks() - stat.blocks_free()) * unit, free: stat.blocks_available() * unit })
+    let used = stat.blocks().saturating_sub(stat.blocks_free()) * unit;
+    Some(Disk { total, used, free: stat.blocks_available() * unit })
 }
 
 /// The reference's disk name for a mount point: `/` is `system`, a VM's data and
@@ -137,7 +143,13 @@ pub fn mount_name(mount_point: &str) -> String {
         "/" => "system".to_owned(),
         "/var/vcap/data" => "ephemeral".to_owned(),
         "/var/vcap/store" => "persistent".to_owned(),
-        other => other.strip_prefix('/').unwrap_or(other).replace('/', "_"),
+        // Anything but letters, digits, `-` and `_` would add levels to a Graphite path.
+        other => other
+            .strip_prefix('/')
+            .unwrap_or(other)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect(),
     }
 }
 
@@ -146,7 +158,11 @@ fn physical_mounts() -> Option<Vec<(String, Option<Disk>)>> {
     let infos = procfs::process::Process::myself().ok()?.mountinfo().ok()?;
     let mut mounts: Vec<(String, Option<Disk>)> = Vec::new();
     for info in infos.iter() {
-        if !info.mount_source.as_deref().is_some_and(|s| s.starts_with("/dev/")) {
+        // Block devices, not loop devices (snap packages, images) nor single files
+        // bind-mounted from a disk (a container's /etc/hosts).
+        let physical =
+            info.mount_source.as_deref().is_some_and(|s| s.starts_with("/dev/") && !s.starts_with("/dev/loop"));
+        if !physical || !info.mount_point.is_dir() {
             continue;
         }
         let disk = disk(&info.mount_point);
@@ -192,6 +208,8 @@ mod tests {
         assert_eq!(mount_name("/var/vcap/data"), "ephemeral");
         assert_eq!(mount_name("/var/vcap/store"), "persistent");
         assert_eq!(mount_name("/var/vcap/store/x"), "var_vcap_store_x");
+        assert_eq!(mount_name("/etc/resolv.conf"), "etc_resolv_conf");
+        assert_eq!(mount_name("/mnt/my disk"), "mnt_my_disk");
     }
 
     #[test]

@@ -154,6 +154,31 @@ impl InstanceStore for SqliteStore {
         convert(sqlx::query_as::<_, NodeRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
     }
 
+    async fn trip_parachute(&self, node: &Node, trip: &ParachuteTrip, reason: &str) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE instances SET state = 'failed', state_reason = ?, updated_at = ? \
+             WHERE id = ? AND state IN ('available', 'provisioned') \
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.instance_id = instances.id AND status = 'running')",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(node.instance_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE nodes SET parachute_disk = ?, parachute_at = ? WHERE id = ?")
+            .bind(&trip.disk)
+            .bind(trip.at)
+            .bind(node.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()> {
         let done = sqlx::query("UPDATE nodes SET parachute_disk = ?, parachute_at = ? WHERE id = ?")
             .bind(trip.map(|t| t.disk.as_str()))

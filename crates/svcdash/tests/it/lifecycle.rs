@@ -62,7 +62,14 @@ async fn a_restart_keeps_the_data_and_starts_new_processes() {
     // The queued restart survives svcdash stopping, and runs when workers are back.
     app.stop().await;
     let app = TestApp::start_in(dir.path(), config(dir.path())).await;
-    wait_available(&app, &id).await;
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    app.wait_for("the queued restart to run", std::time::Duration::from_secs(60), || async {
+        let idle = app.state().store.pending_job(instance.id).await.unwrap().is_none();
+        (idle && state_of(&app, &id).await == "available").then_some(())
+    })
+    .await;
+    let counts = app.state().store.job_counts().await.unwrap();
+    assert!(counts.contains(&("restart".to_owned(), "done".to_owned(), 2)), "both restarts ran: {counts:?}");
     let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit")).await;
     let restarts: Vec<&str> = log
         .as_array()

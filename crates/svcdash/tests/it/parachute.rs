@@ -14,6 +14,8 @@ use crate::helpers::*;
 fn with_threshold(dir: &std::path::Path, threshold: u8, auto_restart: bool) -> Config {
     let mut config = config(dir);
     config.metrics.interval_secs = 1;
+    // The watchdog looks every second: it must leave a node the parachute stopped alone.
+    config.engines.check_interval_secs = 1;
     config.parachute.persistent_threshold = threshold;
     config.parachute.auto_restart = auto_restart;
     config
@@ -82,9 +84,19 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     assert_eq!(points["parachute.disk.persistent.used_threshold"], i64::from(threshold));
     assert!(points["parachute.disk.persistent.used_percent"] >= i64::from(threshold));
     assert_eq!(points["process.running"], 0);
-    // The watchdog leaves it stopped; a restart is refused while the disk is full.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The watchdog (every second here) leaves it stopped; a restart is refused while the disk is full.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app.state().deployer.pid(&spec).await, None);
+    // An engine started behind the parachute's back (as by a watchdog that looked
+    // just before the trip) is stopped again at the next collection.
+    app.state().deployer.start(&spec).await.unwrap();
+    app.wait_for("the engine stopped again", Duration::from_secs(10), || async {
+        app.state().deployer.pid(&spec).await.is_none().then_some(())
+    })
+    .await;
+    // Work that needs the engine is refused.
+    let (status, body) = app.api(Method::POST, &format!("/v1/instances/{id}/backups")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("InstanceNotReady")), "{body}");
     let restart = format!("/v1/instances/{id}/restart");
     let (status, body) = app.api_as(&app.token, Method::PATCH, &restart, None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("ParachuteActive")), "{body}");

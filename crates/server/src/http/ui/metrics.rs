@@ -94,7 +94,9 @@ fn gauge(label: &'static str, sample: &Sample, prefix: &str) -> Option<Gauge> {
     let total = sample.get(&format!("{prefix}.total"))?;
     let used = sample.get(&format!("{prefix}.used"))?;
     let free = sample.get(&format!("{prefix}.free"))?;
-    let percent = if total > 0 { (used * 100 / total) as u64 } else { 0 };
+    // Disks as the parachute (and df) count them: of the space non-root users can have.
+    let base = if prefix.starts_with("system.disk.") { used + free } else { total };
+    let percent = if base > 0 { (used * 100 / base) as u64 } else { 0 };
     Some(Gauge { label, used: mib(used), available: mib(total), free: mib(free), percent })
 }
 
