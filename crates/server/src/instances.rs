@@ -4,7 +4,7 @@
 use anyhow::Context;
 use engines::{EngineKind, NodeSpec};
 use secrecy::SecretString;
-use store::{Instance, InstanceState, Job, NewInstance, Node};
+use store::{Instance, InstanceState, Job, JobKind, NewInstance, Node};
 
 use crate::catalog::{Plan, Service};
 use crate::state::AppState;
@@ -45,6 +45,39 @@ impl AppState {
             .await?;
         self.jobs.notify_one();
         Ok(created)
+    }
+
+    /// Queues a restart, recreate or update, for the API and the CLI alike: only
+    /// for a provisioned instance, not while the parachute holds it on a full disk,
+    /// and one operation at a time.
+    pub async fn queue_lifecycle(&self, instance: &Instance, kind: JobKind) -> Result<Job, crate::error::ApiError> {
+        use crate::error::ApiError;
+        if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available | InstanceState::Failed) {
+            return Err(ApiError::conflict(
+                "InstanceNotReady",
+                format!(
+                    "service instance {} is {}; only a provisioned instance can {kind}",
+                    instance.guid, instance.state
+                ),
+            ));
+        }
+        if let Some(why) = crate::metrics::parachute::still_full(self, instance).await? {
+            return Err(ApiError::conflict(
+                "ParachuteActive",
+                format!("{why}; free space on it (or ask the operator for more) before the engine can start again"),
+            ));
+        }
+        match self.store.enqueue_lifecycle(instance.id, kind).await {
+            Ok(job) => {
+                self.jobs.notify_one();
+                Ok(job)
+            }
+            Err(store::StoreError::Conflict(what)) => Err(ApiError::conflict(
+                "OperationInProgress",
+                format!("the instance cannot {kind} now: {what}; try again when it has finished"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Queues the removal of an instance's processes and data (its backups stay).

@@ -83,6 +83,14 @@ enum InstancesCommand {
     Delete {
         name: String,
     },
+    /// Stop and start every process of an instance (a running `svcdash serve` does it).
+    Restart {
+        name: String,
+    },
+    /// Rebuild an instance's nodes on their kept data (a running `svcdash serve` does it).
+    Recreate {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -351,7 +359,20 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
             println!("deleting {name} ({}); its backups are kept", i.guid);
             Ok(())
         }
+        InstancesCommand::Restart { name } => queue_lifecycle(&state, &name, store::JobKind::Restart).await,
+        InstancesCommand::Recreate { name } => queue_lifecycle(&state, &name, store::JobKind::Recreate).await,
     }
+}
+
+async fn queue_lifecycle(state: &AppState, name: &str, kind: store::JobKind) -> anyhow::Result<()> {
+    let i = find_instance(state, name).await?;
+    state.queue_lifecycle(&i, kind).await.map_err(|e| anyhow::anyhow!("{}", e.description))?;
+    let detail = format!("{kind} queued from the command line");
+    state
+        .audit_as("cli", None, &format!("instance.{kind}"), Some(&i.guid), store::AuditOutcome::Success, Some(&detail))
+        .await;
+    println!("{kind} of {name} ({}) queued; a running `svcdash serve` does it", i.guid);
+    Ok(())
 }
 
 fn names(state: &AppState, i: &store::Instance) -> (String, String) {

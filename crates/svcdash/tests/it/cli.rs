@@ -40,6 +40,9 @@ fn configuration_file_is_overridden_by_the_environment() {
     assert!(out.contains("state:      deploying"), "{out}");
     assert!(out.contains("version:    7\n"), "the catalog's release, no update: {out}");
 
+    let (ok, out) = svcdash(&["--config", config, "instances", "restart", "cache"], &[]);
+    assert!(!ok && out.contains("is deploying; only a provisioned instance can restart"), "{out}");
+
     let (ok, out) = svcdash(&["--config", config, "instances", "list"], &[]);
     assert!(ok && out.contains("cache") && out.contains("redis"), "{out}");
     let (ok, out) = svcdash(&["--config", config, "instances", "show", "nope"], &[]);
@@ -148,4 +151,34 @@ fn users_get_passwords_and_roles() {
     assert!(!ok && out.contains("owner"), "{out}");
     let (ok, out) = svcdash(&["users", "list"], &env);
     assert!(ok && out.contains("bob\torg-a (read), org-b/s1 (manage)"), "{out}");
+}
+
+#[tokio::test]
+async fn operators_restart_and_recreate_instances_from_the_command_line() {
+    use crate::helpers::*;
+    let dir = data_dir();
+    let app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let data = dir.path().to_str().unwrap().to_owned();
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    for (command, kind) in [("restart", "restart"), ("recreate", "recreate")] {
+        let name = instance.name.clone();
+        let data = data.clone();
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            svcdash(&["instances", command, &name], &[("SVCDASH_DATA", data.as_str())])
+        })
+        .await
+        .unwrap();
+        assert!(ok && out.contains(&format!("{kind} of {} ({id}) queued", instance.name)), "{out}");
+        // The running server does it.
+        app.wait_for(&format!("the {kind} to be done"), std::time::Duration::from_secs(60), || async {
+            let counts = app.state().store.job_counts().await.unwrap();
+            counts.contains(&(kind.to_owned(), "done".to_owned(), 1)).then_some(())
+        })
+        .await;
+    }
+    let (_, log) = app.api(reqwest::Method::GET, &format!("/v1/instances/{id}/audit?limit=1000")).await;
+    let by_cli: Vec<&str> =
+        log.as_array().unwrap().iter().filter(|e| e["actor"] == "cli").map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(by_cli, ["instance.recreate", "instance.restart"]);
 }

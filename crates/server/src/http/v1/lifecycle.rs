@@ -7,12 +7,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::patch;
 use axum::{Json, Router};
-use store::{AuditOutcome, Instance, InstanceState, JobKind, Role, StoreError};
+use store::{AuditOutcome, Instance, JobKind, Role};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::http::extract::Path;
-use crate::metrics::parachute;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -80,29 +79,7 @@ async fn update(
 }
 
 async fn queue(state: &AppState, instance: &Instance, kind: JobKind) -> Result<StatusCode> {
-    if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available | InstanceState::Failed) {
-        return Err(ApiError::conflict(
-            "InstanceNotReady",
-            format!("service instance {} is {}; only a provisioned instance can {kind}", instance.guid, instance.state),
-        ));
-    }
-    if let Some(why) = parachute::still_full(state, instance).await? {
-        return Err(ApiError::conflict(
-            "ParachuteActive",
-            format!("{why}; free space on it (or ask the operator for more) before the engine can start again"),
-        ));
-    }
-    match state.store.enqueue_lifecycle(instance.id, kind).await {
-        Ok(_) => {
-            state.jobs.notify_one();
-            Ok(StatusCode::ACCEPTED)
-        }
-        Err(StoreError::Conflict(what)) => Err(ApiError::conflict(
-            "OperationInProgress",
-            format!("the instance cannot {kind} now: {what}; try again when it has finished"),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    state.queue_lifecycle(instance, kind).await.map(|_| StatusCode::ACCEPTED)
 }
 
 async fn record(state: &AppState, caller: &Caller, instance: &Instance, action: &str, result: &Result<StatusCode>) {
