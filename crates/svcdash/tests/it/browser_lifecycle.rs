@@ -61,7 +61,12 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
     let password = "a long browser password";
     app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
     let spec = app.node(&id).await;
-    let pid_before = app.state().deployer.pid(&spec).await.expect("runs");
+    // svcdash answers at once and starts the engines meanwhile.
+    let pid_before = app
+        .wait_for("the engine to start", std::time::Duration::from_secs(60), || async {
+            app.state().deployer.pid(&spec).await
+        })
+        .await;
 
     let findings = tokio::task::spawn_blocking({
         let (base, id) = (app.base.clone(), id.clone());
