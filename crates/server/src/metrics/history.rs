@@ -90,6 +90,21 @@ impl History {
         history.samples.iter().skip(skip).cloned().collect()
     }
 
+    /// At most `at_most` collections of a node spread evenly over the kept window,
+    /// oldest first, always with the newest two (for a page's charts: they need no
+    /// more points than they can draw, and a copy of a whole day is costly).
+    pub fn sampled(&self, instance: &str, node: i64, at_most: usize) -> Vec<Sample> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(history) = nodes.get(&NodeKey { instance: instance.to_owned(), node }) else {
+            return Vec::new();
+        };
+        let len = history.samples.len();
+        let step = len.div_ceil(at_most.max(2)).max(1);
+        let mut picked: Vec<usize> = (0..len.saturating_sub(2)).step_by(step).collect();
+        picked.extend(len.saturating_sub(2)..len);
+        picked.into_iter().map(|i| history.samples[i].clone()).collect()
+    }
+
     /// Graphite lines (`<namespace>.<type>.<specific> <value> <timestamp>`) of the
     /// newest `quantity` collections of every node of the instance: node by node,
     /// oldest collection first.
@@ -140,6 +155,14 @@ mod tests {
         assert_eq!(kept, [3, 4, 5]);
         assert_eq!(history.lines("i", Some(1)), ["ns.0.system.load.load1 50 5", "ns.1.system.load.load1 7 5"]);
         assert_eq!(history.lines("i", Some(2)).len(), 3);
+        let spread = History::new(1000);
+        for at in 0..1000 {
+            spread.record(key(0), "ns.0".into(), at, vec![("x".into(), at)]);
+        }
+        let picked: Vec<i64> = spread.sampled("i", 0, 100).iter().map(|s| s.at).collect();
+        assert!(picked.len() <= 102 && picked.len() >= 50, "{}", picked.len());
+        assert_eq!((picked[0], &picked[picked.len() - 2..]), (0, &[998, 999][..]));
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
         history.retain(&HashSet::from([key(1)]));
         assert_eq!(history.nodes("i"), [1]);
     }

@@ -5,7 +5,7 @@
 pub const WIDTH: f64 = 300.0;
 pub const HEIGHT: f64 = 60.0;
 /// At most this many points are drawn; longer series are thinned evenly.
-const MAX_POINTS: usize = 300;
+pub const MAX_POINTS: usize = 300;
 
 pub struct Chart {
     pub title: String,

@@ -72,7 +72,8 @@ pub async fn metrics_page(
     page.busy = super::pages::busy(&state, &instance).await?;
     let tabs = state.metrics.history.nodes(&instance.guid);
     let selected = query.node.filter(|n| tabs.contains(n)).or_else(|| tabs.first().copied());
-    let node = selected.map(|n| node_view(n, &state.metrics.history.samples(&instance.guid, n, None)));
+    let node =
+        selected.map(|n| node_view(n, &state.metrics.history.sampled(&instance.guid, n, super::chart::MAX_POINTS)));
     let config = &state.config.metrics;
     Ok(render(&MetricsPage {
         page,
