@@ -12,7 +12,7 @@
 
 import path from "node:path";
 
-import { env, launch, screenshots } from "./chromium.mjs";
+import { env, launch, openPage, screenshots } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
@@ -22,11 +22,7 @@ const TIMEOUT = 60_000;
 const browser = await launch();
 const findings = {};
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { page, errors } = await openPage(browser, { height: 800, timeout: TIMEOUT });
 
   // Asking for the backups page without a session lands on the login page.
   await page.goto(`${base}/service-instances/${instance}/backups`);

@@ -31,3 +31,13 @@ export function launch() {
       "--disable-component-update", "--disable-sync"],
   });
 }
+
+/** A page of a new browser context, its default timeout set, collecting script errors. */
+export async function openPage(browser, { width = 1280, height = 800, timeout = 60_000 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(timeout);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return { page, errors };
+}
