@@ -326,3 +326,20 @@ pub fn catalog_with_version(dir: &Path, service: &str, version: &str) -> PathBuf
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// `GET /v1/instances/:id`.
+pub async fn instance_overview(app: &TestApp, id: &str) -> Value {
+    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Waits until the instance is in `state`; returns its overview then.
+pub async fn wait_instance_state(app: &TestApp, id: &str, state: &str) -> Value {
+    let what = format!("the instance to be {state}");
+    app.wait_for(&what, Duration::from_secs(60), || async {
+        let body = instance_overview(app, id).await;
+        (body["state"] == state).then_some(body)
+    })
+    .await
+}

@@ -6,18 +6,11 @@ use reqwest::{Method, StatusCode};
 use crate::helpers::*;
 
 async fn state_of(app: &TestApp, id: &str) -> String {
-    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["state"].as_str().unwrap().to_owned()
+    instance_overview(app, id).await["state"].as_str().unwrap().to_owned()
 }
 
 async fn wait_available(app: &TestApp, id: &str) {
-    let (app_ref, id) = (app, id.to_owned());
-    wait_for("the instance to be available", std::time::Duration::from_secs(60), &mut || {
-        let id = id.clone();
-        async move { (state_of(app_ref, &id).await == "available").then_some(()) }
-    })
-    .await;
+    wait_instance_state(app, id, "available").await;
 }
 
 #[tokio::test]

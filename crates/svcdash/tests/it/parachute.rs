@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use server::Config;
 
 use crate::helpers::*;
@@ -19,21 +18,6 @@ fn with_threshold(dir: &std::path::Path, threshold: u8, auto_restart: bool) -> C
     config.parachute.persistent_threshold = threshold;
     config.parachute.auto_restart = auto_restart;
     config
-}
-
-async fn overview(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn wait_state(app: &TestApp, id: &str, state: &str) -> Value {
-    let what = format!("the instance to be {state}");
-    app.wait_for(&what, Duration::from_secs(60), || async {
-        let body = overview(app, id).await;
-        (body["state"] == state).then_some(body)
-    })
-    .await
 }
 
 async fn newest_points(app: &TestApp, id: &str) -> std::collections::HashMap<String, i64> {
@@ -68,7 +52,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
 
     // At or above its threshold: the engine stops, the instance says why.
     let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), threshold, false)).await;
-    let body = wait_state(&app, &id, "failed").await;
+    let body = wait_instance_state(&app, &id, "failed").await;
     assert_eq!(body["parachute_activated"], true, "{body}");
     let why = body["state_description"].as_str().unwrap();
     assert!(why.contains("parachute") && why.contains("persistent disk"), "{why}");
@@ -114,13 +98,13 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     // restarts until a manager restarts the instance; then the data is back.
     let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), 100, false)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let body = overview(&app, &id).await;
+    let body = instance_overview(&app, &id).await;
     assert_eq!((body["state"].as_str(), body["parachute_activated"].as_bool()), (Some("failed"), Some(true)));
     let points = newest_points(&app, &id).await;
     assert_eq!((points["parachute.activated"], points["parachute.disk.persistent.activated"]), (1, 0));
     let (status, body) = app.api_as(&app.token, Method::PATCH, &restart, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let body = wait_state(&app, &id, "available").await;
+    let body = wait_instance_state(&app, &id, "available").await;
     assert_eq!(body["parachute_activated"], false);
     assert!(body.get("state_description").is_none(), "{body}");
     let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
@@ -129,10 +113,10 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
 
     // Tripped again; then, when the operator allows it, svcdash restarts it by itself.
     let mut app = TestApp::start_in(dir.path(), with_threshold(dir.path(), threshold, false)).await;
-    wait_state(&app, &id, "failed").await;
+    wait_instance_state(&app, &id, "failed").await;
     app.stop().await;
     let app = TestApp::start_in(dir.path(), with_threshold(dir.path(), 100, true)).await;
-    let body = wait_state(&app, &id, "available").await;
+    let body = wait_instance_state(&app, &id, "available").await;
     assert_eq!(body["parachute_activated"], false);
     let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
     assert_eq!(count, 7);

@@ -12,16 +12,14 @@
 
 import path from "node:path";
 
-import { env, launch, openPage, screenshots } from "./chromium.mjs";
+import { env, openPage, run, screenshots } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
 const shots = screenshots();
 const TIMEOUT = 60_000;
 
-const browser = await launch();
-const findings = {};
-try {
+await run(async (browser, findings) => {
   const { page, errors } = await openPage(browser, { height: 800, timeout: TIMEOUT });
 
   // Asking for the backups page without a session lands on the login page.
@@ -144,11 +142,4 @@ try {
   await page.waitForURL(/\/auth\/login/);
   findings.signedOut = true;
   findings.pageErrors = errors;
-  console.log(JSON.stringify(findings));
-} catch (e) {
-  console.error(`browser test failed: ${e.stack || e}`);
-  console.error(`findings so far: ${JSON.stringify(findings)}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -41,3 +41,22 @@ export async function openPage(browser, { width = 1280, height = 800, timeout = 
   page.on("pageerror", (e) => errors.push(String(e)));
   return { page, errors };
 }
+
+/**
+ * Runs `drive(browser, findings)`, then prints the findings as one JSON line; on
+ * failure prints the reason and the findings so far and exits non-zero.
+ */
+export async function run(drive) {
+  const browser = await launch();
+  const findings = {};
+  try {
+    await drive(browser, findings);
+    console.log(JSON.stringify(findings));
+  } catch (e) {
+    console.error(`browser test failed: ${e.stack || e}`);
+    console.error(`findings so far: ${JSON.stringify(findings)}`);
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+}

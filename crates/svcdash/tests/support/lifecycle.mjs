@@ -11,7 +11,7 @@
 
 import path from "node:path";
 
-import { env, launch, openPage, screenshots } from "./chromium.mjs";
+import { env, openPage, run, screenshots } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
@@ -19,9 +19,7 @@ const shots = screenshots();
 const phase = env("PHASE");
 const TIMEOUT = 90_000;
 
-const browser = await launch();
-const findings = {};
-try {
+await run(async (browser, findings) => {
   const { page, errors } = await openPage(browser, { height: 900, timeout: TIMEOUT });
 
   await page.goto(`${base}/service-instances/${instance}`);
@@ -123,11 +121,4 @@ try {
     await page.screenshot({ path: path.join(shots, "parachute-metrics.png"), fullPage: true });
   }
   findings.pageErrors = errors;
-  console.log(JSON.stringify(findings));
-} catch (e) {
-  console.error(`browser test failed: ${e.stack || e}`);
-  console.error(`findings so far: ${JSON.stringify(findings)}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});
