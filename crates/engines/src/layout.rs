@@ -1,7 +1,15 @@
-//! Where a node's files live: `system` (configuration), `ephemeral` (sockets, logs,
-//! pid files) and `persistent` (the data), as on a real VM.
+//! Where a node's files live: `system` (configuration), `ephemeral` (logs, pid files)
+//! and `persistent` (the data), as on a real VM.
+//!
+//! Who owns what keeps root out of the engine's reach: svcdash owns every folder of
+//! the skeleton (the engine's group may read and enter them), and the engine owns
+//! only the two leaves it writes, `ephemeral/run` and `persistent/data`. So an engine
+//! running a tenant's code can create links only where svcdash never creates files.
 
 use std::path::{Path, PathBuf};
+
+use crate::files::{self, Owner};
+use crate::process::RunAs;
 
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
@@ -29,7 +37,47 @@ impl NodeLayout {
         self.root.join("persistent")
     }
 
+    /// The engine's output, written by the engine through a descriptor svcdash opens
+    /// in a folder svcdash owns.
     pub fn log_file(&self, name: &str) -> PathBuf {
         self.ephemeral().join("log").join(format!("{name}.log"))
+    }
+
+    /// The engine's scratch folder (pid file): the engine owns it.
+    pub fn run_dir(&self) -> PathBuf {
+        self.ephemeral().join("run")
+    }
+
+    /// The engine's data folder: the engine owns it.
+    pub fn data_dir(&self) -> PathBuf {
+        self.persistent().join("data")
+    }
+
+    /// Makes the node's folders (and the instance folder above them), or puts their
+    /// owners and modes right: safe to run again, and on a node with data.
+    pub fn prepare(&self, engine_user: Option<RunAs>) -> anyhow::Result<()> {
+        let (svcdash, engine) = owners(engine_user);
+        if let Some(instance) = self.root.parent() {
+            files::folder(instance, svcdash, 0o750)?;
+        }
+        for dir in [self.root.clone(), self.system(), self.ephemeral(), self.ephemeral().join("log"), self.persistent()]
+        {
+            files::folder(&dir, svcdash, 0o750)?;
+        }
+        for dir in [self.run_dir(), self.data_dir()] {
+            files::folder(&dir, engine, 0o700)?;
+        }
+        Ok(())
+    }
+}
+
+/// svcdash's side (root, with the engine's group so it may enter) and the engine's.
+pub(crate) fn owners(engine_user: Option<RunAs>) -> (Owner, Owner) {
+    match engine_user {
+        Some(user) => (
+            Owner { uid: Some(0), gid: Some(user.gid.as_raw()) },
+            Owner { uid: Some(user.uid.as_raw()), gid: Some(user.gid.as_raw()) },
+        ),
+        None => (Owner::default(), Owner::default()),
     }
 }

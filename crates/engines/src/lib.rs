@@ -2,6 +2,8 @@
 //! to lay out, start, check, dump, load and grant access to one kind of server;
 //! [`local::LocalDeployer`] runs them as supervised processes on this machine.
 
+mod accounts;
+mod files;
 mod layout;
 pub mod local;
 mod postgres;
@@ -46,6 +48,9 @@ impl EngineKind {
 pub struct NodeSpec {
     pub engine: EngineKind,
     pub instance_guid: String,
+    /// The name svcdash made for the instance on this host: its folder's name and,
+    /// when svcdash runs as root, its account's. Never an id from a request.
+    pub local_name: String,
     pub index: i64,
     pub port: u16,
     pub admin_user: String,
@@ -57,6 +62,7 @@ impl std::fmt::Debug for NodeSpec {
         f.debug_struct("NodeSpec")
             .field("engine", &self.engine)
             .field("instance_guid", &self.instance_guid)
+            .field("local_name", &self.local_name)
             .field("index", &self.index)
             .field("port", &self.port)
             .finish_non_exhaustive()
@@ -78,6 +84,13 @@ pub struct AppCredentials {
 pub fn generate_secret(len: usize) -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// A new local name for an instance: `sd-` and ten random lower-case letters and
+/// digits, fit for a folder and an account name (at most 32 characters, starting
+/// with a letter).
+pub fn new_local_name() -> String {
+    format!("sd-{}", generate_secret(10).to_ascii_lowercase())
 }
 
 /// A free TCP port on the loopback interface.

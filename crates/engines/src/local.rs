@@ -1,20 +1,25 @@
 //! The local deployer: every node is an engine process on this machine, supervised
-//! by svcdash, with its files under `<data>/instances/<instance>/node-<n>/`.
+//! by svcdash, with its files under `<data>/instances/<local name>/node-<n>/`. The
+//! local name is one svcdash made for the instance (never an id from a request); when
+//! svcdash runs as root it is also the name of the instance's own account.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
+use nix::unistd::Uid;
 use tokio::io::AsyncWrite;
 use tokio::process::ChildStdout;
 use tokio::sync::{Mutex, watch};
 
+use crate::files::{self, Owner};
 use crate::process::{self, RunAs};
-use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools, postgres, redis};
+use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools, accounts, postgres, redis};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,7 +27,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct LocalDeployer {
     root: PathBuf,
     tools: Tools,
-    run_as: Option<RunAs>,
+    /// Whether each instance runs under an account of its own (svcdash is root).
+    own_accounts: bool,
+    /// Keyed by the instance's local name and the node's index.
     running: Mutex<HashMap<(String, i64), Running>>,
 }
 
@@ -39,10 +46,20 @@ pub enum RestoreTarget {
 }
 
 impl LocalDeployer {
-    /// `run_as` names the user engines run as when svcdash runs as root.
-    pub fn new(root: PathBuf, tools: Tools, run_as: &str) -> anyhow::Result<Self> {
+    /// Instances live under `root`. When svcdash runs as root every instance gets an
+    /// account of its own; otherwise engines run as svcdash's own user and are not
+    /// isolated from svcdash or from each other ([`Self::isolated`] says which).
+    pub fn new(root: PathBuf, tools: Tools) -> anyhow::Result<Self> {
+        let own_accounts = Uid::effective().is_root();
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        Ok(Self { root, tools, run_as: RunAs::resolve(run_as)?, running: Mutex::new(HashMap::new()) })
+        // Engine accounts walk through to their own folder but cannot list the others.
+        files::folder(&root, Owner::default(), if own_accounts { 0o711 } else { 0o700 })?;
+        Ok(Self { root, tools, own_accounts, running: Mutex::new(HashMap::new()) })
+    }
+
+    /// Whether instances run under accounts of their own.
+    pub fn isolated(&self) -> bool {
+        self.own_accounts
     }
 
     pub fn tools(&self) -> &Tools {
@@ -50,25 +67,34 @@ impl LocalDeployer {
     }
 
     pub fn layout(&self, spec: &NodeSpec) -> NodeLayout {
-        self.node_layout(&spec.instance_guid, spec.index)
+        self.node_layout(&spec.local_name, spec.index)
     }
 
-    pub fn node_layout(&self, instance_guid: &str, index: i64) -> NodeLayout {
-        NodeLayout::new(self.root.join(instance_guid).join(format!("node-{index}")))
+    pub fn node_layout(&self, local_name: &str, index: i64) -> NodeLayout {
+        NodeLayout::new(self.root.join(local_name).join(format!("node-{index}")))
+    }
+
+    /// The account the node's engine runs as (made first if needed); `None` when
+    /// svcdash is not root.
+    async fn engine_user(&self, spec: &NodeSpec) -> anyhow::Result<Option<RunAs>> {
+        if !self.own_accounts {
+            return Ok(None);
+        }
+        let (name, comment) = (spec.local_name.clone(), format!("svcdash instance {}", spec.local_name));
+        let user = tokio::task::spawn_blocking(move || accounts::ensure(&name, &comment)).await??;
+        Ok(Some(user))
     }
 
     /// Creates the node's folders and data, starts it and prepares it for applications.
     /// Safe to run again after an interruption.
     pub async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()> {
         self.tools.check(spec.engine)?;
+        let run_as = self.engine_user(spec).await?;
+        self.check_reachable()?;
         let layout = self.layout(spec);
-        for dir in [layout.system(), layout.ephemeral().join("log"), layout.persistent()] {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        self.check_reachable(layout.root())?;
-        process::chown_tree(layout.root(), self.run_as).context("handing the node's folders to the engine user")?;
+        layout.prepare(run_as)?;
         if spec.engine == EngineKind::Postgresql {
-            postgres::init(&self.tools, &layout, spec, self.run_as).await?;
+            postgres::init(&self.tools, &layout, spec, run_as).await?;
         }
         self.start(spec).await?;
         if spec.engine == EngineKind::Postgresql {
@@ -82,32 +108,30 @@ impl LocalDeployer {
     pub async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()> {
         let layout = self.layout(spec);
         anyhow::ensure!(
-            layout.persistent().is_dir(),
+            files::is_folder(&layout.data_dir()),
             "the node's persistent data ({}) is missing; recreating keeps data and cannot make it",
-            layout.persistent().display()
+            layout.data_dir().display()
         );
         self.stop(spec).await?;
         self.stop_leftover(spec, &layout).await;
         for dir in [layout.system(), layout.ephemeral()] {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            }
+            files::remove_tree(&dir)?;
         }
         self.provision(spec).await
     }
 
-    /// The engine user must be able to walk down to the node's folder.
-    fn check_reachable(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Engine accounts must be able to walk down to the instances folder.
+    fn check_reachable(&self) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        if self.run_as.is_none() {
+        if !self.own_accounts {
             return Ok(());
         }
-        for ancestor in dir.ancestors().skip(1) {
+        for ancestor in self.root.ancestors() {
             if let Ok(meta) = ancestor.metadata()
                 && meta.permissions().mode() & 0o001 == 0
             {
                 bail!(
-                    "the engine user cannot enter {} (mode {:o}); give it o+x or move the data folder",
+                    "engine accounts cannot enter {} (mode {:o}); give it o+x or move the data folder",
                     ancestor.display(),
                     meta.permissions().mode() & 0o777
                 );
@@ -122,7 +146,7 @@ impl LocalDeployer {
     }
 
     async fn start_with(&self, spec: &NodeSpec, extra: &[&str]) -> anyhow::Result<()> {
-        let key = (spec.instance_guid.clone(), spec.index);
+        let key = (spec.local_name.clone(), spec.index);
         let mut running = self.running.lock().await;
         if let Some(node) = running.get(&key)
             && node.exited.borrow().is_none()
@@ -130,25 +154,30 @@ impl LocalDeployer {
             return Ok(());
         }
         let layout = self.layout(spec);
+        anyhow::ensure!(
+            files::is_folder(layout.root()),
+            "the node's folder {} is missing (instances made before svcdash gave each instance an account of \
+             its own cannot start: restore their latest backup into a new instance)",
+            layout.root().display()
+        );
+        let run_as = self.engine_user(spec).await?;
+        layout.prepare(run_as)?;
         self.stop_leftover(spec, &layout).await;
         let mut cmd = match spec.engine {
-            EngineKind::Postgresql => postgres::start_command(&self.tools, &layout, spec, self.run_as)?,
+            EngineKind::Postgresql => postgres::start_command(&self.tools, &layout, spec, run_as)?,
             EngineKind::Redis => {
-                redis::init(&layout, spec, self.run_as)?;
-                redis::start_command(&self.tools, &layout, self.run_as, extra)?
+                redis::init(&layout, spec, run_as)?;
+                redis::start_command(&self.tools, &layout, run_as, extra)?
             }
         };
         let log_path = layout.log_file(spec.engine.short_name());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let (svcdash, _) = crate::layout::owners(run_as);
+        let log = files::append(&log_path, svcdash, 0o640)?;
         cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
         let mut child = cmd.spawn().with_context(|| format!("starting {:?}", spec.engine))?;
         let pid = child.id().context("the engine exited at once")?;
         let (tx, exited) = watch::channel(None);
-        let label = format!("{}/node-{}", spec.instance_guid, spec.index);
+        let label = format!("{}/node-{}", spec.local_name, spec.index);
         tokio::spawn(async move {
             let status = child.wait().await.ok();
             tracing::info!(node = %label, ?status, "engine process exited");
@@ -161,7 +190,7 @@ impl LocalDeployer {
         let started = Instant::now();
         loop {
             if let Some(status) = *exited.borrow() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let log = files::read_tail(&log_path);
                 bail!("{:?} exited during start-up ({status}): {}", spec.engine, process::tail(&log));
             }
             let ready = match spec.engine {
@@ -182,20 +211,28 @@ impl LocalDeployer {
     /// so the node can be started under supervision again.
     async fn stop_leftover(&self, spec: &NodeSpec, layout: &NodeLayout) {
         let pid_file = match spec.engine {
-            EngineKind::Postgresql => layout.persistent().join("pgdata").join("postmaster.pid"),
-            EngineKind::Redis => layout.ephemeral().join("redis.pid"),
+            EngineKind::Postgresql => postgres::pid_file(layout),
+            EngineKind::Redis => redis::pid_file(layout),
         };
-        let Some(pid) =
-            std::fs::read_to_string(&pid_file).ok().and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
-        else {
+        // The engine writes the pid file: read without following links, and believe
+        // it only for a process of this node, running under the node's account.
+        let Some(pid) = files::read_small(&pid_file).and_then(|t| t.lines().next()?.trim().parse::<u32>().ok()) else {
             return;
         };
-        // Only a process of this node: its command line names the node's folder or port.
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        let ours =
+        let names_node =
             cmdline.contains(&layout.root().display().to_string()) || cmdline.contains(&format!(":{}", spec.port));
-        if !process::is_alive(pid) || !ours {
+        let account = match self.engine_user(spec).await {
+            Ok(account) => account,
+            Err(_) => return,
+        };
+        let same_account = match (account, i32::try_from(pid).ok().and_then(accounts::process_uids)) {
+            (Some(user), Some((real, _))) => real == user.uid,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if !process::is_alive(pid) || !names_node || !same_account {
             return;
         }
         tracing::warn!(pid, instance = %spec.instance_guid, node = spec.index, "stopping an engine left running by an earlier svcdash");
@@ -211,14 +248,14 @@ impl LocalDeployer {
 
     /// Stops the node's engine cleanly (SIGKILL only if it does not stop within a minute).
     pub async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        self.stop_node(&spec.instance_guid, spec.index).await;
+        self.stop_node(&spec.local_name, spec.index).await;
         Ok(())
     }
 
     /// Stops node `index` of an instance if its engine is still the process `pid`
     /// (not one started since); needs no credentials.
-    pub async fn stop_node_if(&self, instance_guid: &str, index: i64, pid: u32) {
-        let key = (instance_guid.to_owned(), index);
+    pub async fn stop_node_if(&self, local_name: &str, index: i64, pid: u32) {
+        let key = (local_name.to_owned(), index);
         let node = {
             let mut running = self.running.lock().await;
             if running.get(&key).is_some_and(|n| n.pid == pid) { running.remove(&key) } else { None }
@@ -229,8 +266,8 @@ impl LocalDeployer {
     }
 
     /// Stops node `index` of an instance if it runs under svcdash; needs no credentials.
-    pub async fn stop_node(&self, instance_guid: &str, index: i64) {
-        let node = self.running.lock().await.remove(&(instance_guid.to_owned(), index));
+    pub async fn stop_node(&self, local_name: &str, index: i64) {
+        let node = self.running.lock().await.remove(&(local_name.to_owned(), index));
         if let Some(node) = node {
             stop_process(node).await;
         }
@@ -238,8 +275,8 @@ impl LocalDeployer {
 
     pub async fn stop_all(&self) {
         let nodes: Vec<_> = self.running.lock().await.drain().collect();
-        let stops = nodes.into_iter().map(|((guid, _), node)| async move {
-            tracing::info!(instance = %guid, pid = node.pid, "stopping engine");
+        let stops = nodes.into_iter().map(|((name, _), node)| async move {
+            tracing::info!(instance = %name, pid = node.pid, "stopping engine");
             stop_process(node).await;
         });
         futures::future::join_all(stops).await;
@@ -256,27 +293,50 @@ impl LocalDeployer {
         }
     }
 
-    /// Stops every node of an instance and removes its files.
-    pub async fn destroy(&self, instance_guid: &str, nodes: &[NodeSpec]) -> anyhow::Result<()> {
+    /// Removes the accounts of every instance under this deployer's folder, killing
+    /// what runs under them: for a test being torn down with its data (accounts are
+    /// host-wide and would outlive it). Blocking.
+    pub fn remove_accounts_now(&self) {
+        if !self.own_accounts {
+            return;
+        }
+        let names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        for name in names {
+            if accounts::exists(&name)
+                && let Err(e) = accounts::remove(&name)
+            {
+                tracing::warn!(account = %name, error = format!("{e:#}"), "could not remove an instance's account");
+            }
+        }
+    }
+
+    /// Stops every node of an instance, removes its files and its account.
+    pub async fn destroy(&self, local_name: &str, nodes: &[NodeSpec]) -> anyhow::Result<()> {
         for spec in nodes {
             self.stop(spec).await?;
         }
-        let dir = self.root.join(instance_guid);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        files::remove_tree(&self.root.join(local_name))?;
+        if self.own_accounts {
+            let name = local_name.to_owned();
+            tokio::task::spawn_blocking(move || accounts::remove(&name)).await??;
         }
         Ok(())
     }
 
     /// The process id of a running node, if it runs.
     pub async fn pid(&self, spec: &NodeSpec) -> Option<u32> {
-        self.running_pid(&spec.instance_guid, spec.index).await
+        self.running_pid(&spec.local_name, spec.index).await
     }
 
     /// The process id of node `index` of an instance, if it runs; needs no credentials.
-    pub async fn running_pid(&self, instance_guid: &str, index: i64) -> Option<u32> {
+    pub async fn running_pid(&self, local_name: &str, index: i64) -> Option<u32> {
         let running = self.running.lock().await;
-        running.get(&(instance_guid.to_owned(), index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
+        running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
     }
 
     pub async fn create_user(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
@@ -295,13 +355,14 @@ impl LocalDeployer {
 
     /// Starts the engine's consistent dump; returns its output and a future that says
     /// whether the dump program succeeded.
-    pub fn dump(
-        &self,
-        spec: &NodeSpec,
-    ) -> anyhow::Result<(ChildStdout, impl Future<Output = anyhow::Result<()>> + use<>)> {
-        let (mut cmd, what) = match spec.engine {
-            EngineKind::Postgresql => (postgres::dump_command(&self.tools, spec)?, "pg_dump"),
-            EngineKind::Redis => (redis::dump_command(&self.tools, spec)?, "redis-cli --rdb"),
+    pub async fn dump(&self, spec: &NodeSpec) -> anyhow::Result<(ChildStdout, BoxFuture<'static, anyhow::Result<()>>)> {
+        let run_as = self.engine_user(spec).await?;
+        let (mut cmd, what, after) = match spec.engine {
+            EngineKind::Postgresql => {
+                let (cmd, after) = postgres::dump_command(&self.tools, spec, run_as).await?;
+                (cmd, "pg_dump", Some(after.boxed()))
+            }
+            EngineKind::Redis => (redis::dump_command(&self.tools, spec, run_as)?, "redis-cli --rdb", None),
         };
         let mut child =
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {what}"))?;
@@ -311,7 +372,14 @@ impl LocalDeployer {
             tracing::debug!(error = %e, "could not enlarge the dump pipe");
         }
         let stderr = process::collect_tail(child.stderr.take().context("the dump has no stderr")?);
-        Ok((stdout, process::finish(child, stderr, what)))
+        let done = async move {
+            let result = process::finish(child, stderr, what).await;
+            if let Some(after) = after {
+                after.await;
+            }
+            result
+        };
+        Ok((stdout, done.boxed()))
     }
 
     /// Prepares a restore beside the node's data; write the plain dump into the sink,
@@ -322,14 +390,15 @@ impl LocalDeployer {
     ) -> anyhow::Result<(Box<dyn AsyncWrite + Unpin + Send>, RestoreTarget)> {
         match spec.engine {
             EngineKind::Postgresql => {
-                let (stdin, restore) = postgres::begin_restore(&self.tools, spec).await?;
+                let run_as = self.engine_user(spec).await?;
+                let (stdin, restore) = postgres::begin_restore(&self.tools, spec, run_as).await?;
                 Ok((Box::new(stdin), RestoreTarget::Postgresql(restore)))
             }
             EngineKind::Redis => {
                 let path = redis::staging_file(&self.layout(spec));
-                let file =
-                    tokio::fs::File::create(&path).await.with_context(|| format!("creating {}", path.display()))?;
-                Ok((Box::new(file), RestoreTarget::Redis))
+                files::remove_tree(&path)?;
+                let file = files::create_new(&path, 0o600)?;
+                Ok((Box::new(tokio::fs::File::from_std(file)), RestoreTarget::Redis))
             }
         }
     }
@@ -341,8 +410,10 @@ impl LocalDeployer {
             RestoreTarget::Redis => {
                 let layout = self.layout(spec);
                 let staging = redis::staging_file(&layout);
-                std::fs::File::open(&staging)?.sync_all()?;
-                process::chown_tree(&staging, self.run_as)?;
+                let file = std::fs::OpenOptions::new().read(true).open(&staging)?;
+                file.sync_all()?;
+                let (_, engine) = crate::layout::owners(self.engine_user(spec).await?);
+                files::give(&file, &staging, engine, 0o600)?;
                 self.stop(spec).await?;
                 redis::swap_in_staging(&layout)?;
                 // Without its AOF, Redis would start empty if appendonly were on: load the
@@ -357,7 +428,7 @@ impl LocalDeployer {
         match target {
             RestoreTarget::Postgresql(restore) => postgres::abort(spec, restore).await,
             RestoreTarget::Redis => {
-                let _ = std::fs::remove_file(redis::staging_file(&self.layout(spec)));
+                let _ = files::remove_tree(&redis::staging_file(&self.layout(spec)));
             }
         }
     }

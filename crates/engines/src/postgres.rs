@@ -1,7 +1,18 @@
 //! PostgreSQL: one cluster per node, one application database owned by a NOLOGIN
 //! role. Bound users are members of that role, so whatever they create belongs to
 //! the database owner and survives their unbinding and a restore.
+//!
+//! Only svcdash's admin role is a superuser, and it never runs a tenant's code:
+//! dumps and restores run the tenant's functions (a CHECK constraint, an index
+//! expression, a trigger), so they connect as roles of their own with the least
+//! rights that work. `svcdash_backup` reads everything (`pg_read_all_data`, row
+//! security bypassed) and may not write; `svcdash_restore` loads as the database
+//! owner role (`--role app_owner`, `--no-owner --no-privileges`): every restored
+//! object belongs to `app_owner`, grants are not replayed (every binding has the
+//! owner role's rights anyway). Their passwords are made for one job and cleared
+//! after it.
 
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,6 +23,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
 
+use crate::files;
 use crate::process::{self, RunAs};
 use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools};
 
@@ -21,25 +33,32 @@ const OWNER: &str = "app_owner";
 /// Where a restore loads before it replaces the application database.
 const STAGING: &str = "app_restore";
 const REPLACED: &str = "app_replaced";
+/// The role dumps connect as: reads everything, changes nothing.
+const BACKUP_ROLE: &str = "svcdash_backup";
+/// The role restores connect as: a member of the owner role, nothing more.
+const RESTORE_ROLE: &str = "svcdash_restore";
 
 const PG: EngineKind = EngineKind::Postgresql;
 
-fn data_dir(layout: &NodeLayout) -> std::path::PathBuf {
-    layout.persistent().join("pgdata")
+/// The pid file the postmaster writes in its data folder.
+pub fn pid_file(layout: &NodeLayout) -> std::path::PathBuf {
+    layout.data_dir().join("postmaster.pid")
 }
 
 /// Creates the cluster unless it exists already (so a resumed provision is safe).
 pub async fn init(tools: &Tools, layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<()> {
-    let data = data_dir(layout);
-    if data.join("PG_VERSION").exists() {
+    let data = layout.data_dir();
+    if files::read_small(&data.join("PG_VERSION")).is_some() {
         return Ok(());
     }
-    if data.exists() {
+    if std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_some()) {
         // A half-made cluster from an interrupted initdb.
-        std::fs::remove_dir_all(&data).context("removing an incomplete cluster")?;
+        files::remove_tree(&data).context("removing an incomplete cluster")?;
+        layout.prepare(run_as)?;
     }
     let pwfile = layout.system().join("initdb.pw");
-    write_private(&pwfile, spec.admin_password.expose_secret(), run_as)?;
+    let (_, engine) = crate::layout::owners(run_as);
+    files::write_new(&pwfile, spec.admin_password.expose_secret().as_bytes(), engine, 0o600)?;
     let mut cmd = process::command(&tools.find(PG, "initdb")?, run_as);
     cmd.arg("-D")
         .arg(&data)
@@ -58,7 +77,7 @@ pub fn start_command(
 ) -> anyhow::Result<Command> {
     let mut cmd = process::command(&tools.find(PG, "postgres")?, run_as);
     cmd.arg("-D")
-        .arg(data_dir(layout))
+        .arg(layout.data_dir())
         .arg("-c")
         .arg(format!("port={}", spec.port))
         .args(["-c", "listen_addresses=127.0.0.1"])
@@ -75,6 +94,7 @@ fn options(spec: &NodeSpec, database: &str) -> PgConnectOptions {
         .username(&spec.admin_user)
         .password(spec.admin_password.expose_secret())
         .database(database)
+        // Statements carry passwords (CREATE ROLE ... PASSWORD): never logged.
         .disable_statement_logging()
 }
 
@@ -109,6 +129,9 @@ pub async fn setup(spec: &NodeSpec) -> anyhow::Result<()> {
     if db.is_none() {
         exec(&mut conn, format!("CREATE DATABASE {DATABASE} OWNER {OWNER}")).await?;
     }
+    // Bound users reach the application database only: the others are svcdash's.
+    exec(&mut conn, "REVOKE ALL ON DATABASE postgres FROM PUBLIC; REVOKE ALL ON DATABASE template1 FROM PUBLIC".into())
+        .await?;
     conn.close().await?;
     // PostgreSQL 15 no longer lets every role create in `public`; the owner role needs it.
     let mut conn = connect(spec, DATABASE).await?;
@@ -163,22 +186,78 @@ pub async fn delete_user(spec: &NodeSpec, username: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn client_command(tools: &Tools, program: &str, spec: &NodeSpec) -> anyhow::Result<Command> {
-    // Client programs connect over TCP, so they need not run as the engine user.
-    let mut cmd = process::command(&tools.find(PG, program)?, None);
-    cmd.args(["--host", "127.0.0.1", "--port", &spec.port.to_string(), "--username", &spec.admin_user])
+/// A client program connecting as `role` with a password made for this job. It runs
+/// as the engine's account, not as svcdash's: a client talks to a server a tenant's
+/// code runs in.
+fn client_command(
+    tools: &Tools,
+    program: &str,
+    spec: &NodeSpec,
+    run_as: Option<RunAs>,
+    role: &str,
+    password: &str,
+) -> anyhow::Result<Command> {
+    let mut cmd = process::command(&tools.find(PG, program)?, run_as);
+    cmd.args(["--host", "127.0.0.1", "--port", &spec.port.to_string(), "--username", role])
         .arg("--no-password")
-        .env("PGPASSWORD", spec.admin_password.expose_secret())
+        .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .kill_on_drop(true);
     Ok(cmd)
 }
 
-/// `pg_dump` of the application database in the custom format, uncompressed: svcdash compresses.
-pub fn dump_command(tools: &Tools, spec: &NodeSpec) -> anyhow::Result<Command> {
-    let mut cmd = client_command(tools, "pg_dump", spec)?;
+/// Gives a job role (`svcdash_backup`, `svcdash_restore`) a new password and the
+/// rights it needs, creating it if missing; returns the password.
+async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
+    let (attributes, member_of) = match role {
+        BACKUP_ROLE => ("BYPASSRLS", format!("pg_read_all_data, {OWNER}")),
+        RESTORE_ROLE => ("NOBYPASSRLS", OWNER.to_owned()),
+        other => bail!("{other:?} is not a job role"),
+    };
+    let password = crate::generate_secret(32);
+    let mut conn = connect(spec, "postgres").await?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1").bind(role).fetch_optional(&mut conn).await?;
+    let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
+    exec(
+        &mut conn,
+        format!(
+            "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION {attributes} \
+             PASSWORD '{password}'; GRANT {member_of} TO {role}"
+        ),
+    )
+    .await
+    .with_context(|| format!("preparing the role {role}"))?;
+    conn.close().await?;
+    Ok(password)
+}
+
+/// Takes the job role's password away once its job is over.
+async fn end_job_role(spec: &NodeSpec, role: &str) {
+    let result = async {
+        let mut conn = connect(spec, "postgres").await?;
+        exec(&mut conn, format!("ALTER ROLE {role} PASSWORD NULL")).await?;
+        conn.close().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(role, error = format!("{e:#}"), "could not clear a job role's password");
+    }
+}
+
+/// `pg_dump` of the application database in the custom format, uncompressed (svcdash
+/// compresses), as `svcdash_backup`; the future ends the role's password after it.
+pub async fn dump_command(
+    tools: &Tools,
+    spec: &NodeSpec,
+    run_as: Option<RunAs>,
+) -> anyhow::Result<(Command, impl Future<Output = ()> + use<>)> {
+    let password = job_role(spec, BACKUP_ROLE).await?;
+    let mut cmd = client_command(tools, "pg_dump", spec, run_as, BACKUP_ROLE, &password)?;
     cmd.args(["--format=custom", "--compress=0", "--dbname", DATABASE]);
-    Ok(cmd)
+    let spec = spec.clone();
+    Ok((cmd, async move { end_job_role(&spec, BACKUP_ROLE).await }))
 }
 
 /// A load in progress into the staging database.
@@ -189,14 +268,23 @@ pub struct Restore {
 
 /// Creates an empty staging database and starts `pg_restore` into it; the returned
 /// stdin takes the dump. The application database is not touched until [`commit`].
-pub async fn begin_restore(tools: &Tools, spec: &NodeSpec) -> anyhow::Result<(ChildStdin, Restore)> {
+pub async fn begin_restore(
+    tools: &Tools,
+    spec: &NodeSpec,
+    run_as: Option<RunAs>,
+) -> anyhow::Result<(ChildStdin, Restore)> {
     let mut conn = connect(spec, "postgres").await?;
     exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await?;
     exec(&mut conn, format!("CREATE DATABASE {STAGING} OWNER {OWNER} TEMPLATE template0 ENCODING 'UTF8'")).await?;
     conn.close().await?;
 
-    let mut cmd = client_command(tools, "pg_restore", spec)?;
-    cmd.args(["--exit-on-error", "--single-transaction", "--dbname", STAGING])
+    let password = job_role(spec, RESTORE_ROLE).await?;
+    let mut cmd = client_command(tools, "pg_restore", spec, run_as, RESTORE_ROLE, &password)?;
+    // The tenant's functions run during the load (constraints, index expressions):
+    // as the owner role, never as a superuser, and ownership and grants of the dump
+    // are not replayed (they could name roles that no longer exist).
+    cmd.args(["--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges"])
+        .args(["--role", OWNER, "--dbname", STAGING])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -209,7 +297,9 @@ pub async fn begin_restore(tools: &Tools, spec: &NodeSpec) -> anyhow::Result<(Ch
 /// Waits for `pg_restore`, then swaps the staging database in for the application
 /// database. Connections are refused for the moment of the swap and the old data dropped.
 pub async fn commit(spec: &NodeSpec, restore: Restore) -> anyhow::Result<()> {
-    process::finish(restore.child, restore.stderr, "pg_restore").await?;
+    let loaded = process::finish(restore.child, restore.stderr, "pg_restore").await;
+    end_job_role(spec, RESTORE_ROLE).await;
+    loaded?;
     let mut conn = connect(spec, "postgres").await?;
     let steps = [
         format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)"),
@@ -244,6 +334,7 @@ pub async fn commit(spec: &NodeSpec, restore: Restore) -> anyhow::Result<()> {
 pub async fn abort(spec: &NodeSpec, mut restore: Restore) {
     let _ = restore.child.kill().await;
     restore.stderr.abort();
+    end_job_role(spec, RESTORE_ROLE).await;
     match connect(spec, "postgres").await {
         Ok(mut conn) => {
             if let Err(e) = exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await {
@@ -253,20 +344,4 @@ pub async fn abort(spec: &NodeSpec, mut restore: Restore) {
         }
         Err(e) => tracing::warn!(error = %e, "could not drop the staging database of a failed restore"),
     }
-}
-
-/// Writes a file only the engine user can read.
-pub(crate) fn write_private(path: &std::path::Path, text: &str, run_as: Option<RunAs>) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    process::chown_tree(path, run_as)?;
-    Ok(())
 }

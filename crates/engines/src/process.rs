@@ -1,40 +1,34 @@
-//! Starting engine programs: as an unprivileged user when svcdash runs as root,
-//! in their own process group, with stderr kept for error messages.
+//! Starting engine programs: as the instance's own user when svcdash runs as root,
+//! with a cleared environment, in their own process group, with stderr kept for
+//! error messages.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Gid, Pid, Uid, User};
+use nix::unistd::{Gid, Pid, Uid};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-/// The user engine processes run as.
+/// The search path engine programs (and the account tools) get: system folders only.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The account an engine's programs run as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunAs {
     pub uid: Uid,
     pub gid: Gid,
 }
 
-impl RunAs {
-    /// `None` when svcdash is not root (engines then run as svcdash's own user).
-    pub fn resolve(name: &str) -> anyhow::Result<Option<Self>> {
-        if !Uid::effective().is_root() {
-            return Ok(None);
-        }
-        let user = User::from_name(name).with_context(|| format!("looking up user {name:?}"))?.with_context(|| {
-            format!("user {name:?} does not exist: engines refuse to run as root, so svcdash runs them as this user")
-        })?;
-        Ok(Some(Self { uid: user.uid, gid: user.gid }))
-    }
-}
-
 /// A command for an engine program, run as `run_as` in a process group of its own
 /// (so a Ctrl-C meant for svcdash does not reach the engines before svcdash stops them).
+/// Its environment holds only what engines need: nothing of svcdash's (its
+/// configuration may come from `SVCDASH_*` variables holding secrets) reaches them.
 pub fn command(program: &Path, run_as: Option<RunAs>) -> Command {
     let mut cmd = Command::new(program);
+    cmd.env_clear().env("PATH", SAFE_PATH).env("LANG", "C.UTF-8").current_dir("/");
     cmd.process_group(0).stdin(Stdio::null());
     if let Some(run_as) = run_as {
         cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
@@ -112,17 +106,4 @@ pub fn kill_group(pid: u32) {
 
 pub fn is_alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
-}
-
-/// Gives `path` and everything below it to the engine user.
-pub fn chown_tree(path: &Path, run_as: Option<RunAs>) -> std::io::Result<()> {
-    let Some(run_as) = run_as else { return Ok(()) };
-    let (uid, gid) = (Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()));
-    std::os::unix::fs::lchown(path, uid, gid)?;
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), Some(run_as))?;
-        }
-    }
-    Ok(())
 }

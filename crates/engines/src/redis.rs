@@ -1,5 +1,13 @@
 //! Redis: one server per node with RDB snapshots plus an append-only file. Users
 //! live in an ACL file next to the data; a restore swaps in the backed-up RDB file.
+//!
+//! Every connection authenticates: the `default` user is off. svcdash's admin user
+//! may do everything; a binding's user may do everything to the data and nothing to
+//! the server — no `CONFIG` (its `dir` would let Redis write anywhere its account
+//! can), `MODULE`, `DEBUG`, `ACL` changes, `SHUTDOWN`, replication (`REPLICAOF`,
+//! `SLAVEOF`, `SYNC`, `PSYNC`, `FAILOVER`), `MIGRATE` (which connects elsewhere),
+//! `SAVE`/`BGSAVE`, `MONITOR` or killing clients: what hosted Redis services
+//! restrict as well.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +17,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
+use crate::files;
 use crate::process::{self, RunAs};
 use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools};
 
@@ -19,20 +28,51 @@ fn config_file(layout: &NodeLayout) -> PathBuf {
 }
 
 fn acl_file(layout: &NodeLayout) -> PathBuf {
-    layout.persistent().join("users.acl")
+    layout.data_dir().join("users.acl")
 }
 
 pub fn rdb_file(layout: &NodeLayout) -> PathBuf {
-    layout.persistent().join("dump.rdb")
+    layout.data_dir().join("dump.rdb")
 }
 
+/// Beside the data folder, not in it: svcdash writes it, and the engine cannot plant
+/// anything in `persistent` itself.
 pub fn staging_file(layout: &NodeLayout) -> PathBuf {
     layout.persistent().join("restore.rdb.partial")
 }
 
 fn aof_dir(layout: &NodeLayout) -> PathBuf {
-    layout.persistent().join("appendonlydir")
+    layout.data_dir().join("appendonlydir")
 }
+
+pub fn pid_file(layout: &NodeLayout) -> PathBuf {
+    layout.run_dir().join("redis.pid")
+}
+
+/// What a binding's user may run: everything on the data, nothing on the server.
+/// `@admin` holds CONFIG, MODULE, DEBUG, ACL changes, SHUTDOWN, SAVE, BGSAVE,
+/// MONITOR, replication and client kills; the rest are named for clarity or are
+/// outside `@admin` (MIGRATE).
+const BINDING_RULES: &[&str] = &[
+    "+@all",
+    "-@admin",
+    "-config",
+    "-module",
+    "-debug",
+    "-shutdown",
+    "-replicaof",
+    "-slaveof",
+    "-failover",
+    "-sync",
+    "-psync",
+    "-migrate",
+    "-save",
+    "-bgsave",
+    "-bgrewriteaof",
+    "-monitor",
+    "-acl",
+    "+acl|whoami",
+];
 
 /// Writes the server configuration (every start) and the ACL file (first start only).
 pub fn init(layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<()> {
@@ -50,19 +90,26 @@ pub fn init(layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyh
          save 3600 1 300 100 60 10000\n\
          aclfile {acl}\n\
          pidfile {pid}\n\
-         logfile \"\"\n",
+         logfile \"\"\n\
+         enable-protected-configs no\n\
+         enable-debug-command no\n\
+         enable-module-command no\n",
         port = spec.port,
-        dir = layout.persistent().display(),
+        dir = layout.data_dir().display(),
         acl = acl_file(layout).display(),
-        pid = layout.ephemeral().join("redis.pid").display(),
+        pid = pid_file(layout).display(),
     );
-    std::fs::write(config_file(layout), config).context("writing redis.conf")?;
-    process::chown_tree(&config_file(layout), run_as)?;
+    let (svcdash, engine) = crate::layout::owners(run_as);
+    files::write_new(&config_file(layout), config.as_bytes(), svcdash, 0o640).context("writing redis.conf")?;
+    // In the engine's own folder: created with O_EXCL, so a link planted there is
+    // refused rather than followed.
     let acl = acl_file(layout);
-    if !acl.exists() {
+    if std::fs::symlink_metadata(&acl).is_err() {
         let hash = hex::encode(Sha256::digest(spec.admin_password.expose_secret().as_bytes()));
-        let rules = format!("user {} on #{hash} ~* &* +@all\n", spec.admin_user);
-        crate::postgres::write_private(&acl, &rules, run_as)?;
+        let rules = format!("user default off resetchannels -@all\nuser {} on #{hash} ~* &* +@all\n", spec.admin_user);
+        let mut file = files::create_new(&acl, 0o600)?;
+        std::io::Write::write_all(&mut file, rules.as_bytes()).context("writing the ACL file")?;
+        files::give(&file, &acl, engine, 0o600)?;
     }
     Ok(())
 }
@@ -116,8 +163,7 @@ pub async fn create_user(spec: &NodeSpec, username: &str, password: &str) -> any
         .arg(format!(">{password}"))
         .arg("~*")
         .arg("&*")
-        .arg("+@all")
-        .arg("-@admin")
+        .arg(BINDING_RULES)
         .query_async::<()>(&mut conn)
         .await
         .context("creating the Redis user")?;
@@ -140,8 +186,9 @@ pub async fn delete_user(spec: &NodeSpec, username: &str) -> anyhow::Result<()> 
 }
 
 /// `redis-cli --rdb -`: a consistent point-in-time snapshot, streamed as it is made.
-pub fn dump_command(tools: &Tools, spec: &NodeSpec) -> anyhow::Result<Command> {
-    let mut cmd = process::command(&tools.find(REDIS, "redis-cli")?, None);
+/// It runs as the engine's account (a client of a server a tenant's code runs in).
+pub fn dump_command(tools: &Tools, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<Command> {
+    let mut cmd = process::command(&tools.find(REDIS, "redis-cli")?, run_as);
     cmd.args(["-h", "127.0.0.1", "-p", &spec.port.to_string(), "--user", &spec.admin_user, "--rdb", "-"])
         .env("REDISCLI_AUTH", spec.admin_password.expose_secret())
         .kill_on_drop(true);
@@ -175,12 +222,10 @@ pub async fn enable_aof(spec: &NodeSpec) -> anyhow::Result<()> {
     bail!("Redis did not finish writing its append-only file within a minute")
 }
 
-/// Swaps a fully written staging RDB file in for the node's data; the server must be stopped.
+/// Swaps a fully written staging RDB file in for the node's data; the server must be
+/// stopped. `rename` replaces whatever is at `dump.rdb` (a link too) without following it.
 pub fn swap_in_staging(layout: &NodeLayout) -> anyhow::Result<()> {
-    let aof = aof_dir(layout);
-    if aof.exists() {
-        std::fs::remove_dir_all(&aof).context("removing the old append-only files")?;
-    }
+    files::remove_tree(&aof_dir(layout)).context("removing the old append-only files")?;
     std::fs::rename(staging_file(layout), rdb_file(layout)).context("moving the restored RDB file in place")?;
     Ok(())
 }

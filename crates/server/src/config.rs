@@ -172,8 +172,6 @@ impl BackupsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnginesConfig {
-    /// User the engines run as when svcdash runs as root (PostgreSQL refuses root).
-    pub run_as: String,
     /// Folder holding initdb, postgres, pg_dump, pg_restore (else PATH, then /usr/lib/postgresql/*/bin).
     pub postgres_bin_dir: Option<PathBuf>,
     /// Folder holding redis-server and redis-cli (else PATH).
@@ -184,7 +182,7 @@ pub struct EnginesConfig {
 
 impl Default for EnginesConfig {
     fn default() -> Self {
-        Self { run_as: "nobody".into(), postgres_bin_dir: None, redis_bin_dir: None, check_interval_secs: 10 }
+        Self { postgres_bin_dir: None, redis_bin_dir: None, check_interval_secs: 10 }
     }
 }
 

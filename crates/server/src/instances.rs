@@ -40,6 +40,7 @@ impl AppState {
                 subtenant_id: tenancy.subtenant_id,
                 subtenant_name: tenancy.subtenant_name,
                 backup_guid: uuid::Uuid::new_v4().to_string(),
+                local_name: engines::new_local_name(),
                 version: service.version.clone(),
             })
             .await?;
@@ -137,6 +138,7 @@ impl AppState {
         Ok(NodeSpec {
             engine,
             instance_guid: instance.guid.clone(),
+            local_name: instance.local_name.clone(),
             index: node.index,
             port: node.port,
             admin_user: node.admin_user.clone(),

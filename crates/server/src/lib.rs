@@ -7,6 +7,7 @@ mod backups;
 pub mod catalog;
 pub mod config;
 pub mod error;
+mod host;
 mod http;
 pub mod instances;
 mod jobs;
@@ -43,6 +44,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         config.public_url = Some(format!("http://{addr}"));
     }
     let state = AppState::open(config).await?;
+    if !state.deployer.isolated() {
+        tracing::warn!(
+            "svcdash does not run as root: every engine runs as svcdash's own user, so instances are not isolated \
+             from svcdash or from each other (a tenant's code in one engine can reach the others and svcdash's files)"
+        );
+    }
     jobs::recover(&state).await?;
     state.record_versions().await?;
     metrics::warn_about_settings(&state);

@@ -35,14 +35,12 @@ pub struct AppState {
 impl AppState {
     /// Opens everything the configuration names: store, master key, backup store, deployer.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        std::fs::create_dir_all(&config.data)
-            .with_context(|| format!("creating data folder {}", config.data.display()))?;
+        crate::host::secure_data_folder(&config)?;
         let catalog = Catalog::load(config.catalog.as_deref())?;
         let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(&config.database_path()).await?);
         let master = config.master_key()?;
         let storage = BackupStorage::open(&config.backups_url()?, config.backups.options.clone())?;
-        let deployer = LocalDeployer::new(config.instances_dir(), config.engines.tools(), &config.engines.run_as)?;
+        let deployer = LocalDeployer::new(config.instances_dir(), config.engines.tools())?;
         let oidc = match config.auth.provider {
             ProviderKind::Local => None,
             kind @ (ProviderKind::Oidc | ProviderKind::Uaa) => {

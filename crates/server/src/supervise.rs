@@ -36,7 +36,7 @@ async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         let engine = state.engine_of(&instance)?;
         for node in state.store.nodes(instance.id).await? {
             if node.parachute.is_some()
-                || state.deployer.running_pid(&instance.guid, node.index).await.is_some()
+                || state.deployer.running_pid(&instance.local_name, node.index).await.is_some()
                 || state.store.running_job(instance.id).await?.is_some()
             {
                 continue;

@@ -80,6 +80,8 @@ pub struct Instance {
     pub subtenant_name: Option<String>,
     /// The id its backups are filed under; outlives the instance for disaster recovery.
     pub backup_guid: String,
+    /// The name svcdash made for it on the host (folder, account); never from a request.
+    pub local_name: String,
     /// The catalog version the instance runs; `None` for instances older than
     /// version tracking (taken to be the catalog's current one).
     pub version: Option<String>,
@@ -99,6 +101,7 @@ pub struct NewInstance {
     pub subtenant_id: String,
     pub subtenant_name: Option<String>,
     pub backup_guid: String,
+    pub local_name: String,
     pub version: String,
 }
 

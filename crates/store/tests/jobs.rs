@@ -14,6 +14,7 @@ fn new_instance(name: &str, guid: &str) -> NewInstance {
         subtenant_id: "s".into(),
         subtenant_name: None,
         backup_guid: format!("backup-{guid}"),
+        local_name: format!("sd-{name}"),
         version: "1".into(),
     }
 }

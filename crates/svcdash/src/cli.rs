@@ -349,6 +349,11 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
             );
             println!("tenant:     {}", i.tenant_id);
             println!("subtenant:  {}", i.subtenant_id);
+            println!(
+                "files:      {} (the account {} runs its engines when svcdash runs as root)",
+                state.config.instances_dir().join(&i.local_name).display(),
+                i.local_name
+            );
             println!("created:    {}", api_types::timestamp::format(&i.created_at));
             println!("dashboard:  {}", state.dashboard_url(&i.guid));
             Ok(())

@@ -18,7 +18,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .find(|s| s.index == node)
         .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
     let key = state.backup_key(&backup).await?;
-    let (dump, dump_done) = state.deployer.dump(&spec)?;
+    let (dump, dump_done) = state.deployer.dump(&spec).await?;
     let stored = backup::upload(
         &state.storage,
         &backup.object_key,

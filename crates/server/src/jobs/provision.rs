@@ -55,7 +55,7 @@ pub async fn deprovision(state: &AppState, job: &Job) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let specs = state.node_specs(&instance).await?;
-    state.deployer.destroy(&instance.guid, &specs).await?;
+    state.deployer.destroy(&instance.local_name, &specs).await?;
     state.store.set_instance_state(instance.id, InstanceState::Deleted, None).await?;
     Ok(())
 }

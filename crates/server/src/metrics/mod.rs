@@ -79,7 +79,7 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
             }
         };
         for node in nodes {
-            let disks = parachute::node_disks(state, &instance.guid, node.index);
+            let disks = parachute::node_disks(state, &instance.local_name, node.index);
             let watched = parachute::watched_of(state, &disks);
             let activated = match parachute::check(state, &instance, &node, &watched).await {
                 Ok(activated) => activated,
@@ -89,7 +89,7 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
                 }
             };
             // After the parachute acted, so a collection that stops the engine says so.
-            let pid = state.deployer.running_pid(&instance.guid, node.index).await;
+            let pid = state.deployer.running_pid(&instance.local_name, node.index).await;
             let mut collected = points::system(&machine, &disks);
             collected.extend(points::process(pid.and_then(|p| machine.process_tree(p))));
             collected.extend(points::parachute(&watched, activated));

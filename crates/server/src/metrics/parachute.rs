@@ -11,8 +11,8 @@ use super::system;
 use crate::state::AppState;
 
 /// The watched disks of a node, read now.
-pub fn watched(state: &AppState, instance_guid: &str, node_index: i64) -> Vec<WatchedDisk> {
-    watched_of(state, &node_disks(state, instance_guid, node_index))
+pub fn watched(state: &AppState, local_name: &str, node_index: i64) -> Vec<WatchedDisk> {
+    watched_of(state, &node_disks(state, local_name, node_index))
 }
 
 pub fn watched_of(state: &AppState, disks: &NodeDisks) -> Vec<WatchedDisk> {
@@ -24,8 +24,8 @@ pub fn watched_of(state: &AppState, disks: &NodeDisks) -> Vec<WatchedDisk> {
         .collect()
 }
 
-pub fn node_disks(state: &AppState, instance_guid: &str, node_index: i64) -> NodeDisks {
-    let layout = state.deployer.node_layout(instance_guid, node_index);
+pub fn node_disks(state: &AppState, local_name: &str, node_index: i64) -> NodeDisks {
+    let layout = state.deployer.node_layout(local_name, node_index);
     NodeDisks {
         system: system::disk(&layout.system()),
         ephemeral: system::disk(&layout.ephemeral()),
@@ -97,7 +97,7 @@ pub async fn check(
         return Ok(false);
     }
     tracing::warn!(instance = %instance.guid, node = node.index, disk = full.name, "parachute activated: {why}; stopping the engine");
-    state.deployer.stop_node(&instance.guid, node.index).await;
+    state.deployer.stop_node(&instance.local_name, node.index).await;
     let detail = format!("node {}: {why}; engine stopped", node.index);
     state
         .audit_as("parachute", None, "parachute.activated", Some(&instance.guid), AuditOutcome::Success, Some(&detail))
@@ -110,7 +110,7 @@ pub async fn check(
 /// while the node was still marked: a restart releases the mark before it starts
 /// the engine, so its engine is never the one stopped.
 async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> anyhow::Result<()> {
-    let Some(pid) = state.deployer.running_pid(&instance.guid, node.index).await else {
+    let Some(pid) = state.deployer.running_pid(&instance.local_name, node.index).await else {
         return Ok(());
     };
     if state.store.running_job(instance.id).await?.is_some() {
@@ -119,7 +119,7 @@ async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> any
     let still_marked = state.store.nodes(instance.id).await?.iter().any(|n| n.id == node.id && n.parachute.is_some());
     if still_marked {
         tracing::warn!(instance = %instance.guid, node = node.index, pid, "the engine runs although the parachute holds it; stopping it again");
-        state.deployer.stop_node_if(&instance.guid, node.index, pid).await;
+        state.deployer.stop_node_if(&instance.local_name, node.index, pid).await;
     }
     Ok(())
 }
@@ -144,7 +144,7 @@ pub async fn still_full(state: &AppState, instance: &Instance) -> anyhow::Result
         if node.parachute.is_none() {
             continue;
         }
-        if let Some(full) = watched(state, &instance.guid, node.index).iter().find(|w| w.over()) {
+        if let Some(full) = watched(state, &instance.local_name, node.index).iter().find(|w| w.over()) {
             return Ok(Some(format!("the parachute keeps node {} stopped: {}", node.index, describe(full))));
         }
     }

@@ -204,6 +204,19 @@ async fn engine_killed_during_a_backup_fails_the_backup() {
     })
     .await;
     let spec = app.node(&id).await;
+    // Once pg_dump streams (the job first prepares the role it dumps as).
+    let port = format!("--port {}", spec.port);
+    app.wait_for("pg_dump to run", std::time::Duration::from_secs(30), || {
+        let port = port.clone();
+        async move {
+            std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+                let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                (cmdline.contains("pg_dump") && cmdline.contains(&port)).then_some(())
+            })
+        }
+    })
+    .await;
     let pid = app.state().deployer.pid(&spec).await.expect("postgres runs");
     // The whole process group: the postmaster and the backend serving pg_dump.
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();

@@ -111,7 +111,8 @@ async fn provisioning_binding_and_deprovisioning_follow_the_spec() {
     // Deprovisioning removes processes and data and keeps backups.
     let backup = app.create_backup(&id).await;
     app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    let node_dir = app.data.join("instances").join(&id);
+    let local_name = app.state().store.instance_by_guid(&id).await.unwrap().local_name;
+    let node_dir = app.data.join("instances").join(&local_name);
     assert!(node_dir.exists());
     let (status, _) = app.broker(Method::DELETE, &format!("/v2/service_instances/{id}"), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -77,7 +77,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
 
     assert!(findings["updateNotice"].as_str().unwrap().contains("redis 7.1.0"), "{findings}");
     // Sizes in MiB (1024²), used / available; the persistent disk's size is df's.
-    let persistent = app.state().deployer.node_layout(&id, 0).persistent();
+    let persistent = app.layout(&id).await.persistent();
     let shown = findings["gauges"]["Persistent disk"].as_str().unwrap();
     let (_, available) = shown.split_once(" / ").unwrap();
     assert_eq!(available, format!("{} MiB", df_mib("size", &persistent)), "{findings}");

@@ -72,6 +72,7 @@ fn a_typo_in_the_configuration_is_an_error_and_the_example_is_valid() {
 #[tokio::test]
 async fn serve_flags_win_over_the_environment() {
     let dir = data_dir();
+    let _accounts = crate::helpers::AccountsGuard(dir.path().to_path_buf());
     let port = engines::free_port().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_svcdash"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", "https://from-flag.example/"])

@@ -61,6 +61,7 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> 
 async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_done() {
     let dir = data_dir();
     let data = dir.path();
+    let _accounts = AccountsGuard(data.to_path_buf());
     let port = engines::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();

@@ -207,6 +207,12 @@ impl TestApp {
         wait_for(what, timeout, &mut check).await
     }
 
+    /// Where an instance's first node keeps its files.
+    pub async fn layout(&self, instance: &str) -> engines::NodeLayout {
+        let i = self.state().store.instance_by_guid(instance).await.unwrap();
+        self.state().deployer.node_layout(&i.local_name, 0)
+    }
+
     /// The node spec of an instance's first node (to reach its engine directly).
     pub async fn node(&self, instance: &str) -> engines::NodeSpec {
         let i = self.state().store.instance_by_guid(instance).await.unwrap();
@@ -235,9 +241,28 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Engines run in process groups of their own and would outlive the test; the
-        // data folder goes with the test, so they are killed, not asked to save.
+        // data folder goes with the test, so they are killed, not asked to save. The
+        // instances' accounts are the host's and would outlive it too.
         if let Some(server) = self.server.take() {
             server.state.deployer.kill_all_now();
+            server.state.deployer.remove_accounts_now();
+        }
+    }
+}
+
+/// When dropped, removes the accounts of the instances svcdash made under the data
+/// folder `0` (for tests that run `svcdash serve` as a process of its own, which
+/// leaves the accounts when it stops, as it should). Declare it before the process
+/// so that it is dropped after it.
+pub struct AccountsGuard(pub PathBuf);
+
+impl Drop for AccountsGuard {
+    fn drop(&mut self) {
+        let instances = self.0.join("instances");
+        if instances.is_dir()
+            && let Ok(deployer) = engines::LocalDeployer::new(instances, engines::Tools::new(Default::default()))
+        {
+            deployer.remove_accounts_now();
         }
     }
 }

@@ -83,7 +83,7 @@ async fn a_recreate_rebuilds_system_and_ephemeral_parts_and_keeps_the_data() {
     let mut conn = redis(&creds).await;
     let _: () = ::redis::cmd("SET").arg("kept").arg("42").query_async(&mut conn).await.unwrap();
     drop(conn);
-    let layout = app.state().deployer.node_layout(&id, 0);
+    let layout = app.layout(&id).await;
     // Something left behind in the parts a recreate rebuilds, and in the one it keeps.
     std::fs::write(layout.ephemeral().join("leftover"), "x").unwrap();
     std::fs::write(layout.system().join("leftover"), "x").unwrap();

@@ -14,6 +14,7 @@ mod downloads;
 mod engines;
 mod helpers;
 mod idp;
+mod isolation;
 mod lifecycle;
 mod master_key;
 mod metrics;

@@ -116,7 +116,7 @@ async fn metrics_lines_carry_the_machines_figures_and_reach_graphite() {
     }
     assert!(!point.contains_key(&format!("system.cpu{cpus}.user")));
     // Disks: the node's folders' filesystems, as df (statvfs) sees them.
-    let layout = app.state().deployer.node_layout(&id, 0);
+    let layout = app.layout(&id).await;
     for (name, folder) in
         [("persistent", layout.persistent()), ("ephemeral", layout.ephemeral()), ("system", layout.system())]
     {

@@ -46,7 +46,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
         .await
         .unwrap();
     drop(conn);
-    let persistent = app.state().deployer.node_layout(&id, 0).persistent();
+    let persistent = app.layout(&id).await.persistent();
     let threshold = threshold_under_usage(&persistent);
     app.stop().await;
 
@@ -129,7 +129,7 @@ async fn the_parachute_waits_for_a_running_job_to_end() {
     let dir = data_dir();
     let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
-    let persistent = app.state().deployer.node_layout(&id, 0).persistent();
+    let persistent = app.layout(&id).await.persistent();
     app.stop().await;
 
     // No collector and no job workers: this test takes their parts, so a job stays
@@ -145,7 +145,7 @@ async fn the_parachute_waits_for_a_running_job_to_end() {
     let instance = state.store.instance_by_guid(&id).await.unwrap();
     let node = state.store.nodes(instance.id).await.unwrap().remove(0);
     let spec = app.node(&id).await;
-    let watched = server::metrics::parachute::watched(state, &id, 0);
+    let watched = server::metrics::parachute::watched(state, &instance.local_name, 0);
     assert!(watched.iter().any(|w| w.over()), "the disk is over the threshold");
 
     let activated = server::metrics::parachute::check(state, &instance, &node, &watched).await.unwrap();
