@@ -110,6 +110,11 @@ api_fuzz() {
       --max-examples 25 --seed 1) || status=$?
   kill -TERM "$pid"
   wait "$pid" || true
+  # The instance's account (svcdash makes one per instance when it runs as root)
+  # outlives a stopped svcdash, as it should; this one goes with the test.
+  for folder in "$work"/data/instances/sd-*; do
+    [ -d "$folder" ] && [ "$(id -u)" -eq 0 ] && userdel "$(basename "$folder")" 2>/dev/null || true
+  done
   if [ "$status" -ne 0 ]; then
     echo "dev.sh: schemathesis found problems; svcdash's log: $work/serve.log" >&2
   else
