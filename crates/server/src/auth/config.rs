@@ -27,6 +27,10 @@ pub struct AuthConfig {
     /// Single sign-on groups and the tenants (and subtenants) they give access to.
     pub group_mappings: Vec<GroupMapping>,
     pub cloud_foundry: CloudFoundryConfig,
+    /// With `provider = "uaa"`: whether `/v2/catalog` carries the dashboard's UAA
+    /// client (id, secret, redirect URI) for Cloud Foundry to register. Anyone
+    /// holding the broker credentials then reads the client secret.
+    pub catalog_dashboard_client: bool,
 }
 
 impl Default for AuthConfig {
@@ -41,6 +45,7 @@ impl Default for AuthConfig {
             oidc: OidcConfig::default(),
             group_mappings: Vec::new(),
             cloud_foundry: CloudFoundryConfig::default(),
+            catalog_dashboard_client: false,
         }
     }
 }
@@ -74,7 +79,8 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// The claim holding the user's groups.
     pub groups_claim: String,
-    /// Audiences accepted in bearer JWTs; the client id when empty.
+    /// The clients bearer tokens may be issued for (`aud`, and `azp`/`client_id`
+    /// where the token names its client); the client id when empty.
     pub audiences: Vec<String>,
 }
 

@@ -1,7 +1,10 @@
 //! Single sign-on with an OpenID Connect provider (Cloud Foundry's UAA is one):
 //! discovery, the authorization code flow with PKCE, ID token and bearer JWT
-//! verification against the provider's keys, userinfo, and refreshing tokens.
-//! The provider is discovered on first use, so svcdash starts while it is down.
+//! verification against the provider's keys, opaque bearer tokens through token
+//! introspection, userinfo, and refreshing tokens. The provider is discovered on
+//! first use, so svcdash starts while it is down.
+
+mod bearer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,16 +13,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
+    CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode,
+    CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenType,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, AsyncHttpClient, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
-    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpClientError, HttpRequest, HttpResponse,
-    IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
-    UserInfoClaims,
+    AccessToken, AdditionalClaims, AdditionalProviderMetadata, AsyncHttpClient, AuthorizationCode, Client, ClientId,
+    ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, ExtraTokenFields,
+    HttpClientError, HttpRequest, HttpResponse, IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier,
+    IntrospectionUrl, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
+    RedirectUrl, RefreshToken, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse, UserInfoClaims,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -35,6 +39,32 @@ pub struct OtherClaims {
     claims: HashMap<String, Value>,
 }
 impl AdditionalClaims for OtherClaims {}
+// Introspection answers carry them too.
+impl ExtraTokenFields for OtherClaims {}
+
+/// Discovery fields beyond OpenID Connect's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MoreMetadata {
+    /// RFC 8414's token introspection endpoint (RFC 7662), if the provider has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    introspection_endpoint: Option<IntrospectionUrl>,
+}
+impl AdditionalProviderMetadata for MoreMetadata {}
+
+type Metadata = ProviderMetadata<
+    MoreMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 type TokenFields = IdTokenFields<
     OtherClaims,
@@ -45,6 +75,7 @@ type TokenFields = IdTokenFields<
 >;
 type Tokens = StandardTokenResponse<TokenFields, CoreTokenType>;
 type Jwt = IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+type Verifier = IdTokenVerifier<'static, CoreJsonWebKey>;
 type OidcClient = Client<
     OtherClaims,
     CoreAuthDisplay,
@@ -54,7 +85,7 @@ type OidcClient = Client<
     CoreAuthPrompt,
     StandardErrorResponse<CoreErrorResponseType>,
     Tokens,
-    CoreTokenIntrospectionResponse,
+    bearer::Introspection,
     CoreRevocableToken,
     CoreRevocationErrorResponse,
     EndpointSet,
@@ -128,13 +159,15 @@ pub struct Begun {
 }
 
 struct Discovered {
-    metadata: CoreProviderMetadata,
+    metadata: Metadata,
     client: OidcClient,
     keys_fetched: Instant,
 }
 
 pub struct Oidc {
     config: OidcConfig,
+    /// Who bearer tokens must be issued for.
+    audiences: bearer::Audiences,
     issuer: String,
     redirect_url: String,
     extra_scopes: Vec<String>,
@@ -157,6 +190,7 @@ impl Oidc {
         }
         Ok(Self {
             config: config.clone(),
+            audiences: bearer::Audiences::new(&config.audiences, &config.client_id),
             issuer,
             redirect_url,
             extra_scopes,
@@ -174,7 +208,7 @@ impl Oidc {
     }
 
     async fn discover(&self) -> anyhow::Result<Discovered> {
-        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer.clone())?, &self.http)
+        let metadata = Metadata::discover_async(IssuerUrl::new(self.issuer.clone())?, &self.http)
             .await
             .map_err(|e| anyhow!("discovering the identity provider {}: {}", self.issuer, error_chain(&e)))?;
         let secret = self.config.client_secret.as_ref().map(|s| ClientSecret::new(s.expose_secret().to_owned()));
@@ -198,6 +232,18 @@ impl Oidc {
 
     fn client(&self, d: &Discovered) -> OidcClient {
         d.client.clone()
+    }
+
+    /// Checks the provider's signatures on ID tokens and bearer JWTs: its keys and
+    /// the asymmetric algorithms only. It holds no client secret, so no HMAC
+    /// signature could check out even if one were allowed.
+    fn verifier(&self, d: &Discovered) -> Verifier {
+        IdTokenVerifier::new_public_client(
+            ClientId::new(self.config.client_id.clone()),
+            d.metadata.issuer().clone(),
+            d.metadata.jwks().clone(),
+        )
+        .set_allowed_algs(bearer::SIGNING_ALGS)
     }
 
     /// Fetches the provider's keys again (a key rotation), unless that was just done.
@@ -243,7 +289,7 @@ impl Oidc {
     /// Completes a sign-in: trades the code for tokens, verifies the ID token
     /// (signature, issuer, audience, expiry, nonce) and reads who signed in.
     pub async fn finish(&self, code: &str, verifier: &str, nonce: &str) -> anyhow::Result<(Identity, ProviderTokens)> {
-        let client = self.with(|d| self.client(d)).await?;
+        let (client, id_tokens) = self.with(|d| (self.client(d), self.verifier(d))).await?;
         let tokens: Tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .context("the identity provider has no token endpoint")?
@@ -253,17 +299,15 @@ impl Oidc {
             .map_err(|e| anyhow!("the identity provider refused the sign-in code: {}", error_chain(&e)))?;
         let id_token = tokens.id_token().context("the identity provider sent no ID token")?;
         let expected = Nonce::new(nonce.to_owned());
-        let claims = id_token
-            .claims(&client.id_token_verifier(), &expected)
-            .map_err(|e| anyhow!("the ID token is not valid: {e}"))?
-            .clone();
+        let claims =
+            id_token.claims(&id_tokens, &expected).map_err(|e| anyhow!("the ID token is not valid: {e}"))?.clone();
         let identity = self.identity(&client, &claims, tokens.access_token()).await?;
         Ok((identity, provider_tokens(&tokens, None)))
     }
 
     /// New tokens for a session whose access token expired.
     pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<(Identity, ProviderTokens)> {
-        let client = self.with(|d| self.client(d)).await?;
+        let (client, verifier) = self.with(|d| (self.client(d), self.verifier(d))).await?;
         let tokens: Tokens = client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
             .context("the identity provider has no token endpoint")?
@@ -273,7 +317,7 @@ impl Oidc {
         let identity = match tokens.id_token() {
             Some(id_token) => {
                 let claims = id_token
-                    .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                     .map_err(|e| anyhow!("the refreshed ID token is not valid: {e}"))?
                     .clone();
                 self.identity(&client, &claims, tokens.access_token()).await?
@@ -283,45 +327,76 @@ impl Oidc {
         Ok((identity, provider_tokens(&tokens, Some(refresh_token))))
     }
 
-    /// Who owns a bearer token. A JWT is verified against the provider's keys
-    /// (issuer, expiry, audience among `audiences`); any other token is shown to
-    /// the provider's userinfo endpoint.
+    /// Who owns a bearer token, if it was issued for svcdash (see [`bearer::Audiences::check`]).
+    /// A JWT is verified against the provider's keys (signature, issuer, expiry);
+    /// any other token is described by the provider's token introspection endpoint.
     pub async fn verify_bearer(&self, token: &str) -> Result<Identity, BearerError> {
-        let client = self.with(|d| self.client(d)).await.map_err(BearerError::Provider)?;
-        let Ok(jwt) = token.parse::<Jwt>() else {
-            return self.userinfo(&client, &AccessToken::new(token.to_owned())).await.map_err(BearerError::Invalid);
-        };
-        match self.verify_jwt(&client, &jwt) {
+        let Ok(jwt) = token.parse::<Jwt>() else { return self.introspect(token).await };
+        let verifier = self.with(|d| self.verifier(d)).await.map_err(BearerError::Provider)?;
+        match self.verify_jwt(&verifier, &jwt) {
             Err(openidconnect::ClaimsVerificationError::SignatureVerification(
                 openidconnect::SignatureVerificationError::NoMatchingKey,
             )) if self.refresh_keys().await.map_err(BearerError::Provider)? => {
-                let client = self.with(|d| self.client(d)).await.map_err(BearerError::Provider)?;
-                self.verify_jwt(&client, &jwt)
+                let verifier = self.with(|d| self.verifier(d)).await.map_err(BearerError::Provider)?;
+                self.verify_jwt(&verifier, &jwt)
             }
             other => other,
         }
-        .map_err(|e| BearerError::Invalid(anyhow!("the token is not valid: {e}")))
+        .map_err(|e| BearerError::Invalid(anyhow!("the token is not valid: {}", error_chain(&e))))
     }
 
-    fn verify_jwt(&self, client: &OidcClient, jwt: &Jwt) -> Result<Identity, openidconnect::ClaimsVerificationError> {
-        let audiences = if self.config.audiences.is_empty() {
-            vec![self.config.client_id.clone()]
-        } else {
-            self.config.audiences.clone()
-        };
-        let verifier: IdTokenVerifier<CoreJsonWebKey> = client
-            .id_token_verifier()
-            .require_audience_match(false)
-            // Tokens minted for other clients (`cf`'s, a CLI's) count when their audience is listed.
-            .set_other_audience_verifier_fn(|_| true);
+    fn verify_jwt(&self, verifier: &Verifier, jwt: &Jwt) -> Result<Identity, openidconnect::ClaimsVerificationError> {
+        // Tokens minted for other clients (`cf`'s, a CLI's) count when listed in `audiences`.
+        let verifier = verifier.clone().require_audience_match(false);
         let claims = jwt.claims(&verifier, |_: Option<&Nonce>| Ok(()))?;
-        if !claims.audiences().iter().any(|aud| audiences.iter().any(|a| a == aud.as_str())) {
-            return Err(openidconnect::ClaimsVerificationError::InvalidAudience(format!(
-                "the token is for {:?}, not one of {audiences:?}",
-                claims.audiences().iter().map(|a| a.as_str()).collect::<Vec<_>>()
+        let aud: Vec<String> = claims.audiences().iter().map(|a| a.as_str().to_owned()).collect();
+        let clients = bearer::clients(claims.authorized_party().map(|p| p.as_str()), claims.additional_claims());
+        self.audiences.check(&aud, &clients).map_err(openidconnect::ClaimsVerificationError::InvalidAudience)?;
+        Ok(self.identity_from_claims(claims.subject().as_str(), claims))
+    }
+
+    /// An opaque bearer token, as the provider's introspection endpoint describes
+    /// it (asked with svcdash's client credentials). Never userinfo alone: it
+    /// answers for a token issued to any client of the provider.
+    async fn introspect(&self, token: &str) -> Result<Identity, BearerError> {
+        let (client, endpoint) = self
+            .with(|d| (self.client(d), d.metadata.additional_metadata().introspection_endpoint.clone()))
+            .await
+            .map_err(BearerError::Provider)?;
+        let Some(endpoint) = endpoint else {
+            return Err(BearerError::Invalid(anyhow!(
+                "the token is not a JWT, and the identity provider offers no token introspection to check other \
+                 tokens with: send a JWT issued for svcdash (an ID token, or a JWT access token)"
+            )));
+        };
+        let token = AccessToken::new(token.to_owned());
+        let answer: bearer::Introspection = client
+            .clone()
+            .set_introspection_url(endpoint)
+            .introspect(&token)
+            .set_token_type_hint("access_token")
+            .request_async(&self.http)
+            .await
+            .map_err(|e| {
+                BearerError::Provider(anyhow!(
+                    "asking the identity provider to introspect a token: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        let now = chrono::Utc::now().timestamp();
+        let accepted = bearer::accept(&answer, &self.audiences, &self.config.groups_claim, now)
+            .map_err(|why| BearerError::Invalid(anyhow!("the token is not valid: {why}")))?;
+        if accepted.has_groups || client.user_info(token.clone(), None).is_err() {
+            return Ok(accepted.identity);
+        }
+        // Accepted: userinfo may now say who the user is and which groups they are in.
+        let info = self.userinfo(&client, &token).await.map_err(BearerError::Invalid)?;
+        if info.sub != accepted.identity.sub {
+            return Err(BearerError::Invalid(anyhow!(
+                "userinfo describes another user than the token's introspection"
             )));
         }
-        Ok(self.identity_from_claims(claims.subject().as_str(), claims))
+        Ok(Identity { expires_at: accepted.identity.expires_at, ..info })
     }
 
     async fn identity(

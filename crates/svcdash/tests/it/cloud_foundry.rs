@@ -109,15 +109,15 @@ async fn the_cloud_controller_decides_who_may_read_and_who_may_manage() {
     let app = TestApp::start_in(dir.path(), config).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
 
-    // The catalog carries the dashboard's UAA client, for the platform to register.
+    // The catalog keeps the dashboard's UAA client (and its secret) to itself unless told otherwise.
     let (status, catalog) = app.broker(Method::GET, "/v2/catalog", None).await;
     assert_eq!(status, StatusCode::OK);
-    for service in catalog["services"].as_array().unwrap() {
-        assert_eq!(
-            service["dashboard_client"],
-            json!({"id": idp::CLIENT_ID, "secret": idp::CLIENT_SECRET, "redirect_uri": format!("{base}/auth/callback")})
-        );
+    let services = catalog["services"].as_array().unwrap();
+    assert!(!services.is_empty());
+    for service in services {
+        assert!(service.get("dashboard_client").is_none(), "{service}");
     }
+    assert!(!catalog.to_string().contains(idp::CLIENT_SECRET), "{catalog}");
 
     let token = |user: &'static str| {
         let uaa = &uaa;
@@ -170,4 +170,33 @@ async fn the_cloud_controller_decides_who_may_read_and_who_may_manage() {
     let html = res.text().await.unwrap();
     assert!(html.contains("Available Backups"), "{html}");
     assert!(!html.contains("Manually Trigger A Backup"), "bob may only read: {html}");
+}
+
+#[tokio::test]
+async fn the_catalog_carries_the_dashboard_client_when_the_operator_enables_it() {
+    let dir = data_dir();
+    let port = engines::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let uaa = Idp::start(&format!("{base}/auth/callback"), &[]);
+    let mut config = config(dir.path());
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.public_url = Some(base.clone());
+    config.auth.provider = ProviderKind::Uaa;
+    config.auth.oidc.issuer = Some(uaa.issuer.clone());
+    config.auth.oidc.client_id = idp::CLIENT_ID.into();
+    config.auth.oidc.client_secret = Some(idp::CLIENT_SECRET.to_owned().into());
+    config.auth.catalog_dashboard_client = true;
+    let app = TestApp::start_in(dir.path(), config).await;
+
+    // For Cloud Foundry to register the client with UAA itself.
+    let (status, catalog) = app.broker(Method::GET, "/v2/catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let services = catalog["services"].as_array().unwrap();
+    assert!(!services.is_empty());
+    for service in services {
+        assert_eq!(
+            service["dashboard_client"],
+            json!({"id": idp::CLIENT_ID, "secret": idp::CLIENT_SECRET, "redirect_uri": format!("{base}/auth/callback")})
+        );
+    }
 }

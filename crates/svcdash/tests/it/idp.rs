@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 pub struct Idp {
     child: Child,
     pub issuer: String,
+    /// svcdash's redirect URI, registered for its client.
+    callback: String,
 }
 
 impl Drop for Idp {
@@ -32,6 +34,9 @@ pub const CLIENT_SECRET: &str = "idp-client-secret";
 /// A second client: the tests use it to get tokens of their own, as `cf oauth-token` would.
 pub const CLI_CLIENT_ID: &str = "cli";
 pub const CLI_REDIRECT: &str = "http://127.0.0.1:9/cli-callback";
+/// Another application signing in with the same provider: its tokens are not for svcdash.
+pub const OTHER_CLIENT_ID: &str = "other-app";
+const OTHER_REDIRECT: &str = "http://127.0.0.1:9/other-callback";
 
 /// Alice is in team-a, Bob in team-b; Carol and Dave in no group.
 pub fn accounts() -> Value {
@@ -44,8 +49,8 @@ pub fn accounts() -> Value {
 }
 
 impl Idp {
-    /// Starts the provider with svcdash's client (redirecting to `callback`) and the CLI client.
-    /// `env` sets further options (`OIDC_TTL_ID`, ...).
+    /// Starts the provider with svcdash's client (redirecting to `callback`), the CLI
+    /// client and another application's. `env` sets further options (`OIDC_TTL_ID`, ...).
     pub fn start(callback: &str, env: &[(&str, &str)]) -> Idp {
         let modules = node_modules();
         assert!(
@@ -56,6 +61,7 @@ impl Idp {
         let clients = json!([
             {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [callback]},
             {"client_id": CLI_CLIENT_ID, "client_secret": "cli-secret", "redirect_uris": [CLI_REDIRECT]},
+            {"client_id": OTHER_CLIENT_ID, "client_secret": "other-secret", "redirect_uris": [OTHER_REDIRECT]},
         ]);
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc-provider.mjs");
         let mut child = Command::new("node")
@@ -76,30 +82,44 @@ impl Idp {
             .strip_prefix("OIDC_PROVIDER_READY ")
             .unwrap_or_else(|| panic!("the OpenID provider did not start: {line:?}"))
             .to_owned();
-        Idp { child, issuer }
+        Idp { child, issuer, callback: callback.to_owned() }
     }
 
     /// Tokens of `user` for the CLI client, the way a command-line tool gets them:
     /// authorization code flow with PKCE, the user picked by `login_hint`.
     pub async fn tokens_for(&self, user: &str) -> Value {
+        self.tokens_of(CLI_CLIENT_ID, user).await
+    }
+
+    /// Tokens of `user` issued to `client` (svcdash's, the CLI's or the other application's).
+    pub async fn tokens_of(&self, client: &str, user: &str) -> Value {
         use base64::Engine;
         use sha2::Digest;
+        let (secret, redirect) = match client {
+            CLIENT_ID => (CLIENT_SECRET, self.callback.as_str()),
+            CLI_CLIENT_ID => ("cli-secret", CLI_REDIRECT),
+            OTHER_CLIENT_ID => ("other-secret", OTHER_REDIRECT),
+            _ => panic!("no client {client} at the test provider"),
+        };
         let verifier = format!("verifier-{user}-0123456789-0123456789-0123456789");
         let challenge =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
         let http = reqwest::Client::builder()
             .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.url().as_str().starts_with(CLI_REDIRECT) { attempt.stop() } else { attempt.follow() }
+            .redirect(reqwest::redirect::Policy::custom({
+                let redirect = redirect.to_owned();
+                move |attempt| {
+                    if attempt.url().as_str().starts_with(&redirect) { attempt.stop() } else { attempt.follow() }
+                }
             }))
             .build()
             .unwrap();
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs([
-                ("client_id", CLI_CLIENT_ID),
+                ("client_id", client),
                 ("response_type", "code"),
                 ("scope", "openid profile email groups"),
-                ("redirect_uri", CLI_REDIRECT),
+                ("redirect_uri", redirect),
                 ("state", "s"),
                 ("nonce", "n"),
                 ("code_challenge", &challenge),
@@ -119,13 +139,13 @@ impl Idp {
             .extend_pairs([
                 ("grant_type", "authorization_code"),
                 ("code", &code),
-                ("redirect_uri", CLI_REDIRECT),
+                ("redirect_uri", redirect),
                 ("code_verifier", &verifier),
             ])
             .finish();
         let res = http
             .post(format!("{}/token", self.issuer))
-            .basic_auth(CLI_CLIENT_ID, Some("cli-secret"))
+            .basic_auth(client, Some(secret))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body)
             .send()

@@ -1,6 +1,7 @@
 //! Single sign-on against a real OpenID provider (oidc-provider, see `idp.rs`):
-//! the browser's round trip and its bad cases, bearer JWTs and opaque tokens,
-//! access from group claims, renewing an expired sign-in with the refresh token.
+//! the browser's round trip and its bad cases, bearer JWTs and opaque tokens
+//! (only those issued for svcdash), access from group claims, renewing an
+//! expired sign-in with the refresh token.
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -157,7 +158,8 @@ async fn provider_tokens_work_as_bearer_tokens() {
     let bearer = |tokens: &Value, which: &str| format!("bearer {}", tokens[which].as_str().unwrap());
 
     // The ID token is a JWT, checked against the provider's keys; the access token
-    // is opaque here, so the provider's userinfo says whose it is.
+    // is opaque here, so the provider's token introspection says whose it is (and,
+    // since its answer carries no groups, userinfo which groups they are in).
     for which in ["id_token", "access_token"] {
         let (status, body) =
             app.api_as(&bearer(&alice, which), Method::GET, &format!("/v1/instances/{a}/backups"), None).await;
@@ -245,4 +247,117 @@ async fn sealed_tokens(app: &TestApp) -> Vec<Option<String>> {
     let url = format!("sqlite://{}?mode=ro", app.data.join("svcdash.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query_scalar("SELECT sealed_tokens FROM sessions ORDER BY id").fetch_all(&mut db).await.unwrap()
+}
+
+/// `(tenant, access)` of each instance `GET /v1/instances` shows the token's owner.
+async fn visible(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    let (status, body) = app.api_as(&format!("bearer {token}"), Method::GET, "/v1/instances", None).await;
+    if status != StatusCode::OK {
+        return (status, body);
+    }
+    let seen = body.as_array().unwrap().iter().map(|i| serde_json::json!([i["tenant_id"], i["access"]])).collect();
+    (status, Value::Array(seen))
+}
+
+/// A JWT with these claims, signed with HS256 keyed by `secret`.
+fn hs256_jwt(claims: &Value, secret: &str) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signed = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    format!("{signed}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_accepted_only_when_issued_for_svcdash() {
+    // The provider advertises HS256 for ID tokens, as some do: it must not count.
+    // Groups in ID tokens, as providers put them in tokens meant for APIs.
+    let sso = start(&[("OIDC_ID_TOKEN_ALGS", "RS256,HS256"), ("OIDC_CLAIMS_IN_ID_TOKEN", "1")]).await;
+    let app = &sso.app;
+    app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let alice_sees = serde_json::json!([["org-a", "manage"]]);
+
+    // Tokens issued to svcdash's own client and to the listed CLI client, JWT and opaque alike.
+    for client in [idp::CLIENT_ID, idp::CLI_CLIENT_ID] {
+        let tokens = sso.idp.tokens_of(client, "alice").await;
+        for which in ["id_token", "access_token"] {
+            let (status, body) = visible(app, tokens[which].as_str().unwrap()).await;
+            assert_eq!((status, &body), (StatusCode::OK, &alice_sees), "{client} {which}");
+        }
+    }
+
+    // The same user's tokens from the same provider, issued to another application.
+    let other = sso.idp.tokens_of(idp::OTHER_CLIENT_ID, "alice").await;
+    for which in ["id_token", "access_token"] {
+        let (status, body) = visible(app, other[which].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{which}: {body}");
+        assert_eq!(body["error"], "Unauthorized", "{body}");
+        assert!(body["description"].as_str().unwrap().contains(idp::OTHER_CLIENT_ID), "{which}: {body}");
+    }
+
+    // Claims good in every other way, for svcdash's client...
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": sso.idp.issuer, "aud": idp::CLIENT_ID, "sub": "alice", "iat": now, "exp": now + 300,
+        "email": "alice@example.com", "groups": ["team-a"],
+    });
+    // ...signed with svcdash's client secret, which others may hold.
+    let (status, body) = visible(app, &hs256_jwt(&claims, idp::CLIENT_SECRET)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("HS256"), "{body}");
+    // ...or not signed at all.
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"none"}"#] {
+        let unsigned = format!("{}.{}.", b64(header), b64(&claims.to_string()));
+        let (status, body) = visible(app, &unsigned).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_described_by_token_introspection() {
+    // Introspection answers carry the user's name and groups; there is no userinfo
+    // to ask, so all svcdash knows of an opaque token comes from introspection.
+    let sso = start(&[("OIDC_INTROSPECTION_CLAIMS", "1"), ("OIDC_USERINFO", "0"), ("OIDC_TTL_ACCESS", "5")]).await;
+    let app = &sso.app;
+    let a = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+
+    let alice = sso.idp.tokens_for("alice").await;
+    let expires = std::time::Instant::now() + std::time::Duration::from_secs(alice["expires_in"].as_u64().unwrap());
+    let token = alice["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 1, "an opaque token: {token}");
+    let (status, body) = visible(app, token).await;
+    assert_eq!((status, body), (StatusCode::OK, serde_json::json!([["org-a", "manage"]])));
+    // Bob's groups reach org-b only; the refusal names him as introspection did.
+    let bob = sso.idp.tokens_for("bob").await;
+    let (status, body) = app
+        .api_as(
+            &format!("bearer {}", bob["access_token"].as_str().unwrap()),
+            Method::GET,
+            &format!("/v1/instances/{a}/backups"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("\"bob@example.com\""), "{body}");
+
+    // The answer is remembered (permission_cache_secs, 10 s), but never past the token's expiry.
+    tokio::time::sleep_until((expires + std::time::Duration::from_millis(600)).into()).await;
+    let (status, body) = visible(app, token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn without_token_introspection_only_jwts_are_accepted() {
+    let sso = start(&[("OIDC_INTROSPECTION", "0")]).await;
+    let alice = sso.idp.tokens_for("alice").await;
+    let (status, body) = visible(&sso.app, alice["id_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Userinfo would answer for this token, but says nothing of whom it was issued for.
+    let (status, body) = visible(&sso.app, alice["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("send a JWT issued for svcdash"), "{body}");
 }

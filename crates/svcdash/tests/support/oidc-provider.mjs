@@ -6,6 +6,10 @@
 //   OIDC_ACCOUNTS            {"<account id>": {"name", "email", "groups": [...]}, ...}
 //   OIDC_CLAIMS_IN_ID_TOKEN  1 = claims in the ID token too, not only from userinfo
 //   OIDC_TTL_ACCESS, OIDC_TTL_ID, OIDC_TTL_REFRESH   lifetimes in seconds
+//   OIDC_INTROSPECTION       0 = no token introspection endpoint (RFC 7662; on by default)
+//   OIDC_INTROSPECTION_CLAIMS  1 = introspection answers carry the user's name and groups
+//   OIDC_USERINFO            0 = no userinfo endpoint
+//   OIDC_ID_TOKEN_ALGS       ID token signing algorithms to advertise, comma-separated
 //   TEST_NODE_MODULES  the node_modules holding oidc-provider (./dev.sh test
 //                            installs it into target/test-tools/node)
 // Once listening it prints one line, `OIDC_PROVIDER_READY <issuer>`, on stdout.
@@ -62,6 +66,15 @@ const provider = new Provider(issuer, {
     IdToken: seconds('OIDC_TTL_ID', 600),
     RefreshToken: seconds('OIDC_TTL_REFRESH', 3600),
   },
+  // Access tokens are opaque; introspection may describe their owner as well.
+  extraTokenClaims: async (_ctx, token) => {
+    const account = accounts[token.accountId];
+    if (env.OIDC_INTROSPECTION_CLAIMS !== '1' || !account) return undefined;
+    return { username: account.email, groups: account.groups };
+  },
+  ...(env.OIDC_ID_TOKEN_ALGS
+    ? { enabledJWA: { idTokenSigningAlgValues: env.OIDC_ID_TOKEN_ALGS.split(',') } }
+    : {}),
   // The package requires PKCE only for public clients; svcdash must always send it.
   pkce: { required: () => true },
   // oidc-provider drops offline_access from every request without
@@ -79,7 +92,13 @@ const provider = new Provider(issuer, {
     return grant;
   },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-  features: { devInteractions: { enabled: false } },
+  features: {
+    devInteractions: { enabled: false },
+    // Any authenticated client may introspect any token (the package's default
+    // policy): telling whose token it is stays svcdash's job.
+    introspection: { enabled: env.OIDC_INTROSPECTION !== '0' },
+    userinfo: { enabled: env.OIDC_USERINFO !== '0' },
+  },
 });
 
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

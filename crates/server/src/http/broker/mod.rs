@@ -118,19 +118,22 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 async fn catalog(State(state): State<AppState>) -> Json<api_types::broker::Catalog> {
+    // The secret goes to every holder of the broker credentials: only when the operator says so.
     let dashboard_client = match (&state.config.auth.provider, &state.oidc) {
-        (crate::auth::ProviderKind::Uaa, Some(oidc)) => Some(api_types::broker::DashboardClient {
-            id: oidc.client_id().to_owned(),
-            secret: state
-                .config
-                .auth
-                .oidc
-                .client_secret
-                .as_ref()
-                .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
-                .unwrap_or_default(),
-            redirect_uri: oidc.redirect_url().to_owned(),
-        }),
+        (crate::auth::ProviderKind::Uaa, Some(oidc)) if state.config.auth.catalog_dashboard_client => {
+            Some(api_types::broker::DashboardClient {
+                id: oidc.client_id().to_owned(),
+                secret: state
+                    .config
+                    .auth
+                    .oidc
+                    .client_secret
+                    .as_ref()
+                    .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
+                    .unwrap_or_default(),
+                redirect_uri: oidc.redirect_url().to_owned(),
+            })
+        }
         _ => None,
     };
     Json(state.catalog.broker_catalog(dashboard_client))
