@@ -2,7 +2,7 @@
 
 use backup::keys::BackupKey;
 use secrecy::ExposeSecret;
-use store::{AuditOutcome, Backup, Instance, InstanceState, KeyKind, NewBackup, Restore, StoreError};
+use store::{AuditOutcome, Backup, BackupRequest, Instance, InstanceState, KeyKind, NewBackup, Restore, StoreError};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -17,15 +17,21 @@ fn outcome<T>(result: &Result<T, ApiError>) -> AuditOutcome {
 }
 
 impl AppState {
-    /// Queues a backup for the caller, and records the attempt in the audit log.
+    /// Queues a backup for the caller, and records the attempt in the audit log. With
+    /// a backup of the instance queued already, that one is the answer: one queued
+    /// backup per instance is enough to take the newest data, and more would only
+    /// hold the workers from other instances.
     pub async fn trigger_backup(&self, caller: &Caller, instance: &Instance) -> Result<Backup, ApiError> {
         let result = self.queue_backup(instance).await;
         let detail = match &result {
-            Ok(backup) => format!("backup {} queued", backup.seq),
+            Ok(BackupRequest::Queued(backup)) => format!("backup {} queued", backup.seq),
+            Ok(BackupRequest::AlreadyQueued(backup)) => {
+                format!("backup {} was already queued; no other backup queued", backup.seq)
+            }
             Err(e) => e.description.clone(),
         };
         self.audit(caller, "backup.create", Some(&instance.guid), outcome(&result), Some(&detail)).await;
-        result
+        result.map(BackupRequest::into_backup)
     }
 
     /// Queues a restore of a done backup for the caller, and records the attempt.
@@ -44,19 +50,28 @@ impl AppState {
         result
     }
 
-    /// Queues the scheduled backup of `slot` (the audit log names the schedule as actor).
+    /// Queues the scheduled backup of `slot` (the audit log names the schedule as
+    /// actor). With a backup of the instance queued already the slot counts as done
+    /// and nothing more is queued.
     pub async fn trigger_scheduled_backup(
         &self,
         instance: &Instance,
         slot: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Backup, ApiError> {
+    ) -> Result<BackupRequest, ApiError> {
         ensure_running(instance)?;
         let new = self.new_backup(instance).await?;
         let result = self.store.enqueue_scheduled_backup(new, slot).await.map_err(ApiError::from);
-        if let Ok(backup) = &result {
-            self.jobs.notify_one();
-            let detail =
-                format!("backup {} queued for the schedule's {}", backup.seq, api_types::timestamp::format(&slot));
+        if let Ok(request) = &result {
+            let slot = api_types::timestamp::format(&slot);
+            let detail = match request {
+                BackupRequest::Queued(backup) => {
+                    self.jobs.notify_one();
+                    format!("backup {} queued for the schedule's {slot}", backup.seq)
+                }
+                BackupRequest::AlreadyQueued(backup) => {
+                    format!("backup {} was already queued; the schedule's {slot} queued no other", backup.seq)
+                }
+            };
             self.audit_as(
                 "schedule",
                 None,
@@ -70,12 +85,14 @@ impl AppState {
         result
     }
 
-    async fn queue_backup(&self, instance: &Instance) -> Result<Backup, ApiError> {
+    async fn queue_backup(&self, instance: &Instance) -> Result<BackupRequest, ApiError> {
         ensure_running(instance)?;
         let new = self.new_backup(instance).await?;
-        let backup = self.store.enqueue_backup(new).await?;
-        self.jobs.notify_one();
-        Ok(backup)
+        let request = self.store.enqueue_backup(new).await?;
+        if matches!(request, BackupRequest::Queued(_)) {
+            self.jobs.notify_one();
+        }
+        Ok(request)
     }
 
     /// What a new backup of the instance is made with: its key and object name.
@@ -109,7 +126,12 @@ impl AppState {
             ));
         }
         let nodes: Vec<i64> = self.store.nodes(instance.id).await?.iter().map(|n| n.index).collect();
-        let restore = self.store.enqueue_restore(instance.id, backup.id, &nodes).await?;
+        let restore = match self.store.enqueue_restore(instance.id, backup.id, &nodes).await {
+            Ok(restore) => restore,
+            // A second queued restore would only overwrite the first once both ran.
+            Err(StoreError::Conflict(queued)) => return Err(ApiError::conflict("RestoreInProgress", queued)),
+            Err(e) => return Err(e.into()),
+        };
         self.jobs.notify_one();
         Ok(restore)
     }

@@ -3,7 +3,9 @@
 //! `schedule_spread_secs`, derived from its id, so thousands of instances do not
 //! start at once (the job workers bound how many run together). An instance is
 //! backed up once for the newest slot it has not been backed up for: after
-//! downtime the missed run happens once, not once per missed slot.
+//! downtime the missed run happens once, not once per missed slot. An instance
+//! with a backup still queued gets no other for the slot: the queued one takes
+//! the newest data when it runs.
 
 use std::str::FromStr;
 
@@ -59,7 +61,10 @@ pub async fn tick(state: &AppState, cron: &Cron, now: DateTime<Utc>) -> anyhow::
             continue;
         }
         match state.trigger_scheduled_backup(&instance, slot).await {
-            Ok(_) => queued.push(instance.guid.clone()),
+            Ok(store::BackupRequest::Queued(_)) => queued.push(instance.guid.clone()),
+            Ok(store::BackupRequest::AlreadyQueued(backup)) => {
+                tracing::info!(instance = %instance.guid, backup = backup.seq, "a backup is queued already: slot skipped")
+            }
             Err(e) => {
                 tracing::warn!(instance = %instance.guid, error = %e.description, "could not queue a scheduled backup")
             }

@@ -66,8 +66,10 @@ pub trait InstanceStore: Send + Sync {
 /// The durable job queue.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Marks the oldest queued job as running and returns it, skipping instances that
-    /// already have a running job: one lifecycle operation per instance at a time.
+    /// Marks a queued job as running and returns it, skipping instances that already
+    /// have a running job (one operation per instance at a time). Of the others it
+    /// takes the job whose instance's tenant has the fewest running jobs, then the
+    /// oldest: a tenant with many instances cannot keep another's jobs waiting.
     async fn claim_next_job(&self) -> StoreResult<Option<Job>>;
     async fn job(&self, id: i64) -> StoreResult<Job>;
     async fn finish_job(&self, id: i64, status: api_types::TaskStatus, error: Option<&str>) -> StoreResult<Job>;
@@ -88,8 +90,11 @@ pub trait JobStore: Send + Sync {
 /// Backups and restores.
 #[async_trait]
 pub trait BackupStore: Send + Sync {
-    /// Records a backup (the next sequence number of the instance) and queues its job.
-    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup>;
+    /// Records a backup (the next sequence number of the instance) and queues its
+    /// job, unless a backup of the instance is queued already: then that one,
+    /// unchanged. One write transaction, so requests at the same moment queue one
+    /// backup between them.
+    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<BackupRequest>;
     async fn backup(&self, id: i64) -> StoreResult<Backup>;
     async fn backup_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Backup>;
     /// Newest first.
@@ -97,7 +102,9 @@ pub trait BackupStore: Send + Sync {
     /// Records what was stored; the caller then finishes the job.
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str) -> StoreResult<()>;
 
-    /// Records a restore of `backup_id` with one queued job per node.
+    /// Records a restore of `backup_id` with one queued job per node, unless a
+    /// restore of the instance is queued already (some of its jobs not started):
+    /// then `Conflict`, naming it. One write transaction.
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore>;
     async fn restore(&self, id: i64) -> StoreResult<Restore>;
     async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore>;
@@ -111,12 +118,14 @@ pub trait BackupStore: Send + Sync {
 
     /// The last schedule slot the instance was backed up for.
     async fn last_scheduled_slot(&self, instance_id: i64) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>>;
-    /// Queues a scheduled backup for `slot` and records the slot, in one transaction.
+    /// Queues a scheduled backup for `slot` and records the slot, in one transaction;
+    /// when a backup of the instance is queued already, only records the slot and
+    /// returns that backup.
     async fn enqueue_scheduled_backup(
         &self,
         new: NewBackup,
         slot: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<Backup>;
+    ) -> StoreResult<BackupRequest>;
 
     /// The instance's backup settings; `defaults` when none were ever set.
     async fn backup_settings(&self, instance_id: i64, defaults: BackupSettings) -> StoreResult<BackupSettings>;

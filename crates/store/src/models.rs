@@ -206,6 +206,28 @@ impl Backup {
     }
 }
 
+/// What asking for a backup did: queued a new one, or found one of the instance
+/// queued already, which then answers the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupRequest {
+    Queued(Backup),
+    AlreadyQueued(Backup),
+}
+
+impl BackupRequest {
+    pub fn backup(&self) -> &Backup {
+        match self {
+            Self::Queued(b) | Self::AlreadyQueued(b) => b,
+        }
+    }
+
+    pub fn into_backup(self) -> Backup {
+        match self {
+            Self::Queued(b) | Self::AlreadyQueued(b) => b,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restore {
     pub id: i64,

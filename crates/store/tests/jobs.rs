@@ -4,12 +4,16 @@ use api_types::TaskStatus;
 use store::*;
 
 fn new_instance(name: &str, guid: &str) -> NewInstance {
+    new_instance_of("t", name, guid)
+}
+
+fn new_instance_of(tenant: &str, name: &str, guid: &str) -> NewInstance {
     NewInstance {
         guid: guid.into(),
         name: name.into(),
         service_id: "svc".into(),
         plan_id: "plan".into(),
-        tenant_id: "t".into(),
+        tenant_id: tenant.into(),
         tenant_name: None,
         subtenant_id: "s".into(),
         subtenant_name: None,
@@ -23,6 +27,19 @@ async fn instance(store: &SqliteStore, name: &str) -> (Instance, Job) {
     store.create_instance(new_instance(name, &format!("guid-{name}"))).await.unwrap()
 }
 
+fn backup_of(instance: &Instance, key: &InstanceKey) -> NewBackup {
+    NewBackup { instance_id: instance.id, key_id: key.id, object_key_template: "{seq}".into() }
+}
+
+/// An instance whose provision job ran.
+async fn provisioned(store: &SqliteStore, name: &str) -> (Instance, InstanceKey) {
+    let (i, provision) = instance(store, name).await;
+    assert_eq!(store.claim_next_job().await.unwrap().unwrap().id, provision.id);
+    store.finish_job(provision.id, TaskStatus::Done, None).await.unwrap();
+    let key = store.add_key(i.id, KeyKind::Generated, "k").await.unwrap();
+    (i, key)
+}
+
 #[tokio::test]
 async fn one_job_runs_per_instance_and_the_next_waits_in_the_queue() {
     let store = SqliteStore::in_memory().await.unwrap();
@@ -32,7 +49,8 @@ async fn one_job_runs_per_instance_and_the_next_waits_in_the_queue() {
     let backup = store
         .enqueue_backup(NewBackup { instance_id: a.id, key_id: key.id, object_key_template: "a/{seq}".into() })
         .await
-        .unwrap();
+        .unwrap()
+        .into_backup();
     assert_eq!(backup.seq, 1);
     assert_eq!(backup.object_key, "a/1");
     assert_eq!(backup.status(), TaskStatus::Queued);
@@ -58,7 +76,8 @@ async fn interrupted_backups_fail_and_interrupted_provisioning_is_queued_again()
     let backup = store
         .enqueue_backup(NewBackup { instance_id: a.id, key_id: key.id, object_key_template: "a/{seq}".into() })
         .await
-        .unwrap();
+        .unwrap()
+        .into_backup();
     store.claim_next_job().await.unwrap();
     let (_, provision_b) = instance(&store, "b").await;
     store.claim_next_job().await.unwrap();
@@ -78,10 +97,9 @@ async fn sequence_numbers_are_per_instance_and_lists_are_newest_first() {
     let (b, _) = instance(&store, "b").await;
     for i in [&a, &b, &a] {
         let key = store.add_key(i.id, KeyKind::Generated, "k").await.unwrap();
-        store
-            .enqueue_backup(NewBackup { instance_id: i.id, key_id: key.id, object_key_template: "{seq}".into() })
-            .await
-            .unwrap();
+        let queued = store.enqueue_backup(backup_of(i, &key)).await.unwrap().into_backup();
+        // One queued backup per instance: this one is done before the next is asked for.
+        store.finish_job(queued.job.id, TaskStatus::Done, None).await.unwrap();
     }
     let seqs: Vec<i64> = store.backups(a.id).await.unwrap().iter().map(|b| b.seq).collect();
     assert_eq!(seqs, [2, 1]);
@@ -97,31 +115,107 @@ async fn a_live_instance_name_is_taken_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_backups_of_one_instance_all_get_their_own_number() {
+async fn concurrent_backup_requests_for_one_instance_queue_one_backup() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
     let (a, _) = instance(&store, "a").await;
     let key = store.add_key(a.id, KeyKind::Generated, "k").await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .enqueue_backup(NewBackup {
-                        instance_id: a.id,
-                        key_id: key.id,
-                        object_key_template: "{seq}".into(),
-                    })
-                    .await
-            })
+            let (store, new) = (store.clone(), backup_of(&a, &key));
+            tokio::spawn(async move { store.enqueue_backup(new).await })
         })
         .collect();
-    let mut seqs = Vec::new();
+    let mut queued = Vec::new();
+    let mut answered_with = std::collections::BTreeSet::new();
     for task in tasks {
-        seqs.push(task.await.unwrap().expect("a concurrent backup was refused").seq);
+        let request = task.await.unwrap().expect("a concurrent backup request failed");
+        answered_with.insert(request.backup().id);
+        if let BackupRequest::Queued(b) = request {
+            queued.push(b.seq);
+        }
     }
-    seqs.sort();
-    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    assert_eq!(queued, [1], "exactly one request queues a backup");
+    assert_eq!(answered_with.len(), 1, "every request is answered with that backup");
+    assert_eq!(store.backups(a.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_queued_backup_answers_further_requests_until_it_runs() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let (b, key_b) = provisioned(&store, "b").await;
+    let first = store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
+    let BackupRequest::Queued(first) = first else { panic!("{first:?}") };
+    let again = store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
+    assert_eq!(again, BackupRequest::AlreadyQueued(first.clone()));
+    // Another instance's queue is its own.
+    assert!(matches!(store.enqueue_backup(backup_of(&b, &key_b)).await.unwrap(), BackupRequest::Queued(_)));
+
+    // A scheduled slot with a backup queued records the slot and queues nothing.
+    let slot = chrono::Utc::now();
+    let scheduled = store.enqueue_scheduled_backup(backup_of(&a, &key), slot).await.unwrap();
+    assert_eq!(scheduled, BackupRequest::AlreadyQueued(first.clone()));
+    assert_eq!(store.last_scheduled_slot(a.id).await.unwrap(), Some(slot));
+
+    // Once it runs, the next request queues a new one (one running, one queued).
+    let running = store.claim_next_job().await.unwrap().unwrap();
+    assert_eq!(running.id, first.job.id);
+    let next = store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
+    assert!(matches!(&next, BackupRequest::Queued(b) if b.seq == 2), "{next:?}");
+    let again = store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
+    assert_eq!(again, BackupRequest::AlreadyQueued(next.into_backup()));
+    assert_eq!(store.backups(a.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_second_restore_is_refused_while_one_is_queued() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let backup = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    store.claim_next_job().await.unwrap();
+    store.finish_job(backup.job.id, TaskStatus::Done, None).await.unwrap();
+
+    let first = store.enqueue_restore(a.id, backup.id, &[0]).await.unwrap();
+    let second = store.enqueue_restore(a.id, backup.id, &[0]).await;
+    match second {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("restore 1 (of backup 1) is queued"), "{why}"),
+        other => panic!("a second queued restore: {other:?}"),
+    }
+    assert_eq!(store.restores(a.id).await.unwrap().len(), 1, "the refused restore left nothing behind");
+    // Once the first runs, another may wait behind it.
+    assert_eq!(store.claim_next_job().await.unwrap().unwrap().restore_id, Some(first.id));
+    assert_eq!(store.enqueue_restore(a.id, backup.id, &[0]).await.unwrap().seq, 2);
+}
+
+#[tokio::test]
+async fn the_tenant_with_fewer_running_jobs_goes_first() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    // Tenant A asks for five instances at once; tenant B for one, later.
+    let mut a_jobs = Vec::new();
+    for n in 0..5 {
+        let (_, job) =
+            store.create_instance(new_instance_of("A", &format!("a{n}"), &format!("guid-a{n}"))).await.unwrap();
+        a_jobs.push(job.id);
+    }
+    let b_job = store.create_instance(new_instance_of("B", "b", "guid-b")).await.unwrap().1.id;
+
+    // Two free workers: the first takes A's oldest, the second B's job although A's
+    // are older; then A's in order.
+    let first = store.claim_next_job().await.unwrap().unwrap();
+    let second = store.claim_next_job().await.unwrap().unwrap();
+    assert_eq!((first.id, second.id), (a_jobs[0], b_job));
+    let third = store.claim_next_job().await.unwrap().unwrap();
+    assert_eq!(third.id, a_jobs[1]);
+
+    // With B idle again and A still running two, B's next job goes before A's queue.
+    store.finish_job(b_job, TaskStatus::Done, None).await.unwrap();
+    let (_, b_again) = store.create_instance(new_instance_of("B", "b2", "guid-b2")).await.unwrap();
+    assert_eq!(store.claim_next_job().await.unwrap().unwrap().id, b_again.id);
+    // With nothing of B's queued, A's queue goes on, oldest first.
+    store.finish_job(b_again.id, TaskStatus::Done, None).await.unwrap();
+    store.finish_job(first.id, TaskStatus::Done, None).await.unwrap();
+    assert_eq!(store.claim_next_job().await.unwrap().unwrap().id, a_jobs[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

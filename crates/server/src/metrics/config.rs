@@ -12,6 +12,10 @@ pub struct MetricsConfig {
     pub interval_secs: u64,
     /// Seconds of history kept per node (in memory; older collections are dropped).
     pub history_secs: u64,
+    /// The most collections per node one `GET /v1/instances/{id}/metrics` answers
+    /// with: what it answers without `quantity`; a larger `quantity` is refused
+    /// (a day of history is tens of MB of lines).
+    pub max_quantity: usize,
     /// Put the organisation (tenant) and space (subtenant) ids in front of the
     /// metric namespace: `<org>.<space>.<instance>.<deployment>.<service>.<node>`.
     pub tenancy_in_namespace: bool,
@@ -27,6 +31,7 @@ impl Default for MetricsConfig {
         Self {
             interval_secs: 10,
             history_secs: 24 * 3600,
+            max_quantity: 360,
             tenancy_in_namespace: false,
             graphite: None,
             prometheus_token: None,
@@ -39,6 +44,7 @@ impl std::fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("interval_secs", &self.interval_secs)
             .field("history_secs", &self.history_secs)
+            .field("max_quantity", &self.max_quantity)
             .field("tenancy_in_namespace", &self.tenancy_in_namespace)
             .field("graphite", &self.graphite)
             .field("prometheus_token", &self.prometheus_token.as_ref().map(|_| "<set>"))
@@ -49,6 +55,7 @@ impl std::fmt::Debug for MetricsConfig {
 impl MetricsConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         use secrecy::ExposeSecret;
+        anyhow::ensure!(self.max_quantity >= 1, "[metrics] max_quantity is 0; it must be at least 1");
         if let Some(token) = &self.prometheus_token {
             anyhow::ensure!(
                 token.expose_secret().len() >= 16,

@@ -62,11 +62,16 @@ impl SqliteStore {
 
 #[async_trait]
 impl BackupStore for SqliteStore {
-    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<Backup> {
+    async fn enqueue_backup(&self, new: NewBackup) -> StoreResult<BackupRequest> {
         let mut tx = self.write().await?;
-        let id = insert_backup(&mut tx, &new).await?;
+        let queued = queued_backup(&mut tx, new.instance_id).await?;
+        let id = match queued {
+            Some(id) => id,
+            None => insert_backup(&mut tx, &new).await?,
+        };
         tx.commit().await?;
-        self.backup(id).await
+        let backup = self.backup(id).await?;
+        Ok(if queued.is_some() { BackupRequest::AlreadyQueued(backup) } else { BackupRequest::Queued(backup) })
     }
 
     async fn backup(&self, id: i64) -> StoreResult<Backup> {
@@ -94,6 +99,20 @@ impl BackupStore for SqliteStore {
 
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore> {
         let mut tx = self.write().await?;
+        let queued: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT r.seq, b.seq FROM restores r JOIN backups b ON b.id = r.backup_id \
+             WHERE r.instance_id = ? AND EXISTS (\
+                SELECT 1 FROM jobs j WHERE j.restore_id = r.id AND j.status = 'queued') \
+             ORDER BY r.id LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((restore, backup)) = queued {
+            return Err(crate::StoreError::Conflict(format!(
+                "restore {restore} (of backup {backup}) is queued; a second restore can be queued once it runs"
+            )));
+        }
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM restores WHERE instance_id = ?")
             .bind(instance_id)
             .fetch_one(&mut *tx)
@@ -214,9 +233,13 @@ impl BackupStore for SqliteStore {
         &self,
         new: NewBackup,
         slot: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<Backup> {
+    ) -> StoreResult<BackupRequest> {
         let mut tx = self.write().await?;
-        let id = insert_backup(&mut tx, &new).await?;
+        let queued = queued_backup(&mut tx, new.instance_id).await?;
+        let id = match queued {
+            Some(id) => id,
+            None => insert_backup(&mut tx, &new).await?,
+        };
         sqlx::query(
             "INSERT INTO backup_schedule (instance_id, last_slot) VALUES (?, ?) \
              ON CONFLICT (instance_id) DO UPDATE SET last_slot = excluded.last_slot",
@@ -226,8 +249,20 @@ impl BackupStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.backup(id).await
+        let backup = self.backup(id).await?;
+        Ok(if queued.is_some() { BackupRequest::AlreadyQueued(backup) } else { BackupRequest::Queued(backup) })
     }
+}
+
+/// The instance's backup whose job waits in the queue, if any.
+async fn queued_backup(tx: &mut sqlx::SqliteConnection, instance_id: i64) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT b.id FROM backups b JOIN jobs j ON j.id = b.job_id \
+         WHERE b.instance_id = ? AND j.status = 'queued' ORDER BY b.id LIMIT 1",
+    )
+    .bind(instance_id)
+    .fetch_optional(&mut *tx)
+    .await?)
 }
 
 /// Records a backup (the instance's next sequence number) and its queued job.

@@ -1,5 +1,7 @@
 //! The job queue in SQLite. SQLite has one writer at a time, so the claim below is
-//! atomic without row locks.
+//! atomic without row locks. Claims are fair across tenants: the tenant with the
+//! fewest running jobs goes first, so one with many instances (or many queued
+//! backups) cannot hold every worker.
 
 use api_types::TaskStatus;
 use async_trait::async_trait;
@@ -15,9 +17,13 @@ impl JobStore for SqliteStore {
         let now = now();
         let row = sqlx::query_as::<_, JobRow>(
             "UPDATE jobs SET status = 'running', started_at = ?, updated_at = ? WHERE id = (\
-                SELECT j.id FROM jobs j WHERE j.status = 'queued' AND NOT EXISTS (\
+                SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance_id \
+                WHERE j.status = 'queued' AND NOT EXISTS (\
                     SELECT 1 FROM jobs r WHERE r.instance_id = j.instance_id AND r.status = 'running') \
-                ORDER BY j.id LIMIT 1) \
+                ORDER BY (\
+                    SELECT COUNT(*) FROM jobs r JOIN instances ri ON ri.id = r.instance_id \
+                    WHERE r.status = 'running' AND ri.tenant_id = i.tenant_id), j.id \
+                LIMIT 1) \
              RETURNING *",
         )
         .bind(now)

@@ -233,3 +233,76 @@ async fn engine_killed_during_a_backup_fails_the_backup() {
     assert_eq!(stored.sha256, None);
     assert!(app.backup_objects().is_empty(), "a failed backup left an object: {:?}", app.backup_objects());
 }
+
+#[tokio::test]
+async fn one_backup_and_one_restore_wait_in_the_queue_per_instance() {
+    let dir = data_dir();
+    let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let first = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+
+    // Without job workers, what is queued stays queued.
+    app.stop().await;
+    let mut paused = config(dir.path());
+    paused.jobs.workers = 0;
+    paused.backups.schedule_spread_secs = 0;
+    let mut app = TestApp::start_in(dir.path(), paused).await;
+    let backups = format!("/v1/instances/{id}/backups");
+    let (status, queued) = app.api(Method::POST, &backups).await;
+    assert_eq!(status, StatusCode::OK, "{queued}");
+    assert_eq!(queued, serde_json::json!({"id": 2, "message": "job to backup is queued"}));
+    // Asking again answers with the queued backup, on both APIs.
+    let (status, again) = app.api(Method::POST, &backups).await;
+    assert_eq!((status, &again), (StatusCode::OK, &queued));
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let internal_id = app.state().store.backup_by_seq(instance.id, 2).await.unwrap().id;
+    let (status, legacy) = app.api(Method::POST, &format!("/service-instances/{id}/backups")).await;
+    assert_eq!(status, StatusCode::CREATED, "{legacy}");
+    assert_eq!(legacy, serde_json::json!({"id": internal_id, "message": "job to backup is queued"}));
+    // The schedule's slot passes with no other backup, and counts as done.
+    let cron = server::schedule::parse("* * * * *").unwrap();
+    let now = chrono::Utc::now() + chrono::Duration::minutes(2);
+    assert!(server::schedule::tick(app.state(), &cron, now).await.unwrap().is_empty());
+    assert!(app.state().store.last_scheduled_slot(instance.id).await.unwrap().is_some(), "the slot is recorded");
+    let (_, list) = app.api(Method::GET, &backups).await;
+    let listed: Vec<(i64, &str)> =
+        list.as_array().unwrap().iter().map(|b| (b["id"].as_i64().unwrap(), b["status"].as_str().unwrap())).collect();
+    assert_eq!(listed, [(2, "queued"), (1, "done")]);
+    let (_, log) = app.api(Method::GET, &format!("/v1/instances/{id}/audit")).await;
+    let details: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "backup.create")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    // Newest first: the schedule's slot, the two repeated requests, the queued backup, the first.
+    assert_eq!(details.len(), 5, "{details:?}");
+    assert!(details[0].starts_with("backup 2 was already queued") && details[0].contains("schedule"), "{details:?}");
+    assert_eq!(details[1..3], ["backup 2 was already queued; no other backup queued"; 2][..], "{details:?}");
+    assert_eq!(details[3..], ["backup 2 queued", "backup 1 queued"][..]);
+
+    // One queued restore: a second is refused (409 here, the deprecated API's 412).
+    let restore = format!("/v1/instances/{id}/backups/{first}/restore");
+    let (status, created) = app.api(Method::POST, &restore).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (status, refused) = app.api(Method::POST, &restore).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::CONFLICT, Some("RestoreInProgress")), "{refused}");
+    assert!(refused["description"].as_str().unwrap().contains("restore 1 (of backup 1) is queued"), "{refused}");
+    let first_internal = app.state().store.backup_by_seq(instance.id, first).await.unwrap().id;
+    let body = serde_json::json!({"instance_id": instance.id, "backup_id": first_internal}).to_string();
+    let (status, legacy) =
+        app.api_as(&app.token, Method::POST, &format!("/service-instances/{id}/backups/restore"), Some(&body)).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{legacy}");
+    assert!(legacy["msg"].as_str().unwrap().contains("restore 1"), "{legacy}");
+    let (_, restores) = app.api(Method::GET, &format!("/v1/instances/{id}/restores")).await;
+    assert_eq!(restores.as_array().unwrap().len(), 1, "{restores}");
+
+    // Workers back: the queued backup and restore both run.
+    app.stop().await;
+    let app = TestApp::start_in(dir.path(), config(dir.path())).await;
+    assert_eq!(app.wait_finished(&format!("{backups}/2")).await["status"], "done");
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/restores/1")).await["status"], "done");
+    assert_eq!(app.api(Method::GET, &backups).await.1.as_array().unwrap().len(), 2);
+}

@@ -86,7 +86,8 @@ async fn serve_flags_win_over_the_environment() {
         .unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v2/service_instances/flagged?accepts_incomplete=true");
-    let body = serde_json::json!({"service_id": crate::helpers::REDIS_SERVICE, "plan_id": crate::helpers::REDIS_PLAN});
+    let body = serde_json::json!({"service_id": crate::helpers::REDIS_SERVICE, "plan_id": crate::helpers::REDIS_PLAN,
+                                  "organization_guid": "org-a", "space_guid": "space-1"});
     let response = crate::helpers::wait_for("svcdash to listen", std::time::Duration::from_secs(30), &mut || {
         let (client, url, body) = (&client, &url, &body);
         async move {

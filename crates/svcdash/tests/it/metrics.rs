@@ -189,3 +189,31 @@ async fn prometheus_endpoint_is_off_without_a_token() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(body["description"].as_str().unwrap().contains("prometheus_token"), "{body}");
 }
+
+#[tokio::test]
+async fn metrics_answers_hold_at_most_max_quantity_collections() {
+    let dir = data_dir();
+    let mut config = config(dir.path());
+    config.metrics.interval_secs = 1;
+    config.metrics.max_quantity = 2;
+    let app = TestApp::start_in(dir.path(), config).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let path = format!("/v1/instances/{id}/metrics");
+    app.wait_for("four kept collections", Duration::from_secs(30), || async {
+        (app.state().metrics.history.samples(&id, 0, None).len() >= 4).then_some(())
+    })
+    .await;
+    let collections = |body: &serde_json::Value| parse(body).iter().map(|l| l.at).collect::<BTreeSet<_>>().len();
+
+    // Without quantity: the newest max_quantity, not the whole history.
+    let (status, body) = app.api(Method::GET, &path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(collections(&body), 2);
+    let (status, body) = app.api(Method::GET, &format!("{path}?quantity=2")).await;
+    assert_eq!((status, collections(&body)), (StatusCode::OK, 2));
+    for above in ["3", "1000000", "99999999999999999999999999"] {
+        let (status, body) = app.api(Method::GET, &format!("{path}?quantity={above}")).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidQuantity")), "{above}");
+        assert!(body["description"].as_str().unwrap().contains("maximum of 2"), "{body}");
+    }
+}

@@ -60,6 +60,7 @@ async fn no_secret_reaches_the_log_or_a_response() {
     };
     let id = "5ec7e75a-0000-4000-8000-000000000001";
     let provision = json!({"service_id": REDIS_SERVICE, "plan_id": REDIS_PLAN,
+        "organization_guid": "org-s", "space_guid": "space-s",
         "context": {"platform": "cloudfoundry", "organization_guid": "org-s", "space_guid": "space-s"}});
     wait_for("svcdash to listen", Duration::from_secs(30), &mut || {
         let req = broker(

@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use store::{InstanceState, NewBinding, StoreError};
 
-use super::{Failure, empty, internal};
-use crate::http::extract::Path;
+use super::input::{Path, Query, ensure_same_offering, required};
+use super::{BrokerId, Failure, empty, internal};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -30,6 +30,15 @@ fn to_credentials(c: engines::AppCredentials) -> Credentials {
     }
 }
 
+/// The unbind query: the spec requires `service_id` and `plan_id`.
+#[derive(serde::Deserialize)]
+struct UnbindParams {
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
 /// A user name engines accept unquoted: lower-case letters and digits.
 fn binding_username() -> String {
     format!("u{}", engines::generate_secret(15).to_ascii_lowercase())
@@ -37,25 +46,25 @@ fn binding_username() -> String {
 
 async fn bind(
     State(state): State<AppState>,
-    Path((instance_id, binding_id)): Path<(String, String)>,
+    Path((instance_id, binding_id)): Path<(BrokerId, BrokerId)>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let req: BindRequest = serde_json::from_slice(&body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, Some("BadRequest"), format!("invalid bind request: {e}")))?;
-    let instance = match state.store.instance_by_guid(&instance_id).await {
+    let req: BindRequest =
+        serde_json::from_slice(&body).map_err(|e| Failure::bad_request(format!("invalid bind request: {e}")))?;
+    let service_id = required("service_id", Some(&req.service_id))?;
+    let plan_id = required("plan_id", Some(&req.plan_id))?;
+    let instance = match state.store.instance_by_guid(instance_id.as_str()).await {
         Ok(i) if i.state != InstanceState::Deleted => i,
         Ok(_) | Err(StoreError::NotFound) => {
-            return Err(Failure(StatusCode::NOT_FOUND, None, format!("there is no service instance {instance_id:?}")));
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                None,
+                format!("there is no service instance {:?}", instance_id.as_str()),
+            ));
         }
         Err(e) => return Err(internal(e)),
     };
-    if req.service_id != instance.service_id || req.plan_id != instance.plan_id {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            Some("BadRequest"),
-            "service_id or plan_id does not match the instance".into(),
-        ));
-    }
+    ensure_same_offering(&instance, Some(service_id), Some(plan_id))?;
     if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available) {
         return Err(Failure(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -66,7 +75,7 @@ async fn bind(
     let specs = state.node_specs(&instance).await.map_err(internal)?;
     let spec = specs.first().ok_or_else(|| internal(anyhow::anyhow!("instance has no nodes")))?;
 
-    if let Ok(existing) = state.store.binding(instance.id, &binding_id).await {
+    if let Ok(existing) = state.store.binding(instance.id, binding_id.as_str()).await {
         let password = state.master.unseal(&existing.sealed_password).map_err(internal)?;
         let creds =
             state.deployer.create_user(spec, &existing.username, password.expose_secret()).await.map_err(internal)?;
@@ -77,7 +86,12 @@ async fn bind(
     let creds = state.deployer.create_user(spec, &username, password.expose_secret()).await.map_err(internal)?;
     state
         .store
-        .create_binding(NewBinding { instance_id: instance.id, guid: binding_id.clone(), username, sealed_password })
+        .create_binding(NewBinding {
+            instance_id: instance.id,
+            guid: binding_id.as_str().to_owned(),
+            username,
+            sealed_password,
+        })
         .await
         .map_err(internal)?;
     super::audit(&state, "binding.create", &instance.guid, &format!("binding {binding_id}")).await;
@@ -86,18 +100,22 @@ async fn bind(
 
 async fn unbind(
     State(state): State<AppState>,
-    Path((instance_id, binding_id)): Path<(String, String)>,
+    Path((instance_id, binding_id)): Path<(BrokerId, BrokerId)>,
+    Query(params): Query<UnbindParams>,
 ) -> Result<Response, Failure> {
-    let instance = match state.store.instance_by_guid(&instance_id).await {
+    let service_id = required("service_id", params.service_id.as_deref())?;
+    let plan_id = required("plan_id", params.plan_id.as_deref())?;
+    let instance = match state.store.instance_by_guid(instance_id.as_str()).await {
         Ok(i) => i,
         Err(StoreError::NotFound) => return Ok(empty(StatusCode::GONE)),
         Err(e) => return Err(internal(e)),
     };
-    let binding = match state.store.binding(instance.id, &binding_id).await {
+    let binding = match state.store.binding(instance.id, binding_id.as_str()).await {
         Ok(b) => b,
         Err(StoreError::NotFound) => return Ok(empty(StatusCode::GONE)),
         Err(e) => return Err(internal(e)),
     };
+    ensure_same_offering(&instance, Some(service_id), Some(plan_id))?;
     if instance.state != InstanceState::Deleted {
         let specs = state.node_specs(&instance).await.map_err(internal)?;
         if let Some(spec) = specs.first() {

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use store::{Instance, InstanceState, JobKind, StoreError};
 
-use super::{Failure, empty, internal};
-use crate::http::extract::{Path, Query};
+use super::input::{Path, Query, ensure_same_offering, optional, required};
+use super::{BrokerId, Failure, empty, internal};
 use crate::instances::Tenancy;
 use crate::state::AppState;
 
@@ -29,8 +29,31 @@ struct AsyncParams {
     accepts_incomplete: Option<String>,
 }
 
-fn require_async(params: &AsyncParams) -> Result<(), Failure> {
-    if params.accepts_incomplete.as_deref() == Some("true") {
+/// `DELETE /v2/service_instances/{instance_id}`'s query: the spec requires
+/// `service_id` and `plan_id`.
+#[derive(Deserialize)]
+struct DeprovisionParams {
+    #[serde(default)]
+    accepts_incomplete: Option<String>,
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
+/// `last_operation`'s query: each optional, none blank.
+#[derive(Deserialize)]
+struct LastOperationParams {
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+    #[serde(default)]
+    operation: Option<String>,
+}
+
+fn require_async(accepts_incomplete: Option<&str>) -> Result<(), Failure> {
+    if accepts_incomplete == Some("true") {
         Ok(())
     } else {
         Err(Failure(
@@ -41,22 +64,19 @@ fn require_async(params: &AsyncParams) -> Result<(), Failure> {
     }
 }
 
+/// A non-blank string of the request's context.
 fn string(map: Option<&Map<String, Value>>, key: &str) -> Option<String> {
-    map?.get(key)?.as_str().map(str::to_owned)
+    map?.get(key)?.as_str().filter(|v| !v.trim().is_empty()).map(str::to_owned)
 }
 
-/// The tenant and subtenant from the request's context (CF: organisation and space;
-/// Kubernetes: cluster and namespace).
+/// The tenant and subtenant: the organisation and space of the request's context,
+/// else its `organization_guid` and `space_guid` (which platforms set to the same,
+/// and Kubernetes platforms to the cluster and namespace).
 fn tenancy(req: &ProvisionRequest) -> Tenancy {
     let ctx = req.context.as_ref();
-    let tenant_id = string(ctx, "organization_guid")
-        .or_else(|| req.organization_guid.clone())
-        .or_else(|| string(ctx, "clusterid"))
-        .unwrap_or_else(|| "default".into());
-    let subtenant_id = string(ctx, "space_guid")
-        .or_else(|| req.space_guid.clone())
-        .or_else(|| string(ctx, "namespace"))
-        .unwrap_or_else(|| "default".into());
+    let tenant_id =
+        string(ctx, "organization_guid").or_else(|| req.organization_guid.clone()).unwrap_or_else(|| "default".into());
+    let subtenant_id = string(ctx, "space_guid").or_else(|| req.space_guid.clone()).unwrap_or_else(|| "default".into());
     Tenancy {
         tenant_id,
         tenant_name: string(ctx, "organization_name"),
@@ -65,29 +85,37 @@ fn tenancy(req: &ProvisionRequest) -> Tenancy {
     }
 }
 
+/// Checks what the spec requires of a provision request before anything is looked up.
+fn check_provision(req: &ProvisionRequest) -> Result<(), Failure> {
+    required("service_id", Some(&req.service_id))?;
+    required("plan_id", Some(&req.plan_id))?;
+    required("organization_guid", req.organization_guid.as_deref())?;
+    required("space_guid", req.space_guid.as_deref())?;
+    Ok(())
+}
+
 async fn provision(
     State(state): State<AppState>,
-    Path(instance_id): Path<String>,
+    Path(instance_id): Path<BrokerId>,
     Query(params): Query<AsyncParams>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    require_async(&params)?;
-    let req: ProvisionRequest = serde_json::from_slice(&body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, Some("BadRequest"), format!("invalid provision request: {e}")))?;
-    let service = state.catalog.service(&req.service_id).ok_or_else(|| {
-        Failure(StatusCode::BAD_REQUEST, Some("BadRequest"), format!("unknown service_id {:?}", req.service_id))
-    })?;
-    let plan = service.plan(&req.plan_id).ok_or_else(|| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            Some("BadRequest"),
-            format!("service {} has no plan {:?}", service.name, req.plan_id),
-        )
-    })?;
+    require_async(params.accepts_incomplete.as_deref())?;
+    let req: ProvisionRequest =
+        serde_json::from_slice(&body).map_err(|e| Failure::bad_request(format!("invalid provision request: {e}")))?;
+    check_provision(&req)?;
+    let service = state
+        .catalog
+        .service(&req.service_id)
+        .ok_or_else(|| Failure::bad_request(format!("unknown service_id {:?}", req.service_id)))?;
+    let plan = service
+        .plan(&req.plan_id)
+        .ok_or_else(|| Failure::bad_request(format!("service {} has no plan {:?}", service.name, req.plan_id)))?;
     let tenants = tenancy(&req);
-    let dashboard_url = state.dashboard_url(&instance_id);
+    let instance_id = instance_id.as_str();
+    let dashboard_url = state.dashboard_url(instance_id);
 
-    match state.store.instance_by_guid(&instance_id).await {
+    match state.store.instance_by_guid(instance_id).await {
         Ok(existing) => {
             let same = existing.service_id == req.service_id
                 && existing.plan_id == req.plan_id
@@ -111,17 +139,17 @@ async fn provision(
         Err(e) => return Err(internal(e)),
     }
 
-    let name = string(req.context.as_ref(), "instance_name").unwrap_or_else(|| instance_id.clone());
-    let (_, job) = match state.create_instance(&instance_id, &name, service, plan, tenants).await {
+    let name = string(req.context.as_ref(), "instance_name").unwrap_or_else(|| instance_id.to_owned());
+    let (_, job) = match state.create_instance(instance_id, &name, service, plan, tenants).await {
         Ok(created) => created,
         // Another instance holds the name: fall back to the id, which is unique.
         Err(StoreError::Conflict(_)) if name != instance_id => {
-            state.create_instance(&instance_id, &instance_id, service, plan, tenancy(&req)).await.map_err(internal)?
+            state.create_instance(instance_id, instance_id, service, plan, tenancy(&req)).await.map_err(internal)?
         }
         Err(StoreError::Conflict(_)) => return Ok(empty(StatusCode::CONFLICT)),
         Err(e) => return Err(internal(e)),
     };
-    super::audit(&state, "instance.provision", &instance_id, &format!("{} / {}", service.name, plan.name)).await;
+    super::audit(&state, "instance.provision", instance_id, &format!("{} / {}", service.name, plan.name)).await;
     Ok((StatusCode::ACCEPTED, Json(ProvisionResponse { dashboard_url, operation: Some(operation_name(job.id)) }))
         .into_response())
 }
@@ -138,10 +166,18 @@ async fn find(state: &AppState, instance_id: &str) -> Result<Option<Instance>, F
     }
 }
 
-async fn last_operation(State(state): State<AppState>, Path(instance_id): Path<String>) -> Result<Response, Failure> {
-    let Some(instance) = find(&state, &instance_id).await? else {
+async fn last_operation(
+    State(state): State<AppState>,
+    Path(instance_id): Path<BrokerId>,
+    Query(params): Query<LastOperationParams>,
+) -> Result<Response, Failure> {
+    let service_id = optional("service_id", params.service_id.as_deref())?;
+    let plan_id = optional("plan_id", params.plan_id.as_deref())?;
+    optional("operation", params.operation.as_deref())?;
+    let Some(instance) = find(&state, instance_id.as_str()).await? else {
         return Ok(empty(StatusCode::GONE));
     };
+    ensure_same_offering(&instance, service_id, plan_id)?;
     let job = state.store.last_lifecycle_job(instance.id).await.map_err(internal)?;
     let Some(job) = job else {
         return Ok(empty(StatusCode::GONE));
@@ -159,13 +195,16 @@ async fn last_operation(State(state): State<AppState>, Path(instance_id): Path<S
 
 async fn deprovision(
     State(state): State<AppState>,
-    Path(instance_id): Path<String>,
-    Query(params): Query<AsyncParams>,
+    Path(instance_id): Path<BrokerId>,
+    Query(params): Query<DeprovisionParams>,
 ) -> Result<Response, Failure> {
-    require_async(&params)?;
-    let Some(instance) = find(&state, &instance_id).await?.filter(|i| i.state != InstanceState::Deleted) else {
+    require_async(params.accepts_incomplete.as_deref())?;
+    let service_id = required("service_id", params.service_id.as_deref())?;
+    let plan_id = required("plan_id", params.plan_id.as_deref())?;
+    let Some(instance) = find(&state, instance_id.as_str()).await?.filter(|i| i.state != InstanceState::Deleted) else {
         return Ok(empty(StatusCode::GONE));
     };
+    ensure_same_offering(&instance, Some(service_id), Some(plan_id))?;
     let job = match state.store.last_lifecycle_job(instance.id).await.map_err(internal)? {
         Some(job) if job.kind == JobKind::Deprovision && !job.status.is_finished() => job,
         _ => {

@@ -2,7 +2,11 @@
 //! last_operation, deprovisioning, and bindings with real engine credentials.
 
 mod bindings;
+mod id;
+mod input;
 mod instances;
+
+pub use id::BrokerId;
 
 use api_types::broker::BrokerError;
 use axum::extract::{Request, State};
@@ -35,6 +39,13 @@ pub struct Failure(pub StatusCode, pub Option<&'static str>, pub String);
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.0, Json(BrokerError { error: self.1.map(str::to_owned), description: self.2 })).into_response()
+    }
+}
+
+impl Failure {
+    /// A request the broker refuses as malformed: nothing was changed.
+    pub fn bad_request(description: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, Some("BadRequest"), description.into())
     }
 }
 
