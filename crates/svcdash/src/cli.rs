@@ -110,10 +110,13 @@ enum TokenCommand {
     /// Delete a token (by the id `token list` shows), or all of a user's with
     /// `--user NAME --all`; the sessions made from them end at once.
     Revoke {
+        /// The token's id, as `token list` shows it.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<i64>,
+        /// With `--all`: the user whose tokens are revoked.
         #[arg(long, requires = "all")]
         user: Option<String>,
+        /// Every token of `--user`.
         #[arg(long, requires = "user")]
         all: bool,
     },
