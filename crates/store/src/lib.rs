@@ -146,28 +146,44 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     /// Grants a role on a tenant (or one subtenant); granting again changes the role.
     async fn grant(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>, role: Role) -> StoreResult<()>;
+    /// Removes the user's grant on one subtenant, or with `None` every grant on the
+    /// tenant (the whole tenant's and its subtenants'); returns how many there were.
+    async fn revoke_grants(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>) -> StoreResult<u64>;
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
     async fn grants(&self, user_id: i64) -> StoreResult<Vec<Grant>>;
-    async fn create_token(&self, user_id: i64, token_hash: &str) -> StoreResult<()>;
-    /// The user owning a token with this hash, if the token has not expired.
-    async fn user_by_token_hash(&self, token_hash: &str) -> StoreResult<User>;
+    /// Stores a token's hash; `expires_at: None` makes a token that does not expire.
+    async fn create_token(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> StoreResult<Token>;
+    /// The token with this hash and its user, if the token has not expired.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User)>;
+    /// Every token (expired ones too), or the user's, oldest first.
+    async fn list_tokens(&self, user_id: Option<i64>) -> StoreResult<Vec<Token>>;
+    /// Deletes a token and ends the sessions made from it, in one transaction;
+    /// `NotFound` when there is no such token.
+    async fn revoke_token(&self, id: i64) -> StoreResult<Revoked>;
+    /// Deletes every token of the user and ends the sessions made from them.
+    async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<Revoked>;
 }
 
 /// Sign-in sessions and the single sign-on flows that lead to them.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
+    /// Records a session. One made from a bearer token evicts that token's oldest
+    /// sessions beyond its `max_sessions`, in the same transaction.
     async fn create_session(&self, new: NewSession) -> StoreResult<Session>;
-    /// The session with this cookie hash, if it was used after `active_since`.
-    async fn session_by_token_hash(
-        &self,
-        token_hash: &str,
-        active_since: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<Session>;
+    /// The session with this cookie hash, if it is within `limits` and its
+    /// credential has not expired.
+    async fn session_by_token_hash(&self, token_hash: &str, limits: SessionLimits) -> StoreResult<Session>;
     /// Marks the session used now; new provider tokens and claims replace the old when given.
     async fn touch_session(&self, id: i64, sealed_tokens: Option<&str>, claims: Option<&str>) -> StoreResult<()>;
     async fn delete_session(&self, id: i64) -> StoreResult<()>;
-    /// Removes sessions idle since before `cutoff` and login flows begun before it.
-    async fn delete_stale_sessions(&self, cutoff: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+    /// Removes sessions outside `limits` or past their credential's expiry, and login
+    /// flows begun before `limits.active_since`; returns how many sessions went.
+    async fn delete_stale_sessions(&self, limits: SessionLimits) -> StoreResult<u64>;
 
     async fn create_login_flow(&self, flow: LoginFlow) -> StoreResult<()>;
     /// Removes and returns the flow: a `state` is good for one callback.

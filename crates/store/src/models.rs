@@ -305,6 +305,10 @@ pub struct Session {
     pub sealed_tokens: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    /// The local API token the session was made from, if it was.
+    pub token_id: Option<i64>,
+    /// When the credential the session was made from expires: the session ends then.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +319,49 @@ pub struct NewSession {
     pub csrf_token: String,
     pub claims: String,
     pub sealed_tokens: Option<String>,
+    /// Set when a bearer token made the session: it never outlives the token.
+    pub bearer: Option<SessionBearer>,
+}
+
+/// The bearer token a session is made from.
+#[derive(Debug, Clone)]
+pub struct SessionBearer {
+    /// sha256 of the token: one token holds a bounded number of sessions.
+    pub hash: String,
+    /// The local API token, when it is one: revoking it ends the session.
+    pub token_id: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The token holds at most this many sessions; making one more removes the oldest.
+    pub max_sessions: u32,
+}
+
+/// The cut-offs that end a session besides its credential's expiry: idle too long,
+/// or begun too long ago.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Sessions last used before this are over.
+    pub active_since: DateTime<Utc>,
+    /// Sessions begun before this are over.
+    pub created_since: DateTime<Utc>,
+}
+
+/// A local user's API token, without the token itself (only its hash is stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: i64,
+    pub user_id: i64,
+    pub user_name: String,
+    pub created_at: DateTime<Utc>,
+    /// `None`: the token does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What revoking tokens removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    pub tokens: u64,
+    /// The sessions made from those tokens, ended with them.
+    pub sessions: u64,
 }
 
 /// A single sign-on round trip that has begun and not yet come back.

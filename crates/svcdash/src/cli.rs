@@ -39,10 +39,14 @@ enum Command {
     /// Manage local users and their access.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Print a new API token for a local user, as `bearer <token>`.
+    /// API tokens of local users: `token --user NAME` prints a new one (the same as
+    /// `token create`); `token list` and `token revoke` manage them.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Token {
-        #[arg(long)]
-        user: String,
+        #[command(subcommand)]
+        command: Option<TokenCommand>,
+        #[command(flatten)]
+        create: NewToken,
     },
     /// Manage the master key that seals every stored secret.
     #[command(subcommand)]
@@ -94,6 +98,42 @@ enum InstancesCommand {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new API token for a local user, as `bearer <token>`; only its hash is kept.
+    Create(NewToken),
+    /// List tokens: id, user, when made, when they expire. Never the tokens themselves.
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete a token (by the id `token list` shows), or all of a user's with
+    /// `--user NAME --all`; the sessions made from them end at once.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// With `--all`: the user whose tokens are revoked.
+        #[arg(long, requires = "all")]
+        user: Option<String>,
+        /// Every token of `--user`.
+        #[arg(long, requires = "user")]
+        all: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct NewToken {
+    /// The user the token signs in as.
+    #[arg(long, required = true)]
+    user: Option<String>,
+    /// How long the token lasts: `12h`, `30d`, `2w`, ..., or `never`; `[auth]
+    /// token_expiry_days` (30) when not given.
+    #[arg(long, value_parser = server::auth::TokenLifetime::parse)]
+    expires: Option<server::auth::TokenLifetime>,
+}
+
+#[derive(Subcommand)]
 enum MasterKeyCommand {
     /// Seal every stored secret (engine and binding passwords, backup keys, session
     /// tokens) under a new master key, written to the key file. Backup objects are
@@ -116,6 +156,15 @@ enum UsersCommand {
         /// `manage` may back up and restore; `read` may only look.
         #[arg(long, default_value = "manage", value_parser = ["manage", "read"])]
         role: String,
+    },
+    /// Take a user's access to a tenant away: every grant on the tenant, or with
+    /// `--subtenant` the grant on that subtenant. Their requests and sessions lose it at once.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        subtenant: Option<String>,
     },
     /// Set a user's password for the login page: asked twice on a terminal, else
     /// read as one line from standard input.
@@ -151,13 +200,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
         Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,
         Command::MasterKey(MasterKeyCommand::Rotate) => rotate_master_key(config).await,
-        Command::Token { user } => {
-            let state = AppState::open(config).await?;
-            let user = find_user(&state, &user).await?;
-            let token = server::auth::new_token();
-            state.store.create_token(user.id, &server::auth::hash_token(&token)).await?;
-            println!("bearer {token}");
-            Ok(())
+        Command::Token { command, create } => {
+            tokens(AppState::open(config).await?, command.unwrap_or(TokenCommand::Create(create))).await
         }
     }
 }
@@ -426,9 +470,31 @@ async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
             let role: store::Role = role.parse()?;
             state.store.grant(user.id, &tenant, subtenant.as_deref(), role).await?;
             let verb = if role == store::Role::Manage { "manage" } else { "see" };
-            match subtenant {
-                Some(s) => println!("{name} may now {verb} instances of tenant {tenant}, subtenant {s}"),
-                None => println!("{name} may now {verb} instances of tenant {tenant}"),
+            let message = match subtenant {
+                Some(s) => format!("{name} may now {verb} instances of tenant {tenant}, subtenant {s}"),
+                None => format!("{name} may now {verb} instances of tenant {tenant}"),
+            };
+            state.audit_as("cli", None, "user.grant", None, store::AuditOutcome::Success, Some(&message)).await;
+            println!("{message}");
+            Ok(())
+        }
+        UsersCommand::Revoke { name, tenant, subtenant } => {
+            let user = find_user(&state, &name).await?;
+            let removed = state.store.revoke_grants(user.id, &tenant, subtenant.as_deref()).await?;
+            let what = match &subtenant {
+                Some(s) => format!("tenant {tenant}, subtenant {s}"),
+                None => format!("tenant {tenant}"),
+            };
+            if removed == 0 {
+                bail!("{name} has no grant on {what}; nothing changed");
+            }
+            let detail = format!("{name}'s access to {what} revoked");
+            state.audit_as("cli", None, "user.revoke", None, store::AuditOutcome::Success, Some(&detail)).await;
+            println!("{name} has no access to {what} any more");
+            let grants = state.store.grants(user.id).await?;
+            let whole_tenant = grants.iter().any(|g| g.tenant_id == tenant && g.subtenant_id.is_none());
+            if subtenant.is_some() && whole_tenant {
+                println!("note: {name} still has a grant on the whole tenant {tenant}, which covers its subtenants");
             }
             Ok(())
         }
@@ -456,6 +522,68 @@ async fn users(state: AppState, cmd: UsersCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+async fn tokens(state: AppState, cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create(NewToken { user, expires }) => {
+            let user = find_user(&state, user.as_deref().context("--user is required")?).await?;
+            let lifetime =
+                expires.unwrap_or_else(|| server::auth::TokenLifetime::from_days(state.config.auth.token_expiry_days));
+            let token = server::auth::new_token();
+            let expires_at = lifetime.expires_at(chrono::Utc::now());
+            let made = state.store.create_token(user.id, &server::auth::hash_token(&token), expires_at).await?;
+            let detail = format!("token {} of {} created; expires {}", made.id, user.name, expiry(&made));
+            state.audit_as("cli", None, "token.create", None, store::AuditOutcome::Success, Some(&detail)).await;
+            println!("bearer {token}");
+            Ok(())
+        }
+        TokenCommand::List { user } => {
+            let user_id = match user {
+                Some(name) => Some(find_user(&state, &name).await?.id),
+                None => None,
+            };
+            println!("{:<6} {:<20} {:<26} expires", "id", "user", "created");
+            for token in state.store.list_tokens(user_id).await? {
+                println!(
+                    "{:<6} {:<20} {:<26} {}",
+                    token.id,
+                    token.user_name,
+                    api_types::timestamp::format(&token.created_at),
+                    expiry(&token)
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { id: Some(id), .. } => match state.store.revoke_token(id).await {
+            Ok(revoked) => {
+                let detail = format!("token {id} revoked, {} sessions ended", revoked.sessions);
+                state.audit_as("cli", None, "token.revoke", None, store::AuditOutcome::Success, Some(&detail)).await;
+                println!("{detail}");
+                Ok(())
+            }
+            Err(StoreError::NotFound) => bail!("there is no token {id}; `svcdash token list` shows them"),
+            Err(e) => Err(e.into()),
+        },
+        TokenCommand::Revoke { id: None, user, .. } => {
+            let user = find_user(&state, user.as_deref().context("--user is required with --all")?).await?;
+            let revoked = state.store.revoke_user_tokens(user.id).await?;
+            let detail =
+                format!("{} tokens of {} revoked, {} sessions ended", revoked.tokens, user.name, revoked.sessions);
+            state.audit_as("cli", None, "token.revoke", None, store::AuditOutcome::Success, Some(&detail)).await;
+            println!("{detail}");
+            Ok(())
+        }
+    }
+}
+
+/// When a token expires, as `token list` shows it.
+fn expiry(token: &store::Token) -> String {
+    match token.expires_at {
+        None => "never".into(),
+        Some(at) if at <= chrono::Utc::now() => format!("{} (expired)", api_types::timestamp::format(&at)),
+        Some(at) => api_types::timestamp::format(&at),
     }
 }
 

@@ -15,7 +15,7 @@ use super::cache::TtlCache;
 use super::cloud_foundry::CloudController;
 use super::config::{AuthConfig, AuthorizerKind, GroupMapping};
 use super::oidc::{BearerError, Identity, Oidc, ProviderTokens};
-use super::{AuthError, Authenticator, LocalTokens, Principal, hash_token};
+use super::{AuthError, Authenticator, Credential, LocalTokens, Principal, hash_token};
 
 /// What a single sign-on session keeps in the clear (never secrets).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -83,7 +83,12 @@ impl Authority {
             subject: format!("oidc:{}", identity.sub),
             name: identity.name.clone(),
             grants: self.grants_of_groups(&identity.groups),
+            groups: identity.groups.clone(),
             provider_token,
+            credential: Credential {
+                token_id: None,
+                expires_at: identity.expires_at.and_then(|at| chrono::DateTime::from_timestamp(at, 0)),
+            },
         }
     }
 
@@ -97,6 +102,18 @@ impl Authority {
         let sealed = self.master.seal(&serde_json::to_string(tokens)?)?;
         let principal = self.principal(identity, Some(SecretString::from(tokens.access_token.clone())));
         Ok((principal, serde_json::to_string(&claims)?, sealed))
+    }
+
+    /// What a session made from a bearer token stores: for the identity provider's
+    /// tokens, the groups and expiry in the clear and the token sealed (the Cloud
+    /// Controller is asked with it); nothing for local tokens.
+    pub fn bearer_session_data(&self, principal: &Principal) -> anyhow::Result<(String, Option<String>)> {
+        let Some(token) = &principal.provider_token else { return Ok(("{}".into(), None)) };
+        let expires_at = principal.credential.expires_at.map(|at| at.timestamp());
+        let claims = SessionClaims { groups: principal.groups.clone(), expires_at };
+        let tokens = ProviderTokens { access_token: token.expose_secret().to_owned(), refresh_token: None, expires_at };
+        let sealed = self.master.seal(&serde_json::to_string(&tokens)?)?;
+        Ok((serde_json::to_string(&claims)?, Some(sealed)))
     }
 
     fn unseal_tokens(&self, session: &Session) -> Result<Option<ProviderTokens>, AuthError> {

@@ -17,6 +17,11 @@ pub struct AuthConfig {
     pub authorizer: AuthorizerKind,
     /// A session ends after this many seconds without a request.
     pub session_idle_secs: u64,
+    /// A session ends this many seconds after it began, however busy it is.
+    pub session_max_secs: u64,
+    /// Days a new API token (`svcdash token`) lasts unless `--expires` says
+    /// otherwise; 0: tokens do not expire.
+    pub token_expiry_days: u32,
     /// Seconds an answer on a user's permissions (or a token's owner) is reused.
     pub permission_cache_secs: u64,
     /// Failed sign-ins allowed per user name and per client address within
@@ -39,6 +44,8 @@ impl Default for AuthConfig {
             provider: ProviderKind::Local,
             authorizer: AuthorizerKind::Grants,
             session_idle_secs: 600,
+            session_max_secs: 12 * 3600,
+            token_expiry_days: 30,
             permission_cache_secs: 10,
             max_failed_logins: 5,
             failed_login_window_secs: 300,

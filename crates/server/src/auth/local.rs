@@ -9,7 +9,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use store::{Store, StoreError};
 
-use super::{AuthError, Principal};
+use super::{AuthError, Credential, Principal};
 
 pub struct LocalTokens {
     store: Arc<dyn Store>,
@@ -53,15 +53,26 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// A local user as a principal, with their current grants.
 pub async fn principal(store: &dyn Store, user: store::User) -> Result<Principal, AuthError> {
     let grants = store.grants(user.id).await?;
-    Ok(Principal { subject: format!("local:{}", user.name), name: user.name, grants, provider_token: None })
+    Ok(Principal {
+        subject: format!("local:{}", user.name),
+        name: user.name,
+        grants,
+        groups: Vec::new(),
+        provider_token: None,
+        credential: Credential::default(),
+    })
 }
 
 impl LocalTokens {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        match self.store.user_by_token_hash(&hash_token(token)).await {
-            Ok(user) => principal(self.store.as_ref(), user).await,
+        match self.store.token_by_hash(&hash_token(token)).await {
+            Ok((token, user)) => {
+                let mut principal = principal(self.store.as_ref(), user).await?;
+                principal.credential = Credential { token_id: Some(token.id), expires_at: token.expires_at };
+                Ok(principal)
+            }
             Err(StoreError::NotFound) => {
-                Err(AuthError::Unauthenticated("the token is not valid or has expired".into()))
+                Err(AuthError::Unauthenticated("the token is not valid, has expired or was revoked".into()))
             }
             Err(e) => Err(e.into()),
         }
@@ -75,5 +86,79 @@ impl LocalTokens {
             Err(StoreError::NotFound) => Err(gone()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// How long a new API token lasts: `never`, or a number with a unit — `s`, `m`,
+/// `h`, `d` or `w` (`90m`, `12h`, `30d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLifetime {
+    Never,
+    For(chrono::Duration),
+}
+
+impl TokenLifetime {
+    /// The longest lifetime a token may be given short of `never`: ten years.
+    const MAX_SECS: i64 = 10 * 366 * 24 * 3600;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("never") {
+            return Ok(Self::Never);
+        }
+        let invalid = || format!("{text:?} is not a duration like 12h, 30d or never");
+        let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+        let (number, unit) = text.split_at(unit_at);
+        let number: i64 = number.parse().map_err(|_| invalid())?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 24 * 3600,
+            "w" => 7 * 24 * 3600,
+            _ => return Err(invalid()),
+        };
+        match number.checked_mul(unit_secs) {
+            Some(0) => Err(format!("{text:?} is no time at all; use never for a token that does not expire")),
+            Some(secs) if secs <= Self::MAX_SECS => Ok(Self::For(chrono::Duration::seconds(secs))),
+            _ => Err(format!("{text:?} is longer than ten years; use never for a token that does not expire")),
+        }
+    }
+
+    /// `[auth] token_expiry_days`: 0 means tokens do not expire.
+    pub fn from_days(days: u32) -> Self {
+        match days {
+            0 => Self::Never,
+            days => Self::For(chrono::Duration::days(i64::from(days))),
+        }
+    }
+
+    /// When a token made at `now` expires.
+    pub fn expires_at(self, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Self::Never => None,
+            Self::For(d) => Some(now + d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenLifetime;
+    use chrono::Duration;
+
+    #[test]
+    fn token_lifetimes_parse_from_a_number_and_a_unit() {
+        assert_eq!(TokenLifetime::parse("never"), Ok(TokenLifetime::Never));
+        assert_eq!(TokenLifetime::parse("12h"), Ok(TokenLifetime::For(Duration::hours(12))));
+        assert_eq!(TokenLifetime::parse("30d"), Ok(TokenLifetime::For(Duration::days(30))));
+        assert_eq!(TokenLifetime::parse("90m"), Ok(TokenLifetime::For(Duration::minutes(90))));
+        assert_eq!(TokenLifetime::parse("2w"), Ok(TokenLifetime::For(Duration::weeks(2))));
+        assert_eq!(TokenLifetime::parse("5s"), Ok(TokenLifetime::For(Duration::seconds(5))));
+        for bad in ["", "12", "h", "12 h", "-1d", "1.5h", "12hours", "0d", "3700d", "99999999999999999999d"] {
+            assert!(TokenLifetime::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(TokenLifetime::from_days(0), TokenLifetime::Never);
+        assert_eq!(TokenLifetime::from_days(30), TokenLifetime::For(Duration::days(30)));
     }
 }

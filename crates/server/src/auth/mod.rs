@@ -18,7 +18,9 @@ pub mod session;
 pub use authority::Authority;
 pub use config::{AuthConfig, AuthorizerKind, CloudFoundryConfig, GroupMapping, OidcConfig, ProviderKind};
 pub use limiter::LoginLimiter;
-pub use local::{LocalTokens, hash_password, hash_token, new_token, principal as local_principal, verify_password};
+pub use local::{
+    LocalTokens, TokenLifetime, hash_password, hash_token, new_token, principal as local_principal, verify_password,
+};
 
 use std::net::SocketAddr;
 
@@ -40,8 +42,21 @@ pub struct Principal {
     /// The name people see (and the audit log records).
     pub name: String,
     pub grants: Vec<Grant>,
+    /// The identity provider's groups the grants come from (single sign-on users).
+    pub groups: Vec<String>,
     /// The identity provider's access token, for asking the Cloud Controller.
     pub provider_token: Option<secrecy::SecretString>,
+    /// The token the principal proved itself with: a session made from it ends with it.
+    pub credential: Credential,
+}
+
+/// What a principal's token says about its own end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Credential {
+    /// The local API token, when it was one: revoking it ends its sessions.
+    pub token_id: Option<i64>,
+    /// When the token expires, if it does (or says).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {

@@ -1,11 +1,14 @@
 //! Server-side sessions behind an opaque cookie. The cookie holds 256 random bits;
 //! the store keeps only their hash, the user, a CSRF token, and when the session
-//! was last used: it ends after `session_idle_secs` without a request.
+//! began and was last used: it ends after `session_idle_secs` without a request
+//! or `session_max_secs` after it began. A session made from a bearer token (the
+//! reference's curl sign-in) also ends when that token expires or is revoked, and
+//! one token holds at most [`MAX_SESSIONS_PER_BEARER`] sessions.
 
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, HeaderValue};
 use chrono::Utc;
-use store::{NewSession, Session, StoreError};
+use store::{NewSession, Session, SessionBearer, SessionLimits, StoreError};
 
 use super::{Principal, hash_token, new_token};
 use crate::error::ApiError;
@@ -14,6 +17,11 @@ use crate::state::AppState;
 pub const COOKIE_NAME: &str = "svcdash_session";
 /// Header carrying the session's CSRF token on requests that change something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Sessions one bearer token holds at most; signing in again with it ends the
+/// oldest. A client that keeps no cookies makes a session on every visit to the
+/// dashboard URL: this keeps it from piling them up.
+pub const MAX_SESSIONS_PER_BEARER: u32 = 5;
 
 /// A session is marked used at most this often, to spare the store a write per request.
 const TOUCH_EVERY_SECS: i64 = 15;
@@ -46,11 +54,19 @@ pub fn clear_cookie(state: &AppState, name: &str) -> HeaderValue {
     set_cookie(state, name, "", Some(0))
 }
 
+/// Sessions idle or begun before these cut-offs are over.
+fn limits(state: &AppState) -> SessionLimits {
+    let now = Utc::now();
+    SessionLimits {
+        active_since: now - chrono::Duration::seconds(state.config.auth.session_idle_secs as i64),
+        created_since: now - chrono::Duration::seconds(state.config.auth.session_max_secs as i64),
+    }
+}
+
 /// The live session the request's cookie names, if any; marks it used.
 pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
     let Some(value) = cookie(headers, COOKIE_NAME).filter(|v| !v.is_empty()) else { return Ok(None) };
-    let idle = chrono::Duration::seconds(state.config.auth.session_idle_secs as i64);
-    let session = match state.store.session_by_token_hash(&hash_token(value), Utc::now() - idle).await {
+    let session = match state.store.session_by_token_hash(&hash_token(value), limits(state)).await {
         Ok(session) => session,
         Err(StoreError::NotFound) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -63,7 +79,7 @@ pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option
 
 /// Starts a session for the principal; returns the `Set-Cookie` header that carries it.
 pub async fn start(state: &AppState, principal: &Principal) -> Result<(Session, HeaderValue), ApiError> {
-    start_with(state, principal, "{}".into(), None).await
+    create(state, principal, "{}".into(), None, None).await
 }
 
 /// Starts a session that keeps the identity provider's claims and (sealed) tokens.
@@ -72,6 +88,34 @@ pub async fn start_with(
     principal: &Principal,
     claims: String,
     sealed_tokens: Option<String>,
+) -> Result<(Session, HeaderValue), ApiError> {
+    create(state, principal, claims, sealed_tokens, None).await
+}
+
+/// Starts a session for a principal authenticated by `token`, which ends with the
+/// token: when it expires, when it is revoked (a local token), or once
+/// [`MAX_SESSIONS_PER_BEARER`] newer sessions were made from the token.
+pub async fn start_from_bearer(
+    state: &AppState,
+    principal: &Principal,
+    token: &str,
+) -> Result<(Session, HeaderValue), ApiError> {
+    let (claims, sealed_tokens) = state.auth.bearer_session_data(principal).map_err(ApiError::internal)?;
+    let bearer = SessionBearer {
+        hash: hash_token(token),
+        token_id: principal.credential.token_id,
+        expires_at: principal.credential.expires_at,
+        max_sessions: MAX_SESSIONS_PER_BEARER,
+    };
+    create(state, principal, claims, sealed_tokens, Some(bearer)).await
+}
+
+async fn create(
+    state: &AppState,
+    principal: &Principal,
+    claims: String,
+    sealed_tokens: Option<String>,
+    bearer: Option<SessionBearer>,
 ) -> Result<(Session, HeaderValue), ApiError> {
     let token = new_token();
     let session = state
@@ -83,6 +127,7 @@ pub async fn start_with(
             csrf_token: new_token(),
             claims,
             sealed_tokens,
+            bearer,
         })
         .await?;
     Ok((session, set_cookie(state, COOKIE_NAME, &token, None)))
@@ -116,7 +161,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Removes idle sessions and abandoned sign-in flows now and then, until shutdown.
+/// Removes sessions that are over and abandoned sign-in flows now and then, until shutdown.
 pub async fn sweep(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     let every = std::time::Duration::from_secs(state.config.auth.session_idle_secs.clamp(10, 300));
     loop {
@@ -124,11 +169,10 @@ pub async fn sweep(state: AppState, shutdown: tokio_util::sync::CancellationToke
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let cutoff = Utc::now() - chrono::Duration::seconds(state.config.auth.session_idle_secs as i64);
-        match state.store.delete_stale_sessions(cutoff).await {
+        match state.store.delete_stale_sessions(limits(&state)).await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(sessions = n, "removed idle sessions"),
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not remove idle sessions"),
+            Ok(n) => tracing::debug!(sessions = n, "removed sessions that are over"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not remove sessions that are over"),
         }
     }
 }

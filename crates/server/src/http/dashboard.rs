@@ -1,12 +1,16 @@
 //! The dashboard URL itself and the instance routes beside it.
 //!
-//! `GET /service-instances/{id}` (the `dashboard_url` the broker hands out) and
-//! `GET /v1/instances/{id}` are where the reference's curl sign-in lands: a
-//! request with `Authorization: bearer <token>` and no session yet is checked,
-//! given a session cookie and redirected back to the same URL (marked
-//! `?signed_in=1`, so a client that keeps no cookies is served with its token
-//! instead of redirected again). Later requests need the cookie alone. Browsers
-//! get the overview page there.
+//! `GET /service-instances/{id}` (the `dashboard_url` the broker hands out) is
+//! where the reference's curl sign-in lands: a request with `Authorization:
+//! bearer <token>` and no session yet is checked, given a session cookie and
+//! redirected back to the same URL (marked `?signed_in=1`, so a client that keeps
+//! no cookies is served with its token instead of redirected again). Later
+//! requests need the cookie alone, there, below it and under `/v1`. The session
+//! ends with the token (see [`session::start_from_bearer`]). Browsers get the
+//! overview page there.
+//!
+//! `GET /v1/instances/{id}` is an API route like the rest of `/v1`: a bearer token
+//! is answered at once, with no session and no redirect, however often it polls.
 
 use api_types::v1;
 use axum::Json;
@@ -14,7 +18,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use store::{AuditOutcome, Instance, InstanceState, Role};
@@ -30,13 +34,14 @@ const SIGNED_IN: &str = "signed_in";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/service-instances/{instance_id}", get(entry))
-        .route("/v1/instances/{instance_id}", get(entry))
+        .route("/service-instances/{instance_id}", get(dashboard))
+        .route("/v1/instances/{instance_id}", get(get_instance))
         .route("/v1/instances", get(list_instances))
         .route("/v1/instances/{instance_id}/audit", get(audit_log))
 }
 
-async fn entry(
+/// The dashboard URL: signs curl in with its bearer token, then the overview.
+async fn dashboard(
     State(state): State<AppState>,
     Path(guid): Path<String>,
     OriginalUri(uri): OriginalUri,
@@ -48,8 +53,23 @@ async fn entry(
         Ok(None) => {}
         Err(e) => return respond_error(&parts.headers, e),
     }
+    overview(&state, &guid, &uri, parts).await
+}
+
+async fn get_instance(
+    State(state): State<AppState>,
+    Path(guid): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    overview(&state, &guid, &uri, parts).await
+}
+
+/// The instance's overview: a page for browsers, the reference's JSON for API clients.
+async fn overview(state: &AppState, guid: &str, uri: &Uri, parts: Parts) -> Response {
     let html = ui::wants_html(&parts.headers);
-    let caller = match caller(&state, parts).await {
+    let caller = match caller(state, parts).await {
         Ok(caller) => caller,
         Err(e) if html && e.status == StatusCode::UNAUTHORIZED => {
             return ui::login_redirect(uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -57,22 +77,18 @@ async fn entry(
         Err(e) => return respond_error_html(html, e),
     };
     if html {
-        return ui::overview_page(&state, &caller, &guid).await.into_response();
+        return ui::overview_page(state, &caller, guid).await.into_response();
     }
-    match instance_json(&state, &caller, &guid).await {
+    match instance_json(state, &caller, guid).await {
         Ok(json) => json.into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 /// A bearer token without a session: checks the token and the instance, starts a
-/// session and redirects to the same URL. `Ok(None)` when there is nothing to do.
-async fn sign_in_with_bearer(
-    state: &AppState,
-    guid: &str,
-    uri: &axum::http::Uri,
-    parts: &Parts,
-) -> Result<Option<Response>> {
+/// session made from the token and redirects to the same URL. `Ok(None)` when there
+/// is nothing to do.
+async fn sign_in_with_bearer(state: &AppState, guid: &str, uri: &Uri, parts: &Parts) -> Result<Option<Response>> {
     let Some(token) = bearer_token(&parts.headers)? else { return Ok(None) };
     // Back from the redirect without the cookie: the client keeps no cookies, so
     // the token alone must do (another redirect would loop).
@@ -86,7 +102,7 @@ async fn sign_in_with_bearer(
     let principal = state.auth.authenticate(token).await?;
     let caller = Caller { principal, via: Via::Bearer, addr: crate::auth::client_addr(parts) };
     state.authorized_instance(&caller, guid, Role::Read).await?;
-    let (_, cookie) = session::start(state, &caller.principal).await?;
+    let (_, cookie) = session::start_from_bearer(state, &caller.principal, token).await?;
     state
         .audit(&caller, "session.create", Some(guid), AuditOutcome::Success, Some("signed in with a bearer token"))
         .await;

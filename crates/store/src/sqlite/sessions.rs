@@ -7,7 +7,12 @@ use super::{SqliteStore, now};
 use crate::models::*;
 use crate::{SessionStore, StoreError, StoreResult};
 
-const SESSION_COLUMNS: &str = "id, subject, user_name, csrf_token, claims, sealed_tokens, created_at, last_seen_at";
+const SESSION_COLUMNS: &str =
+    "id, subject, user_name, csrf_token, claims, sealed_tokens, created_at, last_seen_at, token_id, expires_at";
+
+/// The sessions still within `limits` whose credential has not expired (`?` bound
+/// to the active-since and created-since cut-offs, then now).
+const LIVE: &str = "last_seen_at > ? AND created_at > ? AND (expires_at IS NULL OR expires_at > ?)";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -19,6 +24,8 @@ struct SessionRow {
     sealed_tokens: Option<String>,
     created_at: DateTime<Utc>,
     last_seen_at: DateTime<Utc>,
+    token_id: Option<i64>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<SessionRow> for Session {
@@ -32,6 +39,8 @@ impl From<SessionRow> for Session {
             sealed_tokens: r.sealed_tokens,
             created_at: r.created_at,
             last_seen_at: r.last_seen_at,
+            token_id: r.token_id,
+            expires_at: r.expires_at,
         }
     }
 }
@@ -52,9 +61,12 @@ impl SessionStore for SqliteStore {
         let at = now();
         let sql = format!(
             "INSERT INTO sessions (token_hash, subject, user_name, csrf_token, claims, sealed_tokens, created_at, \
-             last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+             last_seen_at, token_id, bearer_hash, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING {SESSION_COLUMNS}"
         );
-        Ok(sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+        let bearer = new.bearer.as_ref();
+        let mut tx = self.write().await?;
+        let session: Session = sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
             .bind(new.token_hash)
             .bind(new.subject)
             .bind(new.user_name)
@@ -63,16 +75,34 @@ impl SessionStore for SqliteStore {
             .bind(new.sealed_tokens)
             .bind(at)
             .bind(at)
-            .fetch_one(&self.pool)
+            .bind(bearer.and_then(|b| b.token_id))
+            .bind(bearer.map(|b| b.hash.as_str()))
+            .bind(bearer.and_then(|b| b.expires_at))
+            .fetch_one(&mut *tx)
             .await?
-            .into())
+            .into();
+        if let Some(bearer) = bearer {
+            sqlx::query(
+                "DELETE FROM sessions WHERE bearer_hash = ? AND id NOT IN \
+                 (SELECT id FROM sessions WHERE bearer_hash = ? ORDER BY id DESC LIMIT ?)",
+            )
+            .bind(&bearer.hash)
+            .bind(&bearer.hash)
+            .bind(i64::from(bearer.max_sessions.max(1)))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(session)
     }
 
-    async fn session_by_token_hash(&self, token_hash: &str, active_since: DateTime<Utc>) -> StoreResult<Session> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ? AND last_seen_at > ?");
+    async fn session_by_token_hash(&self, token_hash: &str, limits: SessionLimits) -> StoreResult<Session> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ? AND {LIVE}");
         Ok(sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
-            .bind(active_since)
+            .bind(limits.active_since)
+            .bind(limits.created_since)
+            .bind(now())
             .fetch_one(&self.pool)
             .await?
             .into())
@@ -100,11 +130,19 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_stale_sessions(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn delete_stale_sessions(&self, limits: SessionLimits) -> StoreResult<u64> {
         let mut tx = self.write().await?;
-        let sessions =
-            sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ?").bind(cutoff).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM login_flows WHERE created_at <= ?").bind(cutoff).execute(&mut *tx).await?;
+        let sql = format!("DELETE FROM sessions WHERE NOT ({LIVE})");
+        let sessions = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limits.active_since)
+            .bind(limits.created_since)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM login_flows WHERE created_at <= ?")
+            .bind(limits.active_since)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(sessions.rows_affected())
     }

@@ -1,6 +1,7 @@
 //! Local users, grants and tokens in SQLite.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::rows::UserRow;
 use super::{SqliteStore, now};
@@ -51,6 +52,19 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
+    async fn revoke_grants(&self, user_id: i64, tenant_id: &str, subtenant_id: Option<&str>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM user_grants WHERE user_id = ? AND tenant_id = ? AND (? IS NULL OR subtenant_id = ?)",
+        )
+        .bind(user_id)
+        .bind(tenant_id)
+        .bind(subtenant_id)
+        .bind(subtenant_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
         let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
@@ -74,25 +88,119 @@ impl UserStore for SqliteStore {
             .collect()
     }
 
-    async fn create_token(&self, user_id: i64, token_hash: &str) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tokens (user_id, token_hash, created_at) VALUES (?, ?, ?)")
-            .bind(user_id)
-            .bind(token_hash)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn user_by_token_hash(&self, token_hash: &str) -> StoreResult<User> {
-        Ok(sqlx::query_as::<_, UserRow>(
-            "SELECT u.id, u.name, u.password_hash, u.created_at FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)",
+    async fn create_token(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Token> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
+        .bind(user_id)
         .bind(token_hash)
         .bind(now())
+        .bind(expires_at)
         .fetch_one(&self.pool)
-        .await?
-        .into())
+        .await?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?");
+        Ok(sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&self.pool).await?.into())
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User)> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, u.password_hash, u.created_at AS user_created_at FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)"
+        );
+        let row = sqlx::query_as::<_, TokenUserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await?;
+        let user = User {
+            id: row.token.user_id,
+            name: row.token.user_name.clone(),
+            password_hash: row.password_hash,
+            created_at: row.user_created_at,
+        };
+        Ok((row.token.into(), user))
+    }
+
+    async fn list_tokens(&self, user_id: Option<i64>) -> StoreResult<Vec<Token>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE ? IS NULL OR t.user_id = ? ORDER BY t.id"
+        );
+        Ok(sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn revoke_token(&self, id: i64) -> StoreResult<Revoked> {
+        let revoked = self.revoke_where("id = ?", id).await?;
+        if revoked.tokens == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(revoked)
+    }
+
+    async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<Revoked> {
+        self.revoke_where("user_id = ?", user_id).await
+    }
+}
+
+const TOKEN_COLUMNS: &str = "t.id, t.user_id, u.name AS user_name, t.created_at, t.expires_at";
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    user_id: i64,
+    user_name: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for Token {
+    fn from(r: TokenRow) -> Self {
+        Token {
+            id: r.id,
+            user_id: r.user_id,
+            user_name: r.user_name,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenUserRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    password_hash: Option<String>,
+    user_created_at: DateTime<Utc>,
+}
+
+impl SqliteStore {
+    /// Deletes the tokens matching `condition` (on the tokens table, one `?` bound to
+    /// `value`) and the sessions made from them, in one transaction.
+    async fn revoke_where(&self, condition: &'static str, value: i64) -> StoreResult<Revoked> {
+        let mut tx = self.write().await?;
+        let sessions = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM sessions WHERE token_id IN (SELECT id FROM tokens WHERE {condition})"
+        )))
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        let tokens = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM tokens WHERE {condition}")))
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Revoked { tokens: tokens.rows_affected(), sessions: sessions.rows_affected() })
     }
 }

@@ -54,7 +54,7 @@ async fn dashboard_api_checks_who_is_asking() {
     let user = app.state().store.create_user("sam").await.unwrap();
     app.state().store.grant(user.id, "org-a", Some("space-1"), store::Role::Manage).await.unwrap();
     let token = server::auth::new_token();
-    app.state().store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
+    app.state().store.create_token(user.id, &server::auth::hash_token(&token), None).await.unwrap();
     let (status, _) = app.api_as(&format!("bearer {token}"), Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);
     app.state().store.grant(user.id, "org-a", Some("space-2"), store::Role::Manage).await.unwrap();

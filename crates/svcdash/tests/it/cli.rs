@@ -184,3 +184,58 @@ async fn operators_restart_and_recreate_instances_from_the_command_line() {
         log.as_array().unwrap().iter().filter(|e| e["actor"] == "cli").map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(by_cli, ["instance.recreate", "instance.restart"]);
 }
+
+#[test]
+fn tokens_expire_as_the_flag_or_the_configuration_says_and_are_listed_never_shown() {
+    let dir = data_dir();
+    let data = dir.path().to_str().unwrap();
+    let env = [("SVCDASH_DATA", data)];
+    assert!(svcdash(&["users", "create", "carl"], &env).0);
+
+    let mut tokens = Vec::new();
+    for (args, extra_env) in [
+        (&["token", "--user", "carl"][..], None),
+        (&["token", "--user", "carl", "--expires", "12h"], None),
+        (&["token", "create", "--user", "carl", "--expires", "never"], None),
+        (&["token", "--user", "carl"], Some(("SVCDASH_AUTH__TOKEN_EXPIRY_DAYS", "7"))),
+        (&["token", "--user", "carl"], Some(("SVCDASH_AUTH__TOKEN_EXPIRY_DAYS", "0"))),
+    ] {
+        let env: Vec<(&str, &str)> = env.iter().copied().chain(extra_env).collect();
+        let (ok, out) = svcdash(args, &env);
+        assert!(ok && out.starts_with("bearer sd_") && out.lines().count() == 1, "{args:?}: {out}");
+        tokens.push(out.trim().trim_start_matches("bearer ").to_owned());
+    }
+    for bad in ["0d", "12", "soon", "-1h"] {
+        let (ok, out) = svcdash(&["token", "--user", "carl", &format!("--expires={bad}")], &env);
+        assert!(!ok && out.contains("--expires"), "{bad}: {out}");
+    }
+    let (ok, out) = svcdash(&["token"], &env);
+    assert!(!ok && out.contains("--user"), "{out}");
+    let (ok, out) = svcdash(&["token", "--user", "nobody-here"], &env);
+    assert!(!ok && out.contains("no user named \"nobody-here\""), "{out}");
+
+    let (ok, list) = svcdash(&["token", "list"], &env);
+    assert!(ok, "{list}");
+    for token in &tokens {
+        assert!(!list.contains(token.as_str()), "a token in the list: {list}");
+        assert!(!list.contains(&server::auth::hash_token(token)), "a token's hash in the list: {list}");
+    }
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["id", "user", "created", "expires"]);
+    let now = chrono::Utc::now();
+    let expires: Vec<Option<i64>> = lines[1..]
+        .iter()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields[1], "carl", "{line}");
+            let created = chrono::DateTime::parse_from_rfc3339(fields[2]).unwrap();
+            assert!((now - created.to_utc()).num_seconds().abs() < 600, "{line}");
+            (fields[3] != "never").then(|| chrono::DateTime::parse_from_rfc3339(fields[3]).unwrap().to_utc() - now)
+        })
+        .map(|left| left.map(|d| (d.num_minutes() as f64 / 60.0).round() as i64))
+        .collect();
+    // Hours each token has left: 30 days by default, 12 hours, never, 7 days, never.
+    assert_eq!(expires, [Some(720), Some(12), None, Some(168), None], "{list}");
+    let (ok, out) = svcdash(&["token", "list", "--user", "nobody-here"], &env);
+    assert!(!ok && out.contains("no user named"), "{out}");
+}

@@ -290,7 +290,7 @@ pub async fn user_token(state: &AppState, name: &str, tenant: &str) -> String {
     };
     state.store.grant(user.id, tenant, None, store::Role::Manage).await.unwrap();
     let token = server::auth::new_token();
-    state.store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
+    state.store.create_token(user.id, &server::auth::hash_token(&token), None).await.unwrap();
     format!("bearer {token}")
 }
 

@@ -26,3 +26,4 @@ mod schedule;
 mod secrets;
 mod sessions;
 mod sso;
+mod tokens;

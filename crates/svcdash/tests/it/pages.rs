@@ -25,7 +25,7 @@ async fn reader_token(app: &TestApp, name: &str, tenant: &str) -> String {
     let user = store.create_user(name).await.unwrap();
     store.grant(user.id, tenant, None, store::Role::Read).await.unwrap();
     let token = server::auth::new_token();
-    store.create_token(user.id, &server::auth::hash_token(&token)).await.unwrap();
+    store.create_token(user.id, &server::auth::hash_token(&token), None).await.unwrap();
     format!("bearer {token}")
 }
 

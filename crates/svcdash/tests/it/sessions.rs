@@ -1,5 +1,7 @@
 //! Signing in: the reference's curl cookie flow, the login page, CSRF tokens,
-//! throttled guessing, idle sessions, read-only access and the audit log.
+//! throttled guessing, idle sessions, read-only access and the audit log. Tokens
+//! and sessions ending (expiry, revocation, lifetimes, revoked grants) are in
+//! `tokens.rs`.
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -7,15 +9,15 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const HTML: &str = "text/html,application/xhtml+xml";
+pub const HTML: &str = "text/html,application/xhtml+xml";
 
 /// A client that shows redirects instead of following them.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// The `name=value` of a cookie the response sets, with its attributes.
-fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
     res.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
         pair.starts_with(&format!("{name}=")).then(|| (pair.to_owned(), attrs.to_owned()))
@@ -41,14 +43,15 @@ fn dashboard_link(instance: &Value) -> String {
     dashboard["link"].as_str().unwrap().to_owned()
 }
 
-async fn json(res: reqwest::Response) -> (StatusCode, Value) {
+pub async fn json(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     let text = res.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// Signs in the way the reference tells curl users to, and returns the session cookie.
-async fn curl_sign_in(app: &TestApp, token: &str, path: &str) -> String {
+/// Signs in the way the reference tells curl users to, at the dashboard URL
+/// (`/service-instances/:id...`), and returns the session cookie.
+pub async fn curl_sign_in(app: &TestApp, token: &str, path: &str) -> String {
     let res = client().get(format!("{}{path}", app.base)).header(AUTHORIZATION, token).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FOUND, "{path}");
     assert_eq!(res.headers()[LOCATION], format!("{path}?signed_in=1").as_str(), "redirects to the same URL");
@@ -60,41 +63,64 @@ async fn curl_sign_in(app: &TestApp, token: &str, path: &str) -> String {
     cookie
 }
 
+/// The sessions in the state database: (id, the local token that made it).
+pub async fn session_rows(app: &TestApp) -> Vec<(i64, Option<i64>)> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", app.data.join("svcdash.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_as("SELECT id, token_id FROM sessions ORDER BY id").fetch_all(&mut db).await.unwrap()
+}
+
+/// Asserts the reference's instance overview of an org-a Redis instance.
+pub fn assert_overview(app: &TestApp, id: &str, body: &Value) {
+    assert_eq!(dashboard_link(body), format!("{}/service-instances/{id}", app.base), "{body}");
+    assert!(body["id"].is_i64(), "{body}");
+    assert_eq!(body["access"], "manage");
+    assert_eq!(body["state"], "provisioned");
+    assert_eq!(body["tenant_id"], "org-a");
+    assert_eq!(
+        (body["service_id"].as_str(), body["service_guid"].as_str()),
+        (Some(REDIS_SERVICE), Some(REDIS_SERVICE))
+    );
+    assert_eq!(body["plan_id"], REDIS_PLAN);
+    assert_eq!(body["available_updates"], Value::Array(vec![]));
+    for field in ["name", "subtenant_id", "subtenant_name", "tenant_name", "created_at", "updated_at"] {
+        assert!(body[field].is_string(), "{field}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn curl_signs_in_with_a_bearer_token_and_goes_on_with_the_cookie() {
     let app = TestApp::start().await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     let http = client();
 
-    for path in [format!("/service-instances/{id}"), format!("/v1/instances/{id}")] {
-        let cookie = curl_sign_in(&app, &app.token, &path).await;
-        // curl --location comes back with the cookie (and the header again).
-        let res = http.get(format!("{}{path}", app.base)).header(COOKIE, &cookie).send().await.unwrap();
-        let (status, body) = json(res).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        // The reference's instance overview.
-        assert_eq!(dashboard_link(&body), format!("{}/service-instances/{id}", app.base), "{body}");
-        assert!(body["id"].is_i64(), "{body}");
-        assert_eq!(body["access"], "manage");
-        assert_eq!(body["state"], "provisioned");
-        assert_eq!(body["tenant_id"], "org-a");
-        assert_eq!(
-            (body["service_id"].as_str(), body["service_guid"].as_str()),
-            (Some(REDIS_SERVICE), Some(REDIS_SERVICE))
-        );
-        assert_eq!(body["plan_id"], REDIS_PLAN);
-        assert_eq!(body["available_updates"], Value::Array(vec![]));
-        for field in ["name", "subtenant_id", "subtenant_name", "tenant_name", "created_at", "updated_at"] {
-            assert!(body[field].is_string(), "{field}: {body}");
-        }
+    let dashboard = format!("/service-instances/{id}");
+    let cookie = curl_sign_in(&app, &app.token, &dashboard).await;
+    // curl --location comes back with the cookie (and the header again).
+    let res = http.get(format!("{}{dashboard}?signed_in=1", app.base)).header(COOKIE, &cookie).send().await;
+    let (status, body) = json(res.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
 
-        // Later requests need only the cookie.
-        let res = http.get(format!("{}/v1/instances/{id}/backups", app.base)).header(COOKIE, &cookie).send().await;
-        let (status, body) = json(res.unwrap()).await;
-        assert_eq!((status, body), (StatusCode::OK, Value::Array(vec![])));
-    }
+    // Later requests need only the cookie: on the dashboard URL, the deprecated API
+    // below it, and API V1.
+    let (status, body) =
+        json(http.get(format!("{}{dashboard}", app.base)).header(COOKIE, &cookie).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
+    let res = http.get(format!("{}{dashboard}/backups", app.base)).header(COOKIE, &cookie).send().await;
+    let (status, body) = json(res.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["instance_id"].as_str(), body["backups"].as_array().map(Vec::len)), (Some(id.as_str()), Some(0)));
+    let res = http.get(format!("{}/v1/instances/{id}", app.base)).header(COOKIE, &cookie).send().await;
+    let (status, body) = json(res.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
+    let res = http.get(format!("{}/v1/instances/{id}/backups", app.base)).header(COOKIE, &cookie).send().await;
+    let (status, body) = json(res.unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, Value::Array(vec![])));
 
-    let cookie = curl_sign_in(&app, &app.token, &format!("/service-instances/{id}")).await;
     // The reference's create-backup call sends the cookie and the bearer header.
     let res = http
         .post(format!("{}/service-instances/{id}/backups", app.base))
@@ -135,14 +161,115 @@ async fn curl_signs_in_with_a_bearer_token_and_goes_on_with_the_cookie() {
     }
     // A client that follows the redirect but keeps no cookies is served with its
     // token rather than sent round again.
-    let res = reqwest::Client::new().get(format!("{}/v1/instances/{id}", app.base)).header(AUTHORIZATION, &app.token);
+    let res = reqwest::Client::new().get(format!("{}{dashboard}", app.base)).header(AUTHORIZATION, &app.token);
     let (status, body) = json(res.send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(dashboard_link(&body), format!("{}/service-instances/{id}", app.base));
+    assert_overview(&app, &id, &body);
 
     // An unknown cookie is no session.
     let res = http.get(format!("{}/v1/instances/{id}", app.base)).header(COOKIE, "svcdash_session=sd_forged");
     assert_eq!(res.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_reference_curl_examples_work_with_a_cookie_jar() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    // curl --cookie c --cookie-jar c --location -H "Authorization: $token" "$dashboard_url"
+    let curl = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let url = format!("{}/service-instances/{id}", app.base);
+    let res = curl.get(&url).header(AUTHORIZATION, &app.token).send().await.unwrap();
+    assert_eq!(res.url().as_str(), format!("{url}?signed_in=1"), "redirected back");
+    let (status, body) = json(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
+    assert_eq!(session_rows(&app).await.len(), 1);
+
+    // Every later example sends the jar and the header: the deprecated API...
+    let res = curl.post(format!("{url}/backups")).header(AUTHORIZATION, &app.token);
+    let res = res.header("Content-Type", "application/json").send().await.unwrap();
+    let (status, body) = json(res).await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::CREATED, Some("job to backup is queued")), "{body}");
+    let (status, body) =
+        json(curl.get(format!("{url}/backups")).header(AUTHORIZATION, &app.token).send().await.unwrap()).await;
+    assert_eq!((status, body["backups"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{body}");
+    // ...and API V1, at /v1/instances/:id.
+    let v1 = format!("{}/v1/instances/{id}", app.base);
+    let (status, body) = json(curl.get(&v1).header(AUTHORIZATION, &app.token).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
+    let (status, body) =
+        json(curl.get(format!("{v1}/backups")).header(AUTHORIZATION, &app.token).send().await.unwrap()).await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{body}");
+
+    // The jar alone keeps working, on the deprecated API and on API V1.
+    let (status, body) = json(curl.get(format!("{url}/backups")).send().await.unwrap()).await;
+    assert_eq!((status, body["instance_id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{body}");
+    let (status, body) = json(curl.get(&v1).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_overview(&app, &id, &body);
+    assert_eq!(session_rows(&app).await.len(), 1, "one sign-in, one session");
+}
+
+#[tokio::test]
+async fn bearer_requests_to_the_api_are_answered_at_once_without_a_session() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let http = client();
+    for _ in 0..20 {
+        let res = http.get(format!("{}/v1/instances/{id}", app.base)).header(AUTHORIZATION, &app.token).send();
+        let res = res.await.unwrap();
+        assert!(set_cookie(&res, "svcdash_session").is_none());
+        let (status, body) = json(res).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_overview(&app, &id, &body);
+    }
+    for path in ["/v1/instances".to_owned(), format!("/v1/instances/{id}/backups")] {
+        let res = http.get(format!("{}{path}", app.base)).header(AUTHORIZATION, &app.token).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert!(set_cookie(&res, "svcdash_session").is_none(), "{path}");
+    }
+    assert_eq!(session_rows(&app).await, []);
+    let entries = app.state().store.audit_entries(None, 1000).await.unwrap();
+    assert!(entries.iter().all(|e| e.action != "session.create"), "{entries:?}");
+    // A refused token gets the documented error body, not a redirect.
+    let res = http.get(format!("{}/v1/instances/{id}", app.base)).header(AUTHORIZATION, "bearer sd_nope").send();
+    let (status, body) = json(res.await.unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")), "{body}");
+}
+
+#[tokio::test]
+async fn clients_without_a_cookie_jar_do_not_pile_up_sessions() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let dashboard = format!("/service-instances/{id}");
+    let mut cookies = Vec::new();
+    for _ in 0..12 {
+        // What a client that follows redirects without keeping cookies does...
+        let res = reqwest::Client::new().get(format!("{}{dashboard}", app.base)).header(AUTHORIZATION, &app.token);
+        let (status, body) = json(res.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_overview(&app, &id, &body);
+        // ...and the sessions its sign-ins would have handed it.
+        cookies.push(curl_sign_in(&app, &app.token, &dashboard).await);
+    }
+    let rows = session_rows(&app).await;
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let token_id = rows[0].1.expect("made from the token");
+    assert!(rows.iter().all(|(_, t)| *t == Some(token_id)), "{rows:?}");
+    // The newest sessions work; the oldest were ended to make room.
+    let status = |cookie: &String| {
+        let req = client().get(format!("{}/v1/instances/{id}", app.base)).header(COOKIE, cookie).send();
+        async move { req.await.unwrap().status() }
+    };
+    assert_eq!(status(cookies.last().unwrap()).await, StatusCode::OK);
+    assert_eq!(status(&cookies[0]).await, StatusCode::UNAUTHORIZED);
+    // Another user's sessions are not counted against this token.
+    let bob = user_token(app.state(), "bob", "org-a").await;
+    let bobs = curl_sign_in(&app, &bob, &dashboard).await;
+    assert_eq!(session_rows(&app).await.len(), 6);
+    assert_eq!(status(&bobs).await, StatusCode::OK);
+    assert_eq!(status(cookies.last().unwrap()).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -290,7 +417,7 @@ async fn sessions_end_after_the_idle_time() {
     let app = TestApp::start_in(dir.path(), config).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     let path = format!("/v1/instances/{id}");
-    let cookie = curl_sign_in(&app, &app.token, &path).await;
+    let cookie = curl_sign_in(&app, &app.token, &format!("/service-instances/{id}")).await;
     let get = || client().get(format!("{}{path}", app.base)).header(COOKIE, &cookie).send();
     assert_eq!(get().await.unwrap().status(), StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
@@ -309,7 +436,7 @@ async fn readers_see_but_change_nothing_and_the_audit_log_says_who_did_what() {
     let reader = store.create_user("rita").await.unwrap();
     store.grant(reader.id, "org-a", None, store::Role::Read).await.unwrap();
     let token = server::auth::new_token();
-    store.create_token(reader.id, &server::auth::hash_token(&token)).await.unwrap();
+    store.create_token(reader.id, &server::auth::hash_token(&token), None).await.unwrap();
     let rita = format!("bearer {token}");
 
     let backup = app.create_backup(&id).await;
@@ -349,14 +476,13 @@ async fn readers_see_but_change_nothing_and_the_audit_log_says_who_did_what() {
             ("rita", "access", "denied"),
             ("rita", "access", "denied"),
             ("rita", "access", "denied"),
-            // Her first look at the dashboard URL signed her in.
-            ("rita", "session.create", "success"),
+            // Looking with a bearer token signs nobody in: no session.create.
             ("alice", "backup.create", "success"),
             ("broker:platform", "instance.provision", "success"),
         ]
     );
-    assert_eq!(log[5]["detail"], "backup 1 queued");
-    assert_eq!(log[5]["remote_addr"], "127.0.0.1");
+    assert_eq!(log[4]["detail"], "backup 1 queued");
+    assert_eq!(log[4]["remote_addr"], "127.0.0.1");
     assert!(log.windows(2).all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()), "newest first");
     let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}/audit?limit=0")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("BadRequest")));
@@ -370,8 +496,8 @@ async fn readers_see_but_change_nothing_and_the_audit_log_says_who_did_what() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 8, "{text}");
+    assert_eq!(lines.len(), 7, "{text}");
     assert!(
-        lines[6].contains("\talice\tbackup.create\t") && lines[6].contains("\tsuccess\t127.0.0.1\tbackup 1 queued")
+        lines[5].contains("\talice\tbackup.create\t") && lines[5].contains("\tsuccess\t127.0.0.1\tbackup 1 queued")
     );
 }

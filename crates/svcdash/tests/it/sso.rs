@@ -13,15 +13,15 @@ use crate::idp::{self, Idp};
 
 const HTML: &str = "text/html";
 
-struct Sso {
-    app: TestApp,
-    idp: Idp,
+pub struct Sso {
+    pub app: TestApp,
+    pub idp: Idp,
     _dir: tempfile::TempDir,
 }
 
 /// svcdash with single sign-on through a fresh provider; team-a manages org-a,
 /// team-b may read org-b.
-async fn start(idp_env: &[(&str, &str)]) -> Sso {
+pub async fn start(idp_env: &[(&str, &str)]) -> Sso {
     let dir = data_dir();
     let port = engines::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
