@@ -25,3 +25,4 @@ mod schedule;
 mod secrets;
 mod sessions;
 mod sso;
+mod web;
