@@ -1,7 +1,7 @@
 //! Recording state-changing actions in the audit log. Writing the log never fails
 //! the action itself: a failed write is logged as an error instead.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use store::{AuditOutcome, NewAuditEntry};
 
@@ -26,7 +26,7 @@ impl AppState {
     pub async fn audit_as(
         &self,
         actor: &str,
-        addr: Option<SocketAddr>,
+        addr: Option<IpAddr>,
         action: &str,
         instance_guid: Option<&str>,
         outcome: AuditOutcome,
@@ -38,7 +38,7 @@ impl AppState {
             instance_guid: instance_guid.map(str::to_owned),
             outcome,
             detail: detail.map(str::to_owned),
-            remote_addr: addr.map(|a| a.ip().to_string()),
+            remote_addr: addr.map(|a| a.to_string()),
         };
         if let Err(e) = self.store.append_audit(entry).await {
             tracing::error!(error = format!("{e:#}"), action, actor, "could not write the audit log");

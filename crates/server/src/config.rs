@@ -28,6 +28,7 @@ pub struct Config {
     /// File holding the master key; `<data>/master.key` by default, created on first start.
     pub master_key_file: Option<PathBuf>,
     pub broker: BrokerConfig,
+    pub http: HttpConfig,
     pub auth: crate::auth::AuthConfig,
     pub backups: BackupsConfig,
     pub engines: EnginesConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: None,
             broker: BrokerConfig::default(),
+            http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             backups: BackupsConfig::default(),
             engines: EnginesConfig::default(),
@@ -71,6 +73,24 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self { username: "broker".into(), password: None }
+    }
+}
+
+/// How svcdash learns a client's address behind reverse proxies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The header in which proxies list the addresses they saw, each appending its
+    /// peer (`X-Forwarded-For`); read only on connections from `trusted_proxies`.
+    pub client_address_header: String,
+    /// Proxies (addresses or ranges such as `10.0.0.0/8`) whose header is believed.
+    /// None by default: the connection's peer is the client.
+    pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { client_address_header: "X-Forwarded-For".into(), trusted_proxies: Vec::new() }
     }
 }
 

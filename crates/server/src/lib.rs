@@ -5,6 +5,7 @@ mod audit;
 pub mod auth;
 mod backups;
 pub mod catalog;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 mod host;

@@ -58,6 +58,7 @@ impl AppState {
         let login_limiter = Arc::new(LoginLimiter::new(
             config.auth.max_failed_logins,
             std::time::Duration::from_secs(config.auth.failed_login_window_secs),
+            config.auth.password_check_slots,
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new(&config.metrics));
         Ok(Self {

@@ -25,9 +25,14 @@ pub struct AuthConfig {
     /// Seconds an answer on a user's permissions (or a token's owner) is reused.
     pub permission_cache_secs: u64,
     /// Failed sign-ins allowed per user name and per client address within
-    /// `failed_login_window_secs`; further attempts get 429 until the window passes.
+    /// `failed_login_window_secs`. Past it, an address gets 429 until the window
+    /// passes; a user name is not locked but delayed: each further attempt waits
+    /// 1 s, 2 s, 4 s, … (at most 30 s) after the last failure.
     pub max_failed_logins: u32,
     pub failed_login_window_secs: u64,
+    /// Passwords checked at once, server-wide (each check takes ~19 MiB); an
+    /// attempt that finds none free within 5 s gets 429.
+    pub password_check_slots: usize,
     pub oidc: OidcConfig,
     /// Single sign-on groups and the tenants (and subtenants) they give access to.
     pub group_mappings: Vec<GroupMapping>,
@@ -49,6 +54,7 @@ impl Default for AuthConfig {
             permission_cache_secs: 10,
             max_failed_logins: 5,
             failed_login_window_secs: 300,
+            password_check_slots: 2,
             oidc: OidcConfig::default(),
             group_mappings: Vec::new(),
             cloud_foundry: CloudFoundryConfig::default(),

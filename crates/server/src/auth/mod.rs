@@ -10,6 +10,7 @@ mod authority;
 mod cache;
 mod cloud_foundry;
 mod config;
+mod hashing;
 mod limiter;
 mod local;
 pub mod oidc;
@@ -17,15 +18,16 @@ pub mod session;
 
 pub use authority::Authority;
 pub use config::{AuthConfig, AuthorizerKind, CloudFoundryConfig, GroupMapping, OidcConfig, ProviderKind};
-pub use limiter::LoginLimiter;
+pub use hashing::Slot as PasswordCheckSlot;
+pub use limiter::{Attempt, LoginLimiter, ThrottleCause, Throttled};
 pub use local::{
     LocalTokens, TokenLifetime, hash_password, hash_token, new_token, principal as local_principal, verify_password,
 };
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
@@ -114,8 +116,8 @@ pub enum Via {
 pub struct Caller {
     pub principal: Principal,
     pub via: Via,
-    /// The client's address, for the audit log and sign-in throttling.
-    pub addr: Option<SocketAddr>,
+    /// The client's address, for the audit log.
+    pub addr: Option<IpAddr>,
 }
 
 /// The token of an `Authorization: bearer <token>` header (scheme in any case).
@@ -133,8 +135,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be \"bearer <token>\""))
 }
 
-pub fn client_addr(parts: &Parts) -> Option<SocketAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+/// The client's address (behind trusted proxies: the one they report, see
+/// [`crate::client_addr`]).
+pub fn client_addr(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<crate::client_addr::ClientAddr>().map(|c| c.0)
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -1,23 +1,25 @@
 //! svcdash's own sign-in page for local users, and signing out.
 //!
 //! The login form is protected against cross-site posting by a double-submit
-//! token: a random value in a cookie that must come back in the form. Failed
-//! attempts are throttled per user name and per client address.
+//! token: a random value in a cookie that must come back in the form. Attempts
+//! are throttled per user name and per client address, and only a few passwords
+//! are checked at once ([`crate::auth::LoginLimiter`]).
 
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{HeaderMap, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use std::net::SocketAddr;
-use std::sync::LazyLock;
+use std::net::IpAddr;
 use store::{AuditOutcome, StoreError};
 
 use super::extract::Query;
+use super::return_to::ReturnTo;
 use super::ui::render;
-use crate::auth::{self, Principal, session};
+use crate::auth::{self, Attempt, PasswordCheckSlot, Principal, ThrottleCause, Throttled, session};
+use crate::client_addr::ClientAddr;
 use crate::state::AppState;
 
 const LOGIN_COOKIE: &str = "svcdash_login";
@@ -43,18 +45,16 @@ struct LoginQuery {
     return_to: Option<String>,
 }
 
-/// Only paths on this server: never an open redirect to another site.
-fn local_path(target: Option<&str>) -> String {
-    match target {
-        Some(t) if t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\") => t.to_owned(),
-        _ => "/".to_owned(),
-    }
-}
-
-fn page(state: &AppState, status: StatusCode, return_to: String, username: String, error: Option<String>) -> Response {
+fn page(
+    state: &AppState,
+    status: StatusCode,
+    return_to: &ReturnTo,
+    username: String,
+    error: Option<String>,
+) -> Response {
     let csrf = auth::new_token();
     let cookie = session::set_cookie(state, LOGIN_COOKIE, &csrf, Some(3600));
-    let mut response = render(&LoginPage { csrf, return_to, username, error });
+    let mut response = render(&LoginPage { csrf, return_to: return_to.to_string(), username, error });
     *response.status_mut() = status;
     response.headers_mut().append(SET_COOKIE, cookie);
     response.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
@@ -63,11 +63,11 @@ fn page(state: &AppState, status: StatusCode, return_to: String, username: Strin
 
 /// svcdash's own login page; with single sign-on, the way to the identity provider.
 async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
-    let return_to = local_path(query.return_to.as_deref());
+    let return_to = ReturnTo::or_home(query.return_to.as_deref());
     if state.oidc.is_some() {
         return super::sso::begin(&state, return_to).await;
     }
-    page(&state, StatusCode::OK, return_to, String::new(), None)
+    page(&state, StatusCode::OK, &return_to, String::new(), None)
 }
 
 #[derive(serde::Deserialize)]
@@ -81,11 +81,11 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let return_to = local_path(form.return_to.as_deref());
+    let return_to = ReturnTo::or_home(form.return_to.as_deref());
     if state.oidc.is_some() {
         let e = crate::error::ApiError::new(
             StatusCode::NOT_FOUND,
@@ -95,40 +95,40 @@ async fn login(
         return super::ui::PageError(e).into_response();
     }
     let username = form.username.trim().to_owned();
-    let fail = |status, why: &str| page(&state, status, return_to.clone(), username.clone(), Some(why.to_owned()));
+    let fail = |status, why: &str| page(&state, status, &return_to, username.clone(), Some(why.to_owned()));
 
     let sent = session::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if sent.is_empty() || sent != form.csrf {
         return fail(StatusCode::FORBIDDEN, "This sign-in form has expired. Please try again.");
     }
-    let keys = [format!("user:{username}"), format!("addr:{}", addr.ip())];
-    if let Some(wait) = state.login_limiter.retry_after(&keys) {
-        state
-            .audit_as(&username, Some(addr), "login", None, AuditOutcome::Denied, Some("too many failed sign-ins"))
-            .await;
-        let mut response = fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins. Try again in {} seconds.", wait.as_secs().max(1)),
-        );
-        response.headers_mut().insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
-        return response;
-    }
+    let (attempt, slot) = match reserve(&state, &username, addr).await {
+        Ok(reserved) => reserved,
+        Err(throttled) => {
+            let (audited, told) = match throttled.cause {
+                ThrottleCause::Address => ("too many failed sign-ins from this address", "Too many failed sign-ins."),
+                ThrottleCause::User => ("sign-ins of this user are delayed", "Too many failed sign-ins for this user."),
+                ThrottleCause::Busy => ("too many sign-ins at once", "Too many sign-ins at once."),
+            };
+            state.audit_as(&username, Some(addr), "login", None, AuditOutcome::Denied, Some(audited)).await;
+            return too_many(fail(StatusCode::TOO_MANY_REQUESTS, &retry_text(told, &throttled)), &throttled);
+        }
+    };
 
-    match check_password(&state, &username, form.password).await {
+    match check_password(&state, &username, form.password, slot).await {
         Ok(Some(principal)) => {
-            state.login_limiter.clear(&keys[0]);
+            attempt.succeeded();
             let cookie = match session::start(&state, &principal).await {
                 Ok((_, cookie)) => cookie,
                 Err(e) => return super::ui::PageError(e).into_response(),
             };
             state.audit_as(&principal.name, Some(addr), "login", None, AuditOutcome::Success, None).await;
-            let mut response = Redirect::to(&return_to).into_response();
+            let mut response = Redirect::to(return_to.as_str()).into_response();
             response.headers_mut().append(SET_COOKIE, cookie);
             response.headers_mut().append(SET_COOKIE, session::clear_cookie(&state, LOGIN_COOKIE));
             response
         }
         Ok(None) => {
-            state.login_limiter.record_failure(&keys);
+            attempt.failed();
             state
                 .audit_as(
                     &username,
@@ -145,16 +145,45 @@ async fn login(
     }
 }
 
+/// The attempt, reserved before the password is checked so that parallel guesses
+/// count at once, and a slot to check it in.
+async fn reserve<'a>(
+    state: &'a AppState,
+    username: &str,
+    addr: IpAddr,
+) -> Result<(Attempt<'a>, PasswordCheckSlot<'a>), Throttled> {
+    let attempt = state.login_limiter.reserve(username, Some(addr))?;
+    let slot = state.login_limiter.hashing_slot().await?;
+    Ok((attempt, slot))
+}
+
+fn retry_text(what: &str, throttled: &Throttled) -> String {
+    match throttled.retry_after_secs() {
+        1 => format!("{what} Try again in a second."),
+        n => format!("{what} Try again in {n} seconds."),
+    }
+}
+
+fn too_many(mut response: Response, throttled: &Throttled) -> Response {
+    response.headers_mut().insert("retry-after", HeaderValue::from(throttled.retry_after_secs()));
+    response
+}
+
 /// The user's principal when the password is theirs. Unknown users cost the same
-/// hashing time as known ones, so timing does not tell which names exist.
-async fn check_password(state: &AppState, username: &str, password: String) -> anyhow::Result<Option<Principal>> {
+/// time as known ones ([`PasswordCheckSlot::verify`]).
+async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: String,
+    slot: PasswordCheckSlot<'_>,
+) -> anyhow::Result<Option<Principal>> {
     let user = match state.store.user_by_name(username).await {
         Ok(user) => Some(user),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = slot.verify(password, hash).await?;
     match user {
         Some(user) if matches && user.password_hash.is_some() => {
             Ok(Some(auth::local_principal(state.store.as_ref(), user).await?))
@@ -162,10 +191,6 @@ async fn check_password(state: &AppState, username: &str, password: String) -> a
         _ => Ok(None),
     }
 }
-
-/// A hash of a random password nobody knows, checked for unknown users.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| auth::hash_password(&auth::new_token()).expect("hashing a random password"));
 
 #[derive(Template)]
 #[template(path = "signed-out.html")]
@@ -179,7 +204,7 @@ struct LogoutForm {
 
 async fn logout(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Response {

@@ -10,6 +10,8 @@ mod legacy;
 mod login;
 mod openapi;
 mod prometheus;
+mod return_to;
+mod security_headers;
 mod sso;
 mod ui;
 mod v1;
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "this route does not take that method")
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::client_addr::identify))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::prometheus::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // The matched route, not the raw path: ids stay out of span names.
@@ -42,5 +45,6 @@ pub fn router(state: AppState) -> Router {
                 req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
             tracing::info_span!("http", method = %req.method(), route)
         }))
+        .layer(axum::middleware::from_fn(security_headers::add))
         .with_state(state)
 }

@@ -2,17 +2,17 @@
 //! `/auth/callback` takes it back. A sign-in is bound to the browser that began
 //! it (a cookie), good for one callback (its `state` is consumed), and short-lived.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{HeaderMap, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use store::{AuditOutcome, LoginFlow, StoreError};
 
+use super::return_to::ReturnTo;
 use super::ui::PageError;
 use crate::auth::{self, session};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,7 +25,7 @@ fn bad(description: impl Into<String>) -> Response {
 }
 
 /// Redirects the browser to the identity provider, remembering where it wanted to go.
-pub async fn begin(state: &AppState, return_to: String) -> Response {
+pub async fn begin(state: &AppState, return_to: ReturnTo) -> Response {
     let Some(oidc) = &state.oidc else { return bad("single sign-on is not configured") };
     let begun = match oidc.begin().await {
         Ok(begun) => begun,
@@ -44,7 +44,7 @@ pub async fn begin(state: &AppState, return_to: String) -> Response {
         browser_hash: auth::hash_token(&browser),
         sealed_verifier,
         nonce: begun.nonce,
-        return_to,
+        return_to: return_to.to_string(),
         created_at: Utc::now(),
     };
     if let Err(e) = state.store.create_login_flow(flow).await {
@@ -68,7 +68,7 @@ pub struct Callback {
 
 pub async fn callback(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     super::extract::Query(query): super::extract::Query<Callback>,
 ) -> Response {
@@ -122,7 +122,9 @@ pub async fn callback(
         Err(e) => return PageError(e).into_response(),
     };
     state.audit_as(&principal.name, Some(addr), "login", None, AuditOutcome::Success, Some("single sign-on")).await;
-    let location = HeaderValue::from_str(&flow.return_to).unwrap_or(HeaderValue::from_static("/"));
+    // Checked again: a flow stored by an earlier version may hold any target.
+    let return_to = ReturnTo::or_home(Some(&flow.return_to));
+    let location = HeaderValue::from_str(return_to.as_str()).unwrap_or(HeaderValue::from_static("/"));
     let mut response = (StatusCode::SEE_OTHER, [(LOCATION, location), (SET_COOKIE, cookie)]).into_response();
     response.headers_mut().append(SET_COOKIE, session::clear_cookie(&state, FLOW_COOKIE));
     response

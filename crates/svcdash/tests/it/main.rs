@@ -27,3 +27,4 @@ mod secrets;
 mod sessions;
 mod sso;
 mod tokens;
+mod web;

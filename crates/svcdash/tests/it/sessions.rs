@@ -24,7 +24,7 @@ pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String
     })
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub fn form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
@@ -379,34 +379,79 @@ async fn the_login_page_signs_local_users_in_and_out() {
 }
 
 #[tokio::test]
-async fn failed_logins_are_throttled() {
+async fn failed_logins_delay_the_user_name_and_refuse_the_address() {
     let dir = data_dir();
     let mut config = config(dir.path());
     config.auth.max_failed_logins = 3;
+    config.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     let app = TestApp::start_in(dir.path(), config).await;
     let user = app.state().store.user_by_name("alice").await.unwrap();
     let hash = server::auth::hash_password("correct horse battery").unwrap();
     app.state().store.set_password_hash(user.id, &hash).await.unwrap();
     let http = client();
 
-    let attempt = |username: &'static str, password: &'static str| {
+    let attempt = |from: &str, username: &str, password: &str| {
         http.post(format!("{}/auth/login", app.base))
             .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Forwarded-For", from)
             .header(COOKIE, "svcdash_login=sd_form")
             .body(form(&[("username", username), ("password", password), ("_csrf", "sd_form")]))
             .send()
     };
-    for _ in 0..3 {
-        assert_eq!(attempt("alice", "guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let retry_after =
+        |res: &reqwest::Response| -> u64 { res.headers()["retry-after"].to_str().unwrap().parse().unwrap() };
+
+    // Guesses at alice's password from three addresses.
+    for n in 1..=3 {
+        assert_eq!(
+            attempt(&format!("192.0.2.{n}"), "alice", "guess").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    // Now even the right password waits, and says for how long.
-    let res = attempt("alice", "correct horse battery").await.unwrap();
+    // Her name is not locked, but delayed, from any address: even the right
+    // password waits a second after the last failure, and is told so.
+    let res = attempt("192.0.2.9", "alice", "correct horse battery").await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=300).contains(&wait), "{wait}");
+    assert_eq!(retry_after(&res), 1);
     assert!(set_cookie(&res, "svcdash_session").is_none());
-    // The address is throttled too: guessing other names from it is refused.
-    assert_eq!(attempt("bob", "guess").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.text().await.unwrap().contains("Too many failed sign-ins for this user. Try again in a second."));
+    // Each further failure doubles the delay.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(attempt("192.0.2.4", "alice", "guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let res = attempt("192.0.2.9", "alice", "correct horse battery").await.unwrap();
+    assert_eq!((res.status(), retry_after(&res)), (StatusCode::TOO_MANY_REQUESTS, 2));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = attempt("192.0.2.9", "alice", "correct horse battery").await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(&res, "svcdash_session").is_some());
+
+    // One address guessing at several names is refused for the whole window.
+    for name in ["bob", "carol", "dave"] {
+        assert_eq!(attempt("198.51.100.1", name, "guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = attempt("198.51.100.1", "alice", "correct horse battery").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!((290..=300).contains(&retry_after(&res)), "{}", retry_after(&res));
+    assert!(res.text().await.unwrap().contains("Too many failed sign-ins. Try again in"));
+    // Other addresses are not.
+    assert_eq!(attempt("198.51.100.2", "erin", "guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // The audit log names the client's address, not the proxy's.
+    let denied: Vec<(String, Option<String>)> = app
+        .state()
+        .store
+        .audit_entries(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "login" && e.outcome == store::AuditOutcome::Denied)
+        .map(|e| (e.actor, e.remote_addr))
+        .collect();
+    assert_eq!(
+        denied,
+        [("alice", "198.51.100.1"), ("alice", "192.0.2.9"), ("alice", "192.0.2.9")]
+            .map(|(a, r)| (a.to_owned(), Some(r.to_owned())))
+    );
 }
 
 #[tokio::test]

@@ -50,8 +50,13 @@ pub async fn start(idp_env: &[(&str, &str)]) -> Sso {
 /// A browser: keeps cookies, follows redirects, but stops before svcdash's callback
 /// so the test can hold (and replay) it.
 fn browser() -> reqwest::Client {
+    browser_with(std::sync::Arc::new(reqwest::cookie::Jar::default()))
+}
+
+/// A browser keeping its cookies in `jar`.
+fn browser_with(jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
     reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(jar)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             if attempt.url().path() == "/auth/callback" { attempt.stop() } else { attempt.follow() }
         }))
@@ -144,6 +149,23 @@ async fn browsers_sign_in_through_the_identity_provider() {
         [("bob@example.com", "success"), ("carol@example.com", "success"), ("alice@example.com", "success")]
             .map(|(a, o)| (a.to_owned(), o.to_owned()))
     );
+}
+
+#[tokio::test]
+async fn single_sign_on_returns_only_to_paths_on_this_server() {
+    use reqwest::cookie::CookieStore;
+    let sso = start(&[]).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (asked, expected) in crate::web::RETURN_TO_CASES {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let path = format!("/auth/login?return_to={}", crate::web::encoded(asked));
+        let callback = to_callback(&sso, &browser_with(jar.clone()), &path, "alice").await;
+        // The callback, with the browser's cookies, as the browser would ask for it.
+        let cookies = jar.cookies(&callback.parse().unwrap()).expect("the sign-in's cookie");
+        let res = no_redirects.get(&callback).header(reqwest::header::COOKIE, cookies).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{asked:?}");
+        assert_eq!(res.headers()[LOCATION], expected, "{asked:?}");
+    }
 }
 
 #[tokio::test]

@@ -32,13 +32,29 @@ export function launch() {
   });
 }
 
-/** A page of a new browser context, its default timeout set, collecting script errors. */
+/**
+ * A page of a new browser context, its default timeout set, collecting script
+ * errors and Content-Security-Policy violations (the pages must work under
+ * svcdash's policy: something it blocks is an error, not a silent gap).
+ */
 export async function openPage(browser, { width = 1280, height = 800, timeout = 60_000 } = {}) {
   const context = await browser.newContext({ viewport: { width, height } });
+  const errors = [];
+  await context.exposeBinding("__reportCspViolation", (_source, text) => errors.push(text));
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      window.__reportCspViolation(
+        `Content Security Policy: ${e.effectiveDirective} blocked ${e.blockedURI || "inline content"} ` +
+          `in ${e.documentURI} (${e.sourceFile || "the document"}:${e.lineNumber})`,
+      );
+    });
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(timeout);
-  const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (message) => {
+    if (/Content Security Policy/i.test(message.text())) errors.push(`console: ${message.text()}`);
+  });
   return { page, errors };
 }
 
