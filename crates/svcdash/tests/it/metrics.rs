@@ -57,15 +57,18 @@ async fn metrics_lines_carry_the_machines_figures_and_reach_graphite() {
     config.parachute.persistent_threshold = 100;
     let app = TestApp::start_in(dir.path(), config).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let provisioned_at = chrono::Utc::now().timestamp();
     let path = format!("/v1/instances/{id}/metrics");
 
-    // Three collections of the instance.
+    // Three collections of the instance once it runs (while it is provisioned, its
+    // folders may not exist yet, and its disks rightly say error 1).
     let all = app
         .wait_for("three collections", Duration::from_secs(30), || async {
             let (status, body) = app.api(Method::GET, &path).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let lines = parse(&body);
-            (lines.iter().map(|l| l.at).collect::<BTreeSet<_>>().len() >= 3).then_some(lines)
+            let after = lines.iter().map(|l| l.at).filter(|at| *at > provisioned_at).collect::<BTreeSet<_>>();
+            (after.len() >= 3).then_some(lines)
         })
         .await;
     let deployment = server::metrics::deployment_name(&id);
@@ -120,7 +123,7 @@ async fn metrics_lines_carry_the_machines_figures_and_reach_graphite() {
     for (name, folder) in
         [("persistent", layout.persistent()), ("ephemeral", layout.ephemeral()), ("system", layout.system())]
     {
-        assert_eq!(get(&format!("system.disk.{name}.error")), 0);
+        assert_eq!(get(&format!("system.disk.{name}.error")), 0, "{name}");
         assert_eq!(get(&format!("system.disk.{name}.total")), df("size", &folder), "{name}");
         let (used, free) = (get(&format!("system.disk.{name}.used")), get(&format!("system.disk.{name}.free")));
         // Other tests write to the same disk meanwhile: close, not equal.
