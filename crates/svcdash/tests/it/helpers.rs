@@ -352,6 +352,11 @@ pub fn catalog_with_version(dir: &Path, service: &str, version: &str) -> PathBuf
     path
 }
 
+/// The newest hundred entries of the whole audit log.
+pub async fn audit_log(app: &TestApp) -> Vec<store::AuditEntry> {
+    app.state().store.audit_entries(None, 100).await.unwrap()
+}
+
 /// `GET /v1/instances/:id`.
 pub async fn instance_overview(app: &TestApp, id: &str) -> Value {
     let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;

@@ -134,12 +134,8 @@ async fn browsers_sign_in_through_the_identity_provider() {
         assert!(html.contains("No access"), "{html}");
     }
 
-    let logins: Vec<(String, String)> = app
-        .state()
-        .store
-        .audit_entries(None, 100)
+    let logins: Vec<(String, String)> = audit_log(app)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.action == "login")
         .map(|e| (e.actor, e.outcome.to_string()))

@@ -99,7 +99,7 @@ async fn a_revoked_token_is_refused_and_the_sessions_made_from_it_end() {
     let (ok, out) = cli(&app, &["token", "revoke", first_id]).await;
     assert!(!ok && out.contains(&format!("there is no token {first_id}")), "{out}");
 
-    let audit = app.state().store.audit_entries(None, 100).await.unwrap();
+    let audit = audit_log(&app).await;
     let by_cli: Vec<&str> = audit.iter().filter(|e| e.actor == "cli").map(|e| e.action.as_str()).collect();
     assert_eq!(by_cli, ["token.revoke", "token.revoke", "token.create", "token.create"]);
 }

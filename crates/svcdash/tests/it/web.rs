@@ -204,12 +204,8 @@ async fn a_user_guessed_at_from_one_address_still_signs_in_from_another() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 
     // The audit log has the addresses the trusted proxy reported.
-    let logins: Vec<(String, Option<String>)> = app
-        .state()
-        .store
-        .audit_entries(None, 100)
+    let logins: Vec<(String, Option<String>)> = audit_log(&app)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.action == "login")
         .map(|e| (e.outcome.to_string(), e.remote_addr))
