@@ -103,6 +103,9 @@ pub struct Credentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     pub uri: String,
+    /// What else the engine offers (RabbitMQ: `vhost`, `http_api_uri`, `management_url`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The broker's error body: `{"error": "...", "description": "..."}` (`error` optional in the spec).

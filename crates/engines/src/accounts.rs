@@ -117,7 +117,7 @@ pub(crate) fn kill_processes_of(uid: Uid) {
     }
     let started = Instant::now();
     loop {
-        let pids = processes_of(uid);
+        let pids = pids_of(uid);
         if pids.is_empty() || started.elapsed() > Duration::from_secs(5) {
             return;
         }
@@ -128,7 +128,18 @@ pub(crate) fn kill_processes_of(uid: Uid) {
     }
 }
 
-fn processes_of(uid: Uid) -> Vec<i32> {
+/// The processes running as `uid` whose name (`/proc/PID/comm`) is one of `names`.
+pub(crate) fn processes_of(uid: u32, names: &[&str]) -> Vec<u32> {
+    pids_of(Uid::from_raw(uid))
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| names.contains(&comm.trim_end()))
+        })
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect()
+}
+
+fn pids_of(uid: Uid) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())

@@ -1,70 +1,79 @@
-//! Data-service engines and the local process deployer. Each engine module knows how
-//! to lay out, start, check, dump, load and grant access to one kind of server;
-//! [`local::LocalDeployer`] runs them as supervised processes on this machine.
+//! Data-service engines and the deployers that run them. Each engine is one module
+//! behind [`Engine`] (PostgreSQL, Redis, MariaDB, RabbitMQ), found by its catalog
+//! name in the [`Registry`]; a [`Deployer`] runs their nodes, and
+//! [`LocalDeployer`] does so as supervised processes on this machine.
 
 mod accounts;
+mod deployer;
+mod engine;
 mod files;
 mod layout;
 pub mod local;
+mod mariadb;
 mod postgres;
 mod process;
+mod rabbitmq;
 mod redis;
+mod registry;
 mod tools;
 
+pub use deployer::{Deployer, NodeDiskPaths, NodeProbe};
+pub use engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
 pub use layout::NodeLayout;
-pub use local::{LocalDeployer, RestoreTarget};
+pub use local::LocalDeployer;
+pub use process::RunAs;
+pub use registry::{EngineRef, Registry};
 pub use tools::{Tools, ToolsConfig};
 
+use anyhow::Context;
 use secrecy::SecretString;
-
-/// The kinds of engine svcdash can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Postgresql,
-    Redis,
-}
-
-impl EngineKind {
-    /// The file name ending of a backup of this engine, before compression and encryption.
-    pub fn dump_extension(self) -> &'static str {
-        match self {
-            Self::Postgresql => "dump",
-            Self::Redis => "rdb",
-        }
-    }
-
-    /// The short name used in metric namespaces and process names.
-    pub fn short_name(self) -> &'static str {
-        match self {
-            Self::Postgresql => "pg",
-            Self::Redis => "redis",
-        }
-    }
-}
 
 /// Everything needed to run one node of an instance.
 #[derive(Clone)]
 pub struct NodeSpec {
-    pub engine: EngineKind,
+    pub engine: EngineRef,
     pub instance_guid: String,
     /// The name svcdash made for the instance on this host: its folder's name and,
     /// when svcdash runs as root, its account's. Never an id from a request.
     pub local_name: String,
     pub index: i64,
+    /// The port applications connect to.
     pub port: u16,
+    /// The engine's other ports, in the order of [`Engine::ports`] after the first.
+    pub extra_ports: Vec<u16>,
     pub admin_user: String,
     pub admin_password: SecretString,
+}
+
+impl NodeSpec {
+    /// The node's port called `name` in its engine's [`Engine::ports`].
+    pub fn port_named(&self, name: &str) -> anyhow::Result<u16> {
+        let position = self
+            .engine
+            .ports()
+            .iter()
+            .position(|p| *p == name)
+            .with_context(|| format!("{} nodes have no {name} port", self.engine.name()))?;
+        match position {
+            0 => Ok(self.port),
+            n => self
+                .extra_ports
+                .get(n - 1)
+                .copied()
+                .with_context(|| format!("node {} of {} was given no {name} port", self.index, self.local_name)),
+        }
+    }
 }
 
 impl std::fmt::Debug for NodeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeSpec")
-            .field("engine", &self.engine)
+            .field("engine", &self.engine.name())
             .field("instance_guid", &self.instance_guid)
             .field("local_name", &self.local_name)
             .field("index", &self.index)
             .field("port", &self.port)
+            .field("extra_ports", &self.extra_ports)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +87,8 @@ pub struct AppCredentials {
     pub password: String,
     pub database: Option<String>,
     pub uri: String,
+    /// Further fields an engine offers (RabbitMQ: the management API's URL).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Letters and digits only, so generated secrets never need quoting.

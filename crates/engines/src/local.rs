@@ -9,17 +9,16 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use nix::unistd::Uid;
-use tokio::io::AsyncWrite;
-use tokio::process::ChildStdout;
 use tokio::sync::{Mutex, watch};
 
+use crate::deployer::{Deployer, NodeDiskPaths, NodeProbe};
+use crate::engine::{BackupStream, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
 use crate::files::{self, Owner};
 use crate::process::{self, RunAs};
-use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools, accounts, postgres, redis};
+use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, accounts};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,32 +33,23 @@ pub struct LocalDeployer {
 }
 
 struct Running {
-    engine: EngineKind,
+    engine: EngineRef,
     pid: u32,
+    /// The node's account, whose every process belongs to the node.
+    uid: Option<u32>,
     exited: watch::Receiver<Option<ExitStatus>>,
-}
-
-/// A restore being loaded next to the node's data, not yet switched in.
-pub enum RestoreTarget {
-    Postgresql(postgres::Restore),
-    Redis,
 }
 
 impl LocalDeployer {
     /// Instances live under `root`. When svcdash runs as root every instance gets an
     /// account of its own; otherwise engines run as svcdash's own user and are not
-    /// isolated from svcdash or from each other ([`Self::isolated`] says which).
+    /// isolated from svcdash or from each other ([`Deployer::isolated`] says which).
     pub fn new(root: PathBuf, tools: Tools) -> anyhow::Result<Self> {
         let own_accounts = Uid::effective().is_root();
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         // Engine accounts walk through to their own folder but cannot list the others.
         files::folder(&root, Owner::default(), if own_accounts { 0o711 } else { 0o700 })?;
         Ok(Self { root, tools, own_accounts, running: Mutex::new(HashMap::new()) })
-    }
-
-    /// Whether instances run under accounts of their own.
-    pub fn isolated(&self) -> bool {
-        self.own_accounts
     }
 
     pub fn tools(&self) -> &Tools {
@@ -85,39 +75,16 @@ impl LocalDeployer {
         Ok(Some(user))
     }
 
-    /// Creates the node's folders and data, starts it and prepares it for applications.
-    /// Safe to run again after an interruption.
-    pub async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        self.tools.check(spec.engine)?;
+    /// Runs `work` with the node as its engine sees it.
+    async fn with_node<'s, T>(
+        &'s self,
+        spec: &'s NodeSpec,
+        work: impl AsyncFnOnce(&Node<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let layout = self.layout(spec);
         let run_as = self.engine_user(spec).await?;
-        self.check_reachable()?;
-        let layout = self.layout(spec);
-        layout.prepare(run_as)?;
-        if spec.engine == EngineKind::Postgresql {
-            postgres::init(&self.tools, &layout, spec, run_as).await?;
-        }
-        self.start(spec).await?;
-        if spec.engine == EngineKind::Postgresql {
-            postgres::setup(spec).await?;
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the node's `system` and `ephemeral` parts from nothing (configuration,
-    /// logs, pid files), keeps its `persistent` data, and starts it again.
-    pub async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        let layout = self.layout(spec);
-        anyhow::ensure!(
-            files::is_folder(&layout.data_dir()),
-            "the node's persistent data ({}) is missing; recreating keeps data and cannot make it",
-            layout.data_dir().display()
-        );
-        self.stop(spec).await?;
-        self.stop_leftover(spec, &layout).await;
-        for dir in [layout.system(), layout.ephemeral()] {
-            files::remove_tree(&dir)?;
-        }
-        self.provision(spec).await
+        let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
+        work(&node).await
     }
 
     /// Engine accounts must be able to walk down to the instances folder.
@@ -140,13 +107,9 @@ impl LocalDeployer {
         Ok(())
     }
 
-    /// Starts the node's engine unless it runs already, and waits until it answers.
-    pub async fn start(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        self.start_with(spec, &[]).await
-    }
-
-    async fn start_with(&self, spec: &NodeSpec, extra: &[&str]) -> anyhow::Result<()> {
+    async fn start_with(&self, spec: &NodeSpec, mode: StartMode) -> anyhow::Result<()> {
         let key = (spec.local_name.clone(), spec.index);
+        let engine = spec.engine.clone();
         let mut running = self.running.lock().await;
         if let Some(node) = running.get(&key)
             && node.exited.borrow().is_none()
@@ -163,18 +126,13 @@ impl LocalDeployer {
         let run_as = self.engine_user(spec).await?;
         layout.prepare(run_as)?;
         self.stop_leftover(spec, &layout).await;
-        let mut cmd = match spec.engine {
-            EngineKind::Postgresql => postgres::start_command(&self.tools, &layout, spec, run_as)?,
-            EngineKind::Redis => {
-                redis::init(&layout, spec, run_as)?;
-                redis::start_command(&self.tools, &layout, run_as, extra)?
-            }
-        };
-        let log_path = layout.log_file(spec.engine.short_name());
+        let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
+        let mut cmd = engine.start_command(&node, mode)?;
+        let log_path = layout.log_file(engine.short_name());
         let (svcdash, _) = crate::layout::owners(run_as);
         let log = files::append(&log_path, svcdash, 0o640)?;
         cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
-        let mut child = cmd.spawn().with_context(|| format!("starting {:?}", spec.engine))?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", engine.name()))?;
         let pid = child.id().context("the engine exited at once")?;
         let (tx, exited) = watch::channel(None);
         let label = format!("{}/node-{}", spec.local_name, spec.index);
@@ -183,7 +141,8 @@ impl LocalDeployer {
             tracing::info!(node = %label, ?status, "engine process exited");
             let _ = tx.send(status);
         });
-        running.insert(key, Running { engine: spec.engine, pid, exited: exited.clone() });
+        let uid = run_as.map(|u| u.uid.as_raw());
+        running.insert(key, Running { engine: engine.clone(), pid, uid, exited: exited.clone() });
         drop(running);
         tracing::info!(instance = %spec.instance_guid, node = spec.index, pid, port = spec.port, "engine started");
 
@@ -191,17 +150,19 @@ impl LocalDeployer {
         loop {
             if let Some(status) = *exited.borrow() {
                 let log = files::read_tail(&log_path);
-                bail!("{:?} exited during start-up ({status}): {}", spec.engine, process::tail(&log));
+                bail!("{} exited during start-up ({status}): {}", engine.name(), process::tail(&log));
             }
-            let ready = match spec.engine {
-                EngineKind::Postgresql => postgres::is_ready(spec).await,
-                EngineKind::Redis => redis::is_ready(spec).await,
-            };
-            if ready {
+            if engine.is_ready(&node).await {
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {
-                bail!("{:?} did not accept connections within {} s", spec.engine, READY_TIMEOUT.as_secs());
+                let log = files::read_tail(&log_path);
+                bail!(
+                    "{} did not accept connections within {} s: {}",
+                    engine.name(),
+                    READY_TIMEOUT.as_secs(),
+                    process::tail(&log)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -210,10 +171,7 @@ impl LocalDeployer {
     /// Stops an engine process a previous svcdash left running (it was killed, say),
     /// so the node can be started under supervision again.
     async fn stop_leftover(&self, spec: &NodeSpec, layout: &NodeLayout) {
-        let pid_file = match spec.engine {
-            EngineKind::Postgresql => postgres::pid_file(layout),
-            EngineKind::Redis => redis::pid_file(layout),
-        };
+        let pid_file = spec.engine.pid_file(layout);
         // The engine writes the pid file: read without following links, and believe
         // it only for a process of this node, running under the node's account.
         let Some(pid) = files::read_small(&pid_file).and_then(|t| t.lines().next()?.trim().parse::<u32>().ok()) else {
@@ -236,7 +194,7 @@ impl LocalDeployer {
             return;
         }
         tracing::warn!(pid, instance = %spec.instance_guid, node = spec.index, "stopping an engine left running by an earlier svcdash");
-        process::signal(pid, stop_signal(spec.engine));
+        process::signal(pid, spec.engine.stop_signal());
         let started = Instant::now();
         while process::is_alive(pid) && started.elapsed() < STOP_TIMEOUT {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -246,51 +204,15 @@ impl LocalDeployer {
         }
     }
 
-    /// Stops the node's engine cleanly (SIGKILL only if it does not stop within a minute).
-    pub async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()> {
-        self.stop_node(&spec.local_name, spec.index).await;
-        Ok(())
+    /// The process id of a running node, if it runs.
+    pub async fn pid(&self, spec: &NodeSpec) -> Option<u32> {
+        self.running_pid(&spec.local_name, spec.index).await
     }
 
-    /// Stops node `index` of an instance if its engine is still the process `pid`
-    /// (not one started since); needs no credentials.
-    pub async fn stop_node_if(&self, local_name: &str, index: i64, pid: u32) {
-        let key = (local_name.to_owned(), index);
-        let node = {
-            let mut running = self.running.lock().await;
-            if running.get(&key).is_some_and(|n| n.pid == pid) { running.remove(&key) } else { None }
-        };
-        if let Some(node) = node {
-            stop_process(node).await;
-        }
-    }
-
-    /// Stops node `index` of an instance if it runs under svcdash; needs no credentials.
-    pub async fn stop_node(&self, local_name: &str, index: i64) {
-        let node = self.running.lock().await.remove(&(local_name.to_owned(), index));
-        if let Some(node) = node {
-            stop_process(node).await;
-        }
-    }
-
-    pub async fn stop_all(&self) {
-        let nodes: Vec<_> = self.running.lock().await.drain().collect();
-        let stops = nodes.into_iter().map(|((name, _), node)| async move {
-            tracing::info!(instance = %name, pid = node.pid, "stopping engine");
-            stop_process(node).await;
-        });
-        futures::future::join_all(stops).await;
-    }
-
-    /// Kills every engine at once (the whole process group, so no PostgreSQL backend
-    /// is left behind), without waiting: for a process that is going away and cannot
-    /// await [`stop_all`](Self::stop_all), such as a test being torn down with its data.
-    pub fn kill_all_now(&self) {
-        if let Ok(running) = self.running.try_lock() {
-            for node in running.values() {
-                process::kill_group(node.pid);
-            }
-        }
+    /// The process id of node `index` of an instance, if it runs; needs no credentials.
+    pub async fn running_pid(&self, local_name: &str, index: i64) -> Option<u32> {
+        let running = self.running.lock().await;
+        running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
     }
 
     /// Removes the accounts of every instance under this deployer's folder, killing
@@ -314,9 +236,47 @@ impl LocalDeployer {
             }
         }
     }
+}
 
-    /// Stops every node of an instance, removes its files and its account.
-    pub async fn destroy(&self, local_name: &str, nodes: &[NodeSpec]) -> anyhow::Result<()> {
+#[async_trait]
+impl Deployer for LocalDeployer {
+    async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        let engine = spec.engine.clone();
+        self.tools.check(engine.as_ref())?;
+        let run_as = self.engine_user(spec).await?;
+        self.check_reachable()?;
+        let layout = self.layout(spec);
+        layout.prepare(run_as)?;
+        engine.init(&Node { spec, layout: &layout, run_as, tools: &self.tools }).await?;
+        self.start_with(spec, StartMode::Setup).await?;
+        engine.setup(&Node { spec, layout: &layout, run_as, tools: &self.tools }).await
+    }
+
+    async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        let layout = self.layout(spec);
+        anyhow::ensure!(
+            files::is_folder(&layout.data_dir()),
+            "the node's persistent data ({}) is missing; recreating keeps data and cannot make it",
+            layout.data_dir().display()
+        );
+        self.stop(spec).await?;
+        self.stop_leftover(spec, &layout).await;
+        for dir in [layout.system(), layout.ephemeral()] {
+            files::remove_tree(&dir)?;
+        }
+        self.provision(spec).await
+    }
+
+    async fn start(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        self.start_with(spec, StartMode::Normal).await
+    }
+
+    async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        self.stop_node(&spec.local_name, spec.index).await;
+        Ok(())
+    }
+
+    async fn destroy(&self, local_name: &str, nodes: &[NodeSpec]) -> anyhow::Result<()> {
         for spec in nodes {
             self.stop(spec).await?;
         }
@@ -328,123 +288,139 @@ impl LocalDeployer {
         Ok(())
     }
 
-    /// The process id of a running node, if it runs.
-    pub async fn pid(&self, spec: &NodeSpec) -> Option<u32> {
-        self.running_pid(&spec.local_name, spec.index).await
+    async fn is_running(&self, local_name: &str, index: i64) -> bool {
+        self.running_pid(local_name, index).await.is_some()
     }
 
-    /// The process id of node `index` of an instance, if it runs; needs no credentials.
-    pub async fn running_pid(&self, local_name: &str, index: i64) -> Option<u32> {
-        let running = self.running.lock().await;
-        running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()).map(|n| n.pid)
-    }
-
-    pub async fn create_user(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
-        match spec.engine {
-            EngineKind::Postgresql => postgres::create_user(spec, username, password).await,
-            EngineKind::Redis => redis::create_user(spec, username, password).await,
+    async fn stop_node(&self, local_name: &str, index: i64) {
+        let node = self.running.lock().await.remove(&(local_name.to_owned(), index));
+        if let Some(node) = node {
+            stop_process(node).await;
         }
     }
 
-    pub async fn delete_user(&self, spec: &NodeSpec, username: &str) -> anyhow::Result<()> {
-        match spec.engine {
-            EngineKind::Postgresql => postgres::delete_user(spec, username).await,
-            EngineKind::Redis => redis::delete_user(spec, username).await,
+    async fn stop_all(&self) {
+        let nodes: Vec<_> = self.running.lock().await.drain().collect();
+        let stops = nodes.into_iter().map(|((name, _), node)| async move {
+            tracing::info!(instance = %name, pid = node.pid, "stopping engine");
+            stop_process(node).await;
+        });
+        futures::future::join_all(stops).await;
+    }
+
+    async fn create_user(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        self.with_node(spec, async |node| spec.engine.create_user(node, username, password).await).await
+    }
+
+    async fn delete_user(&self, spec: &NodeSpec, username: &str) -> anyhow::Result<()> {
+        self.with_node(spec, async |node| spec.engine.delete_user(node, username).await).await
+    }
+
+    async fn backup(&self, spec: &NodeSpec) -> anyhow::Result<BackupStream> {
+        self.with_node(spec, async |node| spec.engine.backup(node).await).await
+    }
+
+    async fn begin_restore(&self, spec: &NodeSpec) -> anyhow::Result<RestoreSink> {
+        self.with_node(spec, async |node| spec.engine.begin_restore(node).await).await
+    }
+
+    async fn commit_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) -> anyhow::Result<()> {
+        let control = Control { deployer: self, spec };
+        self.with_node(spec, async |node| staged.commit(node, &control).await).await
+    }
+
+    async fn abort_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) {
+        let result = self
+            .with_node(spec, async |node| {
+                staged.abort(node).await;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = format!("{e:#}"), "could not clean up after a failed restore");
         }
     }
 
-    /// Starts the engine's consistent dump; returns its output and a future that says
-    /// whether the dump program succeeded.
-    pub async fn dump(&self, spec: &NodeSpec) -> anyhow::Result<(ChildStdout, BoxFuture<'static, anyhow::Result<()>>)> {
-        let run_as = self.engine_user(spec).await?;
-        let (mut cmd, what, after) = match spec.engine {
-            EngineKind::Postgresql => {
-                let (cmd, after) = postgres::dump_command(&self.tools, spec, run_as).await?;
-                (cmd, "pg_dump", Some(after.boxed()))
+    /// Kills whole process groups, so no PostgreSQL backend is left behind.
+    fn kill_all_now(&self) {
+        if let Ok(running) = self.running.try_lock() {
+            for node in running.values() {
+                process::kill_group(node.pid);
             }
-            EngineKind::Redis => (redis::dump_command(&self.tools, spec, run_as)?, "redis-cli --rdb", None),
+        }
+    }
+
+    fn isolated(&self) -> bool {
+        self.own_accounts
+    }
+
+    fn probe(&self) -> Option<&dyn NodeProbe> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl NodeProbe for LocalDeployer {
+    fn disk_paths(&self, local_name: &str, index: i64) -> NodeDiskPaths {
+        let layout = self.node_layout(local_name, index);
+        NodeDiskPaths { system: layout.system(), ephemeral: layout.ephemeral(), persistent: layout.persistent() }
+    }
+
+    /// The engine's main process, and every process of the node's account whose name
+    /// is one of the engine's (RabbitMQ's port mapper daemonizes, say, and leaves
+    /// the main process's tree).
+    async fn processes(&self, local_name: &str, index: i64) -> Vec<u32> {
+        let (pid, uid, engine) = {
+            let running = self.running.lock().await;
+            match running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()) {
+                Some(n) => (n.pid, n.uid, n.engine.clone()),
+                None => return Vec::new(),
+            }
         };
-        let mut child =
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {what}"))?;
-        let stdout = child.stdout.take().context("the dump has no stdout")?;
-        // A 1 MiB pipe instead of 64 KiB: the dump program blocks less often.
-        if let Err(e) = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)) {
-            tracing::debug!(error = %e, "could not enlarge the dump pipe");
+        let mut pids = vec![pid];
+        if let Some(uid) = uid {
+            let names = engine.process_names();
+            let others = tokio::task::spawn_blocking(move || accounts::processes_of(uid, names)).await;
+            pids.extend(others.unwrap_or_default().into_iter().filter(|p| *p != pid));
         }
-        let stderr = process::collect_tail(child.stderr.take().context("the dump has no stderr")?);
-        let done = async move {
-            let result = process::finish(child, stderr, what).await;
-            if let Some(after) = after {
-                after.await;
-            }
-            result
+        pids
+    }
+
+    async fn main_pid(&self, local_name: &str, index: i64) -> Option<u32> {
+        self.running_pid(local_name, index).await
+    }
+
+    async fn stop_node_if(&self, local_name: &str, index: i64, pid: u32) {
+        let key = (local_name.to_owned(), index);
+        let node = {
+            let mut running = self.running.lock().await;
+            if running.get(&key).is_some_and(|n| n.pid == pid) { running.remove(&key) } else { None }
         };
-        Ok((stdout, done.boxed()))
-    }
-
-    /// Prepares a restore beside the node's data; write the plain dump into the sink,
-    /// then [`commit_restore`](Self::commit_restore) or [`abort_restore`](Self::abort_restore).
-    pub async fn begin_restore(
-        &self,
-        spec: &NodeSpec,
-    ) -> anyhow::Result<(Box<dyn AsyncWrite + Unpin + Send>, RestoreTarget)> {
-        match spec.engine {
-            EngineKind::Postgresql => {
-                let run_as = self.engine_user(spec).await?;
-                let (stdin, restore) = postgres::begin_restore(&self.tools, spec, run_as).await?;
-                Ok((Box::new(stdin), RestoreTarget::Postgresql(restore)))
-            }
-            EngineKind::Redis => {
-                let path = redis::staging_file(&self.layout(spec));
-                files::remove_tree(&path)?;
-                let file = files::create_new(&path, 0o600)?;
-                Ok((Box::new(tokio::fs::File::from_std(file)), RestoreTarget::Redis))
-            }
-        }
-    }
-
-    /// Switches the node over to the restored data.
-    pub async fn commit_restore(&self, spec: &NodeSpec, target: RestoreTarget) -> anyhow::Result<()> {
-        match target {
-            RestoreTarget::Postgresql(restore) => postgres::commit(spec, restore).await,
-            RestoreTarget::Redis => {
-                let layout = self.layout(spec);
-                let staging = redis::staging_file(&layout);
-                let file = std::fs::OpenOptions::new().read(true).open(&staging)?;
-                file.sync_all()?;
-                let (_, engine) = crate::layout::owners(self.engine_user(spec).await?);
-                files::give(&file, &staging, engine, 0o600)?;
-                self.stop(spec).await?;
-                redis::swap_in_staging(&layout)?;
-                // Without its AOF, Redis would start empty if appendonly were on: load the
-                // RDB first, then write a new AOF from it.
-                self.start_with(spec, &["--appendonly", "no"]).await?;
-                redis::enable_aof(spec).await
-            }
-        }
-    }
-
-    pub async fn abort_restore(&self, spec: &NodeSpec, target: RestoreTarget) {
-        match target {
-            RestoreTarget::Postgresql(restore) => postgres::abort(spec, restore).await,
-            RestoreTarget::Redis => {
-                let _ = files::remove_tree(&redis::staging_file(&self.layout(spec)));
-            }
+        if let Some(node) = node {
+            stop_process(node).await;
         }
     }
 }
 
-fn stop_signal(engine: EngineKind) -> Signal {
-    match engine {
-        // "Fast" shutdown: roll back open transactions, checkpoint, exit.
-        EngineKind::Postgresql => Signal::SIGINT,
-        // Saves an RDB snapshot and flushes the AOF, then exits.
-        EngineKind::Redis => Signal::SIGTERM,
+/// What a restore's commit may do to its node.
+struct Control<'a> {
+    deployer: &'a LocalDeployer,
+    spec: &'a NodeSpec,
+}
+
+#[async_trait]
+impl NodeControl for Control<'_> {
+    async fn stop(&self) -> anyhow::Result<()> {
+        self.deployer.stop(self.spec).await
+    }
+
+    async fn start(&self, mode: StartMode) -> anyhow::Result<()> {
+        self.deployer.start_with(self.spec, mode).await
     }
 }
 
 async fn stop_process(node: Running) {
-    process::signal(node.pid, stop_signal(node.engine));
+    process::signal(node.pid, node.engine.stop_signal());
     wait_or_kill(node).await;
 }
 

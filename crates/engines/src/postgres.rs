@@ -12,20 +12,22 @@
 //! owner role's rights anyway). Their passwords are made for one job and cleared
 //! after it.
 
-use std::future::Future;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_trait::async_trait;
+use futures::FutureExt;
+use nix::sys::signal::Signal;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::files;
-use crate::process::{self, RunAs};
-use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools};
+use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
 /// The application database and the role that owns it.
 pub const DATABASE: &str = "app";
@@ -38,53 +40,214 @@ const BACKUP_ROLE: &str = "svcdash_backup";
 /// The role restores connect as: a member of the owner role, nothing more.
 const RESTORE_ROLE: &str = "svcdash_restore";
 
-const PG: EngineKind = EngineKind::Postgresql;
+pub struct Postgres;
 
-/// The pid file the postmaster writes in its data folder.
-pub fn pid_file(layout: &NodeLayout) -> std::path::PathBuf {
-    layout.data_dir().join("postmaster.pid")
-}
-
-/// Creates the cluster unless it exists already (so a resumed provision is safe).
-pub async fn init(tools: &Tools, layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<()> {
-    let data = layout.data_dir();
-    if files::read_small(&data.join("PG_VERSION")).is_some() {
-        return Ok(());
+#[async_trait]
+impl Engine for Postgres {
+    fn name(&self) -> &'static str {
+        "postgresql"
     }
-    if std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_some()) {
-        // A half-made cluster from an interrupted initdb.
-        files::remove_tree(&data).context("removing an incomplete cluster")?;
-        layout.prepare(run_as)?;
-    }
-    let pwfile = layout.system().join("initdb.pw");
-    let (_, engine) = crate::layout::owners(run_as);
-    files::write_new(&pwfile, spec.admin_password.expose_secret().as_bytes(), engine, 0o600)?;
-    let mut cmd = process::command(&tools.find(PG, "initdb")?, run_as);
-    cmd.arg("-D")
-        .arg(&data)
-        .args(["--username", &spec.admin_user, "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C"])
-        .arg(format!("--pwfile={}", pwfile.display()));
-    let result = process::run(cmd, "initdb").await;
-    let _ = std::fs::remove_file(&pwfile);
-    result.map(|_| ())
-}
 
-pub fn start_command(
-    tools: &Tools,
-    layout: &NodeLayout,
-    spec: &NodeSpec,
-    run_as: Option<RunAs>,
-) -> anyhow::Result<Command> {
-    let mut cmd = process::command(&tools.find(PG, "postgres")?, run_as);
-    cmd.arg("-D")
-        .arg(layout.data_dir())
-        .arg("-c")
-        .arg(format!("port={}", spec.port))
-        .args(["-c", "listen_addresses=127.0.0.1"])
-        // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
-        .args(["-c", "unix_socket_directories="])
-        .args(["-c", "logging_collector=off"]);
-    Ok(cmd)
+    fn short_name(&self) -> &'static str {
+        "pg"
+    }
+
+    async fn version(&self, tools: &Tools) -> anyhow::Result<String> {
+        // "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+        let out = process::version_output(&tools.find(self, "postgres")?, "--version").await?;
+        out.split_whitespace().nth(2).map(str::to_owned).context("postgres --version said nothing")
+    }
+
+    fn programs(&self) -> &'static [&'static str] {
+        &["initdb", "postgres", "pg_dump", "pg_restore"]
+    }
+
+    fn package(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn program_dirs(&self) -> Vec<PathBuf> {
+        crate::tools::versioned_dirs("/usr/lib/postgresql")
+    }
+
+    fn process_names(&self) -> &'static [&'static str] {
+        &["postgres"]
+    }
+
+    fn stop_signal(&self) -> Signal {
+        // "Fast" shutdown: roll back open transactions, checkpoint, exit.
+        Signal::SIGINT
+    }
+
+    fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
+        layout.data_dir().join("postmaster.pid")
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "dump"
+    }
+
+    fn backup_contents(&self) -> &'static str {
+        "the application database as pg_dump's custom format (schema, data, large objects); roles and their \
+         passwords are not part of it"
+    }
+
+    /// Creates the cluster unless it exists already (so a resumed provision is safe).
+    async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        let (layout, spec) = (node.layout, node.spec);
+        let data = layout.data_dir();
+        if files::read_small(&data.join("PG_VERSION")).is_some() {
+            return Ok(());
+        }
+        if std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_some()) {
+            // A half-made cluster from an interrupted initdb.
+            files::remove_tree(&data).context("removing an incomplete cluster")?;
+            layout.prepare(node.run_as)?;
+        }
+        let pwfile = layout.system().join("initdb.pw");
+        let (_, engine) = crate::layout::owners(node.run_as);
+        files::write_new(&pwfile, spec.admin_password.expose_secret().as_bytes(), engine, 0o600)?;
+        let mut cmd = node.command("initdb")?;
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["--username", &spec.admin_user, "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C"])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        let result = process::run(cmd, "initdb").await;
+        let _ = std::fs::remove_file(&pwfile);
+        result.map(|_| ())
+    }
+
+    fn start_command(&self, node: &Node<'_>, _mode: StartMode) -> anyhow::Result<Command> {
+        let mut cmd = node.command("postgres")?;
+        cmd.arg("-D")
+            .arg(node.layout.data_dir())
+            .arg("-c")
+            .arg(format!("port={}", node.spec.port))
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "logging_collector=off"]);
+        Ok(cmd)
+    }
+
+    async fn is_ready(&self, node: &Node<'_>) -> bool {
+        match connect(node.spec, "postgres").await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Creates the owner role and the application database if missing.
+    async fn setup(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        let spec = node.spec;
+        let mut conn = connect(spec, "postgres").await?;
+        let role: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+            .bind(OWNER)
+            .fetch_optional(&mut conn)
+            .await?;
+        if role.is_none() {
+            exec(&mut conn, format!("CREATE ROLE {OWNER} NOLOGIN")).await?;
+        }
+        let db: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(DATABASE)
+            .fetch_optional(&mut conn)
+            .await?;
+        if db.is_none() {
+            exec(&mut conn, format!("CREATE DATABASE {DATABASE} OWNER {OWNER}")).await?;
+        }
+        // Bound users reach the application database only: the others are svcdash's.
+        exec(
+            &mut conn,
+            "REVOKE ALL ON DATABASE postgres FROM PUBLIC; REVOKE ALL ON DATABASE template1 FROM PUBLIC".into(),
+        )
+        .await?;
+        conn.close().await?;
+        // PostgreSQL 15 no longer lets every role create in `public`; the owner role needs it.
+        let mut conn = connect(spec, DATABASE).await?;
+        exec(&mut conn, format!("ALTER SCHEMA public OWNER TO {OWNER}")).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let spec = node.spec;
+        check_identifier(username)?;
+        check_identifier(password)?;
+        let mut conn = connect(spec, "postgres").await?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+            .bind(username)
+            .fetch_optional(&mut conn)
+            .await?;
+        let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
+        exec(&mut conn, format!("{verb} ROLE {username} LOGIN PASSWORD '{password}'")).await?;
+        exec(&mut conn, format!("GRANT {OWNER} TO {username}; ALTER ROLE {username} SET role = '{OWNER}'")).await?;
+        conn.close().await?;
+        Ok(AppCredentials {
+            host: "127.0.0.1".into(),
+            port: spec.port,
+            username: username.into(),
+            password: password.into(),
+            database: Some(DATABASE.into()),
+            uri: format!("postgres://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port),
+            extra: Default::default(),
+        })
+    }
+
+    async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()> {
+        check_identifier(username)?;
+        let mut conn = connect(node.spec, "postgres").await?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(username)
+            .execute(&mut conn)
+            .await?;
+        exec(&mut conn, format!("DROP ROLE IF EXISTS {username}")).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// `pg_dump` of the application database in the custom format, uncompressed
+    /// (svcdash compresses), as `svcdash_backup`, whose password ends with the dump.
+    async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream> {
+        let password = job_role(node.spec, BACKUP_ROLE).await?;
+        let mut cmd = client_command(node, "pg_dump", BACKUP_ROLE, &password)?;
+        cmd.args(["--format=custom", "--compress=0", "--dbname", DATABASE]);
+        let spec = node.spec.clone();
+        let (reader, done) = process::stream_stdout(cmd, "pg_dump")?;
+        let done = async move {
+            let result = done.await;
+            end_job_role(&spec, BACKUP_ROLE).await;
+            result
+        };
+        Ok(BackupStream { reader: Box::new(reader), done: done.boxed() })
+    }
+
+    /// Creates an empty staging database and starts `pg_restore` into it; the
+    /// application database is not touched until the commit.
+    async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
+        let spec = node.spec;
+        let mut conn = connect(spec, "postgres").await?;
+        exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await?;
+        exec(&mut conn, format!("CREATE DATABASE {STAGING} OWNER {OWNER} TEMPLATE template0 ENCODING 'UTF8'")).await?;
+        conn.close().await?;
+
+        let password = job_role(spec, RESTORE_ROLE).await?;
+        let mut cmd = client_command(node, "pg_restore", RESTORE_ROLE, &password)?;
+        // The tenant's functions run during the load (constraints, index expressions):
+        // as the owner role, never as a superuser, and ownership and grants of the dump
+        // are not replayed (they could name roles that no longer exist).
+        cmd.args(["--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges"])
+            .args(["--role", OWNER, "--dbname", STAGING])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting pg_restore")?;
+        let stdin = child.stdin.take().context("pg_restore has no stdin")?;
+        let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
+        Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
+    }
 }
 
 fn options(spec: &NodeSpec, database: &str) -> PgConnectOptions {
@@ -104,42 +267,6 @@ async fn connect(spec: &NodeSpec, database: &str) -> anyhow::Result<PgConnection
         .with_context(|| format!("connecting to PostgreSQL on port {}", spec.port))
 }
 
-pub async fn is_ready(spec: &NodeSpec) -> bool {
-    match connect(spec, "postgres").await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-/// Creates the owner role and the application database if missing.
-pub async fn setup(spec: &NodeSpec) -> anyhow::Result<()> {
-    let mut conn = connect(spec, "postgres").await?;
-    let role: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1").bind(OWNER).fetch_optional(&mut conn).await?;
-    if role.is_none() {
-        exec(&mut conn, format!("CREATE ROLE {OWNER} NOLOGIN")).await?;
-    }
-    let db: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(DATABASE)
-        .fetch_optional(&mut conn)
-        .await?;
-    if db.is_none() {
-        exec(&mut conn, format!("CREATE DATABASE {DATABASE} OWNER {OWNER}")).await?;
-    }
-    // Bound users reach the application database only: the others are svcdash's.
-    exec(&mut conn, "REVOKE ALL ON DATABASE postgres FROM PUBLIC; REVOKE ALL ON DATABASE template1 FROM PUBLIC".into())
-        .await?;
-    conn.close().await?;
-    // PostgreSQL 15 no longer lets every role create in `public`; the owner role needs it.
-    let mut conn = connect(spec, DATABASE).await?;
-    exec(&mut conn, format!("ALTER SCHEMA public OWNER TO {OWNER}")).await?;
-    conn.close().await?;
-    Ok(())
-}
-
 /// Runs statements built only from this module's constants and checked identifiers.
 async fn exec(conn: &mut PgConnection, sql: String) -> sqlx::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
@@ -152,53 +279,12 @@ fn check_identifier(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn create_user(spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
-    check_identifier(username)?;
-    check_identifier(password)?;
-    let mut conn = connect(spec, "postgres").await?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
-        .bind(username)
-        .fetch_optional(&mut conn)
-        .await?;
-    let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
-    exec(&mut conn, format!("{verb} ROLE {username} LOGIN PASSWORD '{password}'")).await?;
-    exec(&mut conn, format!("GRANT {OWNER} TO {username}; ALTER ROLE {username} SET role = '{OWNER}'")).await?;
-    conn.close().await?;
-    Ok(AppCredentials {
-        host: "127.0.0.1".into(),
-        port: spec.port,
-        username: username.into(),
-        password: password.into(),
-        database: Some(DATABASE.into()),
-        uri: format!("postgres://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port),
-    })
-}
-
-pub async fn delete_user(spec: &NodeSpec, username: &str) -> anyhow::Result<()> {
-    check_identifier(username)?;
-    let mut conn = connect(spec, "postgres").await?;
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
-        .bind(username)
-        .execute(&mut conn)
-        .await?;
-    exec(&mut conn, format!("DROP ROLE IF EXISTS {username}")).await?;
-    conn.close().await?;
-    Ok(())
-}
-
 /// A client program connecting as `role` with a password made for this job. It runs
 /// as the engine's account, not as svcdash's: a client talks to a server a tenant's
 /// code runs in.
-fn client_command(
-    tools: &Tools,
-    program: &str,
-    spec: &NodeSpec,
-    run_as: Option<RunAs>,
-    role: &str,
-    password: &str,
-) -> anyhow::Result<Command> {
-    let mut cmd = process::command(&tools.find(PG, program)?, run_as);
-    cmd.args(["--host", "127.0.0.1", "--port", &spec.port.to_string(), "--username", role])
+fn client_command(node: &Node<'_>, program: &str, role: &str, password: &str) -> anyhow::Result<Command> {
+    let mut cmd = node.command(program)?;
+    cmd.args(["--host", "127.0.0.1", "--port", &node.spec.port.to_string(), "--username", role])
         .arg("--no-password")
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
@@ -246,102 +332,66 @@ async fn end_job_role(spec: &NodeSpec, role: &str) {
     }
 }
 
-/// `pg_dump` of the application database in the custom format, uncompressed (svcdash
-/// compresses), as `svcdash_backup`; the future ends the role's password after it.
-pub async fn dump_command(
-    tools: &Tools,
-    spec: &NodeSpec,
-    run_as: Option<RunAs>,
-) -> anyhow::Result<(Command, impl Future<Output = ()> + use<>)> {
-    let password = job_role(spec, BACKUP_ROLE).await?;
-    let mut cmd = client_command(tools, "pg_dump", spec, run_as, BACKUP_ROLE, &password)?;
-    cmd.args(["--format=custom", "--compress=0", "--dbname", DATABASE]);
-    let spec = spec.clone();
-    Ok((cmd, async move { end_job_role(&spec, BACKUP_ROLE).await }))
-}
-
 /// A load in progress into the staging database.
-pub struct Restore {
+struct Restore {
     child: Child,
     stderr: JoinHandle<String>,
 }
 
-/// Creates an empty staging database and starts `pg_restore` into it; the returned
-/// stdin takes the dump. The application database is not touched until [`commit`].
-pub async fn begin_restore(
-    tools: &Tools,
-    spec: &NodeSpec,
-    run_as: Option<RunAs>,
-) -> anyhow::Result<(ChildStdin, Restore)> {
-    let mut conn = connect(spec, "postgres").await?;
-    exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await?;
-    exec(&mut conn, format!("CREATE DATABASE {STAGING} OWNER {OWNER} TEMPLATE template0 ENCODING 'UTF8'")).await?;
-    conn.close().await?;
-
-    let password = job_role(spec, RESTORE_ROLE).await?;
-    let mut cmd = client_command(tools, "pg_restore", spec, run_as, RESTORE_ROLE, &password)?;
-    // The tenant's functions run during the load (constraints, index expressions):
-    // as the owner role, never as a superuser, and ownership and grants of the dump
-    // are not replayed (they could name roles that no longer exist).
-    cmd.args(["--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges"])
-        .args(["--role", OWNER, "--dbname", STAGING])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("starting pg_restore")?;
-    let stdin = child.stdin.take().context("pg_restore has no stdin")?;
-    let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
-    Ok((stdin, Restore { child, stderr }))
-}
-
-/// Waits for `pg_restore`, then swaps the staging database in for the application
-/// database. Connections are refused for the moment of the swap and the old data dropped.
-pub async fn commit(spec: &NodeSpec, restore: Restore) -> anyhow::Result<()> {
-    let loaded = process::finish(restore.child, restore.stderr, "pg_restore").await;
-    end_job_role(spec, RESTORE_ROLE).await;
-    loaded?;
-    let mut conn = connect(spec, "postgres").await?;
-    let steps = [
-        format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)"),
-        format!("ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false"),
-        format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname IN ('{DATABASE}', '{STAGING}') AND pid <> pg_backend_pid()"
-        ),
-        format!("ALTER DATABASE {DATABASE} RENAME TO {REPLACED}"),
-        format!("ALTER DATABASE {STAGING} RENAME TO {DATABASE}"),
-        format!("DROP DATABASE {REPLACED} WITH (FORCE)"),
-    ];
-    for step in &steps {
-        // Terminated backends can take a moment to go; retry the renames briefly.
-        let mut attempt = 0;
-        loop {
-            match exec(&mut conn, step.clone()).await {
-                Ok(_) => break,
-                Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+#[async_trait]
+impl StagedRestore for Restore {
+    /// Waits for `pg_restore`, then swaps the staging database in for the
+    /// application database. Connections are refused for the moment of the swap and
+    /// the old data dropped.
+    async fn commit(self: Box<Self>, node: &Node<'_>, _control: &dyn NodeControl) -> anyhow::Result<()> {
+        let spec = node.spec;
+        let loaded = process::finish(self.child, self.stderr, "pg_restore").await;
+        end_job_role(spec, RESTORE_ROLE).await;
+        loaded?;
+        let mut conn = connect(spec, "postgres").await?;
+        let steps = [
+            format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)"),
+            format!("ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname IN ('{DATABASE}', '{STAGING}') AND pid <> pg_backend_pid()"
+            ),
+            format!("ALTER DATABASE {DATABASE} RENAME TO {REPLACED}"),
+            format!("ALTER DATABASE {STAGING} RENAME TO {DATABASE}"),
+            format!("DROP DATABASE {REPLACED} WITH (FORCE)"),
+        ];
+        for step in &steps {
+            // Terminated backends can take a moment to go; retry the renames briefly.
+            let mut attempt = 0;
+            loop {
+                match exec(&mut conn, step.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("switching to the restored database ({step})")),
                 }
-                Err(e) => return Err(e).with_context(|| format!("switching to the restored database ({step})")),
             }
         }
+        conn.close().await?;
+        Ok(())
     }
-    conn.close().await?;
-    Ok(())
-}
 
-/// Stops a load and drops the staging database; the application database stays as it was.
-pub async fn abort(spec: &NodeSpec, mut restore: Restore) {
-    let _ = restore.child.kill().await;
-    restore.stderr.abort();
-    end_job_role(spec, RESTORE_ROLE).await;
-    match connect(spec, "postgres").await {
-        Ok(mut conn) => {
-            if let Err(e) = exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await {
-                tracing::warn!(error = %e, "could not drop the staging database of a failed restore");
+    /// Stops the load and drops the staging database.
+    async fn abort(mut self: Box<Self>, node: &Node<'_>) {
+        let spec = node.spec;
+        let _ = self.child.kill().await;
+        self.stderr.abort();
+        end_job_role(spec, RESTORE_ROLE).await;
+        match connect(spec, "postgres").await {
+            Ok(mut conn) => {
+                if let Err(e) = exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await {
+                    tracing::warn!(error = %e, "could not drop the staging database of a failed restore");
+                }
+                let _ = conn.close().await;
             }
-            let _ = conn.close().await;
+            Err(e) => tracing::warn!(error = %e, "could not drop the staging database of a failed restore"),
         }
-        Err(e) => tracing::warn!(error = %e, "could not drop the staging database of a failed restore"),
     }
 }

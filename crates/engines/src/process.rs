@@ -6,10 +6,12 @@ use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 /// The search path engine programs (and the account tools) get: system folders only.
@@ -53,6 +55,35 @@ pub async fn run(mut cmd: Command, what: &str) -> anyhow::Result<String> {
         bail!("{what} failed ({}): {}", output.status, tail(&text));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// What `program ARG` prints (its version, say), run as svcdash with a cleared
+/// environment.
+pub async fn version_output(program: &Path, arg: &str) -> anyhow::Result<String> {
+    let mut cmd = command(program, None);
+    cmd.arg(arg);
+    run(cmd, &format!("{} {arg}", program.display())).await
+}
+
+/// Starts `cmd` with its stdout piped out; returns that stream and a future saying
+/// whether the program succeeded (its stderr's end in the error).
+pub fn stream_stdout(
+    mut cmd: Command,
+    what: &'static str,
+) -> anyhow::Result<(ChildStdout, BoxFuture<'static, anyhow::Result<()>>)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    // A 1 MiB pipe instead of 64 KiB: the program blocks less often.
+    if let Err(e) = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)) {
+        tracing::debug!(error = %e, "could not enlarge a pipe");
+    }
+    let stderr = collect_tail(child.stderr.take().context("no stderr")?);
+    Ok((stdout, finish(child, stderr, what).boxed()))
 }
 
 /// Keeps the last few KiB a child writes to a pipe (its stderr), for error messages.

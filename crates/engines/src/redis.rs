@@ -13,15 +13,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::files;
-use crate::process::{self, RunAs};
-use crate::{AppCredentials, EngineKind, NodeLayout, NodeSpec, Tools};
+use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
-const REDIS: EngineKind = EngineKind::Redis;
+pub struct Redis;
 
 fn config_file(layout: &NodeLayout) -> PathBuf {
     layout.system().join("redis.conf")
@@ -31,22 +31,18 @@ fn acl_file(layout: &NodeLayout) -> PathBuf {
     layout.data_dir().join("users.acl")
 }
 
-pub fn rdb_file(layout: &NodeLayout) -> PathBuf {
+fn rdb_file(layout: &NodeLayout) -> PathBuf {
     layout.data_dir().join("dump.rdb")
 }
 
 /// Beside the data folder, not in it: svcdash writes it, and the engine cannot plant
 /// anything in `persistent` itself.
-pub fn staging_file(layout: &NodeLayout) -> PathBuf {
+fn staging_file(layout: &NodeLayout) -> PathBuf {
     layout.persistent().join("restore.rdb.partial")
 }
 
 fn aof_dir(layout: &NodeLayout) -> PathBuf {
     layout.data_dir().join("appendonlydir")
-}
-
-pub fn pid_file(layout: &NodeLayout) -> PathBuf {
-    layout.run_dir().join("redis.pid")
 }
 
 /// What a binding's user may run: everything on the data, nothing on the server.
@@ -74,8 +70,130 @@ const BINDING_RULES: &[&str] = &[
     "+acl|whoami",
 ];
 
-/// Writes the server configuration (every start) and the ACL file (first start only).
-pub fn init(layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<()> {
+#[async_trait]
+impl Engine for Redis {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn short_name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn version(&self, tools: &Tools) -> anyhow::Result<String> {
+        // "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=..."
+        let out = process::version_output(&tools.find(self, "redis-server")?, "--version").await?;
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .map(str::to_owned)
+            .context("redis-server --version said no version")
+    }
+
+    fn programs(&self) -> &'static [&'static str] {
+        &["redis-server", "redis-cli"]
+    }
+
+    fn package(&self) -> &'static str {
+        "redis-server"
+    }
+
+    fn process_names(&self) -> &'static [&'static str] {
+        &["redis-server"]
+    }
+
+    fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
+        layout.run_dir().join("redis.pid")
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "rdb"
+    }
+
+    fn backup_contents(&self) -> &'static str {
+        "an RDB snapshot of every key in every database; users (ACLs) are not part of it"
+    }
+
+    /// Writes the server configuration (every start) and the ACL file (first start
+    /// only); after a restore, the server starts from the RDB file alone.
+    fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command> {
+        write_config(node)?;
+        let mut cmd = node.command("redis-server")?;
+        cmd.arg(config_file(node.layout));
+        if mode == StartMode::AfterRestore {
+            // Without its AOF, Redis would start empty if appendonly were on: load the
+            // RDB first, then write a new AOF from it.
+            cmd.args(["--appendonly", "no"]);
+        }
+        Ok(cmd)
+    }
+
+    async fn is_ready(&self, node: &Node<'_>) -> bool {
+        match connect(node.spec).await {
+            Ok(mut conn) => {
+                // While loading its data Redis answers LOADING; wait for a plain PONG.
+                matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(pong) if pong == "PONG")
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let spec = node.spec;
+        let mut conn = connect(spec).await?;
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(username)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg(BINDING_RULES)
+            .query_async::<()>(&mut conn)
+            .await
+            .context("creating the Redis user")?;
+        redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await.context("saving Redis users")?;
+        Ok(AppCredentials {
+            host: "127.0.0.1".into(),
+            port: spec.port,
+            username: username.into(),
+            password: password.into(),
+            database: None,
+            uri: format!("redis://{username}:{password}@127.0.0.1:{}", spec.port),
+            extra: Default::default(),
+        })
+    }
+
+    async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()> {
+        let mut conn = connect(node.spec).await?;
+        redis::cmd("ACL").arg("DELUSER").arg(username).query_async::<()>(&mut conn).await?;
+        redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// `redis-cli --rdb -`: a consistent point-in-time snapshot, streamed as it is
+    /// made. It runs as the engine's account (a client of a server a tenant's code
+    /// runs in).
+    async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream> {
+        let spec = node.spec;
+        let mut cmd = node.command("redis-cli")?;
+        cmd.args(["-h", "127.0.0.1", "-p", &spec.port.to_string(), "--user", &spec.admin_user, "--rdb", "-"])
+            .env("REDISCLI_AUTH", spec.admin_password.expose_secret());
+        let (reader, done) = process::stream_stdout(cmd, "redis-cli --rdb")?;
+        Ok(BackupStream { reader: Box::new(reader), done })
+    }
+
+    /// The RDB file is written beside the data folder, and swapped in once complete.
+    async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
+        let path = staging_file(node.layout);
+        files::remove_tree(&path)?;
+        let file = files::create_new(&path, 0o600)?;
+        Ok(RestoreSink { writer: Box::new(tokio::fs::File::from_std(file)), staged: Box::new(Restore) })
+    }
+}
+
+fn write_config(node: &Node<'_>) -> anyhow::Result<()> {
+    let (layout, spec) = (node.layout, node.spec);
     let config = format!(
         "# Written by svcdash; changes are overwritten.\n\
          bind 127.0.0.1\n\
@@ -97,9 +215,9 @@ pub fn init(layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyh
         port = spec.port,
         dir = layout.data_dir().display(),
         acl = acl_file(layout).display(),
-        pid = pid_file(layout).display(),
+        pid = Redis.pid_file(layout).display(),
     );
-    let (svcdash, engine) = crate::layout::owners(run_as);
+    let (svcdash, engine) = crate::layout::owners(node.run_as);
     files::write_new(&config_file(layout), config.as_bytes(), svcdash, 0o640).context("writing redis.conf")?;
     // In the engine's own folder: created with O_EXCL, so a link planted there is
     // refused rather than followed.
@@ -112,18 +230,6 @@ pub fn init(layout: &NodeLayout, spec: &NodeSpec, run_as: Option<RunAs>) -> anyh
         files::give(&file, &acl, engine, 0o600)?;
     }
     Ok(())
-}
-
-/// `redis-server` with the node's configuration and any `extra` settings (`--name value`).
-pub fn start_command(
-    tools: &Tools,
-    layout: &NodeLayout,
-    run_as: Option<RunAs>,
-    extra: &[&str],
-) -> anyhow::Result<Command> {
-    let mut cmd = process::command(&tools.find(REDIS, "redis-server")?, run_as);
-    cmd.arg(config_file(layout)).args(extra);
-    Ok(cmd)
 }
 
 async fn connect(spec: &NodeSpec) -> anyhow::Result<redis::aio::MultiplexedConnection> {
@@ -143,61 +249,39 @@ async fn connect(spec: &NodeSpec) -> anyhow::Result<redis::aio::MultiplexedConne
         .with_context(|| format!("connecting to Redis on port {}", spec.port))
 }
 
-pub async fn is_ready(spec: &NodeSpec) -> bool {
-    match connect(spec).await {
-        Ok(mut conn) => {
-            // While loading its data Redis answers LOADING; wait for a plain PONG.
-            matches!(redis::cmd("PING").query_async::<String>(&mut conn).await, Ok(pong) if pong == "PONG")
-        }
-        Err(_) => false,
+/// An RDB file written completely beside the data.
+struct Restore;
+
+#[async_trait]
+impl StagedRestore for Restore {
+    /// Checks the file is an RDB file, then stops the server, swaps the file in (the
+    /// append-only files go: they hold the old data) and starts it on the file.
+    async fn commit(self: Box<Self>, node: &Node<'_>, control: &dyn NodeControl) -> anyhow::Result<()> {
+        let layout = node.layout;
+        let staging = staging_file(layout);
+        let file = std::fs::OpenOptions::new().read(true).open(&staging)?;
+        file.sync_all()?;
+        let mut magic = [0u8; 5];
+        std::io::Read::read_exact(&mut &file, &mut magic).context("reading the restored RDB file")?;
+        anyhow::ensure!(&magic == b"REDIS", "the backup is not an RDB file; the instance was not changed");
+        let (_, engine) = crate::layout::owners(node.run_as);
+        files::give(&file, &staging, engine, 0o600)?;
+        control.stop().await?;
+        files::remove_tree(&aof_dir(layout)).context("removing the old append-only files")?;
+        // `rename` replaces whatever is at `dump.rdb` (a link too) without following it.
+        std::fs::rename(&staging, rdb_file(layout)).context("moving the restored RDB file in place")?;
+        control.start(StartMode::AfterRestore).await?;
+        enable_aof(node.spec).await
     }
-}
 
-pub async fn create_user(spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
-    let mut conn = connect(spec).await?;
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(username)
-        .arg("reset")
-        .arg("on")
-        .arg(format!(">{password}"))
-        .arg("~*")
-        .arg("&*")
-        .arg(BINDING_RULES)
-        .query_async::<()>(&mut conn)
-        .await
-        .context("creating the Redis user")?;
-    redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await.context("saving Redis users")?;
-    Ok(AppCredentials {
-        host: "127.0.0.1".into(),
-        port: spec.port,
-        username: username.into(),
-        password: password.into(),
-        database: None,
-        uri: format!("redis://{username}:{password}@127.0.0.1:{}", spec.port),
-    })
-}
-
-pub async fn delete_user(spec: &NodeSpec, username: &str) -> anyhow::Result<()> {
-    let mut conn = connect(spec).await?;
-    redis::cmd("ACL").arg("DELUSER").arg(username).query_async::<()>(&mut conn).await?;
-    redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await?;
-    Ok(())
-}
-
-/// `redis-cli --rdb -`: a consistent point-in-time snapshot, streamed as it is made.
-/// It runs as the engine's account (a client of a server a tenant's code runs in).
-pub fn dump_command(tools: &Tools, spec: &NodeSpec, run_as: Option<RunAs>) -> anyhow::Result<Command> {
-    let mut cmd = process::command(&tools.find(REDIS, "redis-cli")?, run_as);
-    cmd.args(["-h", "127.0.0.1", "-p", &spec.port.to_string(), "--user", &spec.admin_user, "--rdb", "-"])
-        .env("REDISCLI_AUTH", spec.admin_password.expose_secret())
-        .kill_on_drop(true);
-    Ok(cmd)
+    async fn abort(self: Box<Self>, node: &Node<'_>) {
+        let _ = files::remove_tree(&staging_file(node.layout));
+    }
 }
 
 /// Turns the append-only file back on after a restore started the server without it,
 /// and waits until the rewrite of the restored data into a new AOF is done.
-pub async fn enable_aof(spec: &NodeSpec) -> anyhow::Result<()> {
+async fn enable_aof(spec: &NodeSpec) -> anyhow::Result<()> {
     let mut conn = connect(spec).await?;
     redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query_async::<()>(&mut conn).await?;
     for _ in 0..600 {
@@ -220,12 +304,4 @@ pub async fn enable_aof(spec: &NodeSpec) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("Redis did not finish writing its append-only file within a minute")
-}
-
-/// Swaps a fully written staging RDB file in for the node's data; the server must be
-/// stopped. `rename` replaces whatever is at `dump.rdb` (a link too) without following it.
-pub fn swap_in_staging(layout: &NodeLayout) -> anyhow::Result<()> {
-    files::remove_tree(&aof_dir(layout)).context("removing the old append-only files")?;
-    std::fs::rename(staging_file(layout), rdb_file(layout)).context("moving the restored RDB file in place")?;
-    Ok(())
 }

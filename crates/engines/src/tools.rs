@@ -1,24 +1,24 @@
-//! Finding the engines' programs: configured paths first, then PATH, then the
-//! places Debian installs PostgreSQL (`/usr/lib/postgresql/N/bin`).
+//! Finding the engines' programs: a folder the operator configured for the engine
+//! first, then PATH, then the folders the engine's OS package uses off PATH.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::EngineKind;
+use crate::Engine;
 
-/// Operator settings for where engine programs are.
+/// Operator settings for where engine programs are: a folder per engine name
+/// (`[engines.bin_dirs] postgresql = "/usr/lib/postgresql/15/bin"`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolsConfig {
-    /// Folder holding initdb, postgres, pg_dump and pg_restore.
-    pub postgres_bin_dir: Option<PathBuf>,
-    /// Folder holding redis-server and redis-cli.
-    pub redis_bin_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub bin_dirs: BTreeMap<String, PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tools {
     config: ToolsConfig,
 }
@@ -29,44 +29,39 @@ impl Tools {
     }
 
     /// The path of `program`, or a clear error naming the package to install.
-    pub fn find(&self, engine: EngineKind, program: &str) -> anyhow::Result<PathBuf> {
-        let configured = match engine {
-            EngineKind::Postgresql => self.config.postgres_bin_dir.as_deref(),
-            EngineKind::Redis => self.config.redis_bin_dir.as_deref(),
-        };
-        if let Some(dir) = configured {
+    pub fn find(&self, engine: &dyn Engine, program: &str) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = self.config.bin_dirs.get(engine.name()) {
             let path = dir.join(program);
             if is_executable(&path) {
                 return Ok(path);
             }
             bail!("{program} is not in the configured folder {}", dir.display());
         }
-        if engine == EngineKind::Postgresql {
-            // Debian keeps initdb and postgres off PATH; prefer its newest version.
-            if let Some(path) = debian_postgres(program) {
-                return Ok(path);
-            }
+        // The package's own folder first: Debian keeps initdb off PATH, and puts a
+        // wrapper for rabbitmqctl on it that refuses any user but its own.
+        let dirs = engine.program_dirs();
+        if let Some(path) = dirs.iter().map(|dir| dir.join(program)).find(|p| is_executable(p)) {
+            return Ok(path);
         }
         if let Some(path) = on_path(program) {
             return Ok(path);
         }
-        let package = match engine {
-            EngineKind::Postgresql => "postgresql",
-            EngineKind::Redis => "redis-server",
+        let also = if dirs.is_empty() {
+            String::new()
+        } else {
+            format!(" or in {}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))
         };
         bail!(
-            "{program} was not found on PATH{}: install the {package} package or set its folder in the configuration",
-            if engine == EngineKind::Postgresql { " or under /usr/lib/postgresql/*/bin" } else { "" }
+            "{program} was not found on PATH{also}: install the {} package or set [engines.bin_dirs] {} in the \
+             configuration",
+            engine.package(),
+            engine.name()
         )
     }
 
     /// Checks that every program an engine needs is there.
-    pub fn check(&self, engine: EngineKind) -> anyhow::Result<()> {
-        let programs: &[&str] = match engine {
-            EngineKind::Postgresql => &["initdb", "postgres", "pg_dump", "pg_restore"],
-            EngineKind::Redis => &["redis-server", "redis-cli"],
-        };
-        for program in programs {
+    pub fn check(&self, engine: &dyn Engine) -> anyhow::Result<()> {
+        for program in engine.programs() {
             self.find(engine, program)?;
         }
         Ok(())
@@ -83,13 +78,15 @@ fn on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| is_executable(p))
 }
 
-fn debian_postgres(program: &str) -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
+/// `/usr/lib/<name>/<version>/bin` folders, newest version first (Debian's
+/// PostgreSQL packages).
+pub fn versioned_dirs(base: &str) -> Vec<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin").join(program))))
-        .filter(|(_, p)| is_executable(p))
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, p)| p)
+    versions.into_iter().rev().map(|(_, p)| p).collect()
 }

@@ -113,7 +113,11 @@ impl AppState {
         Ok(NewBackup {
             instance_id: instance.id,
             key_id: key.id,
-            object_key_template: format!("{}/backup-{{seq}}.{}.zst.age", instance.backup_guid, engine.dump_extension()),
+            object_key_template: format!(
+                "{}/backup-{{seq}}.{}.zst.age",
+                instance.backup_guid,
+                engine.backup_extension()
+            ),
         })
     }
 

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use engines::EngineKind;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,7 +16,8 @@ pub struct Catalog {
 pub struct Service {
     pub id: String,
     pub name: String,
-    pub engine: EngineKind,
+    /// The engine's name in svcdash's registry (`postgresql`, `redis`, `mariadb`, `rabbitmq`).
+    pub engine: String,
     /// The version instances are deployed with.
     pub version: String,
     pub description: String,
@@ -45,7 +45,7 @@ fn one() -> i64 {
 const BUILT_IN: &str = include_str!("../catalog.toml");
 
 impl Catalog {
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn load(path: Option<&Path>, engines: &engines::Registry) -> anyhow::Result<Self> {
         let (text, origin) = match path {
             Some(path) => (
                 std::fs::read_to_string(path).with_context(|| format!("reading catalog {}", path.display()))?,
@@ -54,13 +54,14 @@ impl Catalog {
             None => (BUILT_IN.to_owned(), "the built-in catalog".to_owned()),
         };
         let catalog: Catalog = toml::from_str(&text).with_context(|| format!("parsing {origin}"))?;
-        catalog.validate().with_context(|| format!("checking {origin}"))?;
+        catalog.validate(engines).with_context(|| format!("checking {origin}"))?;
         Ok(catalog)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    fn validate(&self, engines: &engines::Registry) -> anyhow::Result<()> {
         let mut ids = std::collections::HashSet::new();
         for service in &self.services {
+            engines.find(&service.engine).with_context(|| format!("service {}", service.name))?;
             if !ids.insert(&service.id) {
                 bail!("service id {} appears twice", service.id);
             }
@@ -145,7 +146,7 @@ impl Service {
 mod tests {
     #[test]
     fn built_in_catalog_offers_postgresql_and_redis_single_small() {
-        let catalog = super::Catalog::load(None).unwrap();
+        let catalog = super::Catalog::load(None, &engines::Registry::builtin()).unwrap();
         for name in ["postgresql", "redis"] {
             let service = catalog.service_by_name(name).unwrap();
             assert!(service.plan_by_name("single-small").is_some(), "{name}");

@@ -192,26 +192,22 @@ impl BackupsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnginesConfig {
-    /// Folder holding initdb, postgres, pg_dump, pg_restore (else PATH, then /usr/lib/postgresql/*/bin).
-    pub postgres_bin_dir: Option<PathBuf>,
-    /// Folder holding redis-server and redis-cli (else PATH).
-    pub redis_bin_dir: Option<PathBuf>,
+    /// A folder holding an engine's programs, by engine name; without one, svcdash
+    /// looks in the folder the engine's OS package uses, then on PATH.
+    pub bin_dirs: std::collections::BTreeMap<String, PathBuf>,
     /// Seconds between checks that every engine runs; one that died is started again.
     pub check_interval_secs: u64,
 }
 
 impl Default for EnginesConfig {
     fn default() -> Self {
-        Self { postgres_bin_dir: None, redis_bin_dir: None, check_interval_secs: 10 }
+        Self { bin_dirs: Default::default(), check_interval_secs: 10 }
     }
 }
 
 impl EnginesConfig {
     pub fn tools(&self) -> engines::Tools {
-        engines::Tools::new(engines::ToolsConfig {
-            postgres_bin_dir: self.postgres_bin_dir.clone(),
-            redis_bin_dir: self.redis_bin_dir.clone(),
-        })
+        engines::Tools::new(engines::ToolsConfig { bin_dirs: self.bin_dirs.clone() })
     }
 }
 

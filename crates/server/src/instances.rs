@@ -2,7 +2,7 @@
 //! the CLI alike) and turning stored nodes into what the deployer needs.
 
 use anyhow::Context;
-use engines::{EngineKind, NodeSpec};
+use engines::{EngineRef, NodeSpec};
 use secrecy::SecretString;
 use store::{Instance, InstanceState, Job, JobKind, NewInstance, Node};
 
@@ -128,19 +128,21 @@ impl AppState {
         }]
     }
 
-    pub fn engine_of(&self, instance: &Instance) -> anyhow::Result<EngineKind> {
-        self.catalog.service(&instance.service_id).map(|s| s.engine).with_context(|| {
+    pub fn engine_of(&self, instance: &Instance) -> anyhow::Result<EngineRef> {
+        let service = self.catalog.service(&instance.service_id).with_context(|| {
             format!("service {} of instance {} is not in the catalog", instance.service_id, instance.guid)
-        })
+        })?;
+        self.engines.find(&service.engine).cloned()
     }
 
-    pub fn node_spec(&self, instance: &Instance, engine: EngineKind, node: &Node) -> anyhow::Result<NodeSpec> {
+    pub fn node_spec(&self, instance: &Instance, engine: &EngineRef, node: &Node) -> anyhow::Result<NodeSpec> {
         Ok(NodeSpec {
-            engine,
+            engine: engine.clone(),
             instance_guid: instance.guid.clone(),
             local_name: instance.local_name.clone(),
             index: node.index,
             port: node.port,
+            extra_ports: node.extra_ports.clone(),
             admin_user: node.admin_user.clone(),
             admin_password: self.master.unseal(&node.sealed_password)?,
         })
@@ -148,7 +150,7 @@ impl AppState {
 
     pub async fn node_specs(&self, instance: &Instance) -> anyhow::Result<Vec<NodeSpec>> {
         let engine = self.engine_of(instance)?;
-        self.store.nodes(instance.id).await?.iter().map(|n| self.node_spec(instance, engine, n)).collect()
+        self.store.nodes(instance.id).await?.iter().map(|n| self.node_spec(instance, &engine, n)).collect()
     }
 
     /// Starts the engines of every provisioned instance, as after a restart of svcdash,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use backup::BackupStorage;
 use backup::keys::MasterKey;
-use engines::LocalDeployer;
+use engines::{Deployer, LocalDeployer, Registry};
 use store::Store;
 use tokio::sync::Notify;
 
@@ -18,7 +18,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub store: Arc<dyn Store>,
-    pub deployer: Arc<LocalDeployer>,
+    /// Runs the instances' nodes; the local one is the embedded default.
+    pub deployer: Arc<dyn Deployer>,
+    /// The engines, by the names the catalog uses.
+    pub engines: Registry,
     pub storage: BackupStorage,
     pub master: MasterKey,
     /// Who is asking and what they may do; [`crate::auth::Authenticator`] is its seam.
@@ -36,7 +39,8 @@ impl AppState {
     /// Opens everything the configuration names: store, master key, backup store, deployer.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         crate::host::secure_data_folder(&config)?;
-        let catalog = Catalog::load(config.catalog.as_deref())?;
+        let engines = Registry::builtin();
+        let catalog = Catalog::load(config.catalog.as_deref(), &engines)?;
         let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(&config.database_path()).await?);
         let master = config.master_key()?;
         let storage = BackupStorage::open(&config.backups_url()?, config.backups.options.clone())?;
@@ -67,6 +71,7 @@ impl AppState {
             catalog: Arc::new(catalog),
             store,
             deployer: Arc::new(deployer),
+            engines,
             storage,
             master,
             auth,

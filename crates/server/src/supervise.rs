@@ -36,13 +36,13 @@ async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         let engine = state.engine_of(&instance)?;
         for node in state.store.nodes(instance.id).await? {
             if node.parachute.is_some()
-                || state.deployer.running_pid(&instance.local_name, node.index).await.is_some()
+                || state.deployer.is_running(&instance.local_name, node.index).await
                 || state.store.running_job(instance.id).await?.is_some()
             {
                 continue;
             }
             tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
-            let started = match state.node_spec(&instance, engine, &node) {
+            let started = match state.node_spec(&instance, &engine, &node) {
                 Ok(spec) => state.deployer.start(&spec).await,
                 Err(e) => Err(e),
             };

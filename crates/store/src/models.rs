@@ -112,6 +112,8 @@ pub struct Node {
     pub instance_id: i64,
     pub index: i64,
     pub port: u16,
+    /// The node's other ports, in the order its engine names them.
+    pub extra_ports: Vec<u16>,
     pub admin_user: String,
     pub sealed_password: String,
     /// Set while the parachute keeps the engine stopped.
@@ -130,6 +132,7 @@ pub struct NewNode {
     pub instance_id: i64,
     pub index: i64,
     pub port: u16,
+    pub extra_ports: Vec<u16>,
     pub admin_user: String,
     pub sealed_password: String,
 }

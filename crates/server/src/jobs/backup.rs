@@ -18,12 +18,12 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .find(|s| s.index == node)
         .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
     let key = state.backup_key(&backup).await?;
-    let (dump, dump_done) = state.deployer.dump(&spec).await?;
+    let stream = state.deployer.backup(&spec).await?;
     let stored = backup::upload(
         &state.storage,
         &backup.object_key,
-        dump,
-        dump_done,
+        stream.reader,
+        stream.done,
         key.recipient(),
         &state.config.backups.pipeline(),
     )

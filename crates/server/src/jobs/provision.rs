@@ -23,19 +23,21 @@ pub async fn provision(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 Some(node) => node.clone(),
                 None => {
                     let (_, sealed_password) = sealed_secret(state, 32)?;
+                    let ports = free_ports(engine.ports().len())?;
                     state
                         .store
                         .upsert_node(NewNode {
                             instance_id: instance.id,
                             index,
-                            port: engines::free_port().context("finding a free port")?,
+                            port: ports[0],
+                            extra_ports: ports[1..].to_vec(),
                             admin_user: "svcdash_admin".into(),
                             sealed_password,
                         })
                         .await?
                 }
             };
-            let spec = state.node_spec(&instance, engine, &node)?;
+            let spec = state.node_spec(&instance, &engine, &node)?;
             state.deployer.provision(&spec).await?;
         }
         anyhow::Ok(())
@@ -46,6 +48,18 @@ pub async fn provision(state: &AppState, job: &Job) -> anyhow::Result<()> {
         Err(e) => state.store.set_instance_state(instance.id, InstanceState::Failed, Some(&format!("{e:#}"))).await?,
     }
     result
+}
+
+/// `count` different free ports.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = engines::free_port().context("finding a free port")?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }
 
 pub async fn deprovision(state: &AppState, job: &Job) -> anyhow::Result<()> {

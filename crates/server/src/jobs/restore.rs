@@ -21,14 +21,14 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .find(|s| s.index == node)
         .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
     let key = state.backup_key(&backup).await?;
-    let (sink, target) = state.deployer.begin_restore(&spec).await?;
-    match backup::download(&state.storage, &backup.object_key, &expected, key.identity(), sink).await {
+    let sink = state.deployer.begin_restore(&spec).await?;
+    match backup::download(&state.storage, &backup.object_key, &expected, key.identity(), sink.writer).await {
         Ok(bytes) => {
             tracing::info!(backup = backup.seq, plain_bytes = bytes, "backup verified and loaded; switching over");
-            state.deployer.commit_restore(&spec, target).await
+            state.deployer.commit_restore(&spec, sink.staged).await
         }
         Err(e) => {
-            state.deployer.abort_restore(&spec, target).await;
+            state.deployer.abort_restore(&spec, sink.staged).await;
             Err(e)
         }
     }

@@ -89,9 +89,12 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
                 }
             };
             // After the parachute acted, so a collection that stops the engine says so.
-            let pid = state.deployer.running_pid(&instance.local_name, node.index).await;
+            let pids = match state.deployer.probe() {
+                Some(probe) => probe.processes(&instance.local_name, node.index).await,
+                None => Vec::new(),
+            };
             let mut collected = points::system(&machine, &disks);
-            collected.extend(points::process(pid.and_then(|p| machine.process_tree(p))));
+            collected.extend(points::process(machine.process_trees(&pids)));
             collected.extend(points::parachute(&watched, activated));
             let namespace = namespace(state, &instance, engine.short_name(), node.index);
             lines.push_str(&history::graphite_lines(&namespace, at, &collected));

@@ -24,12 +24,16 @@ pub fn watched_of(state: &AppState, disks: &NodeDisks) -> Vec<WatchedDisk> {
         .collect()
 }
 
+/// The node's disks, where its deployer can tell them (else none is watched).
 pub fn node_disks(state: &AppState, local_name: &str, node_index: i64) -> NodeDisks {
-    let layout = state.deployer.node_layout(local_name, node_index);
+    let Some(probe) = state.deployer.probe() else {
+        return NodeDisks::default();
+    };
+    let paths = probe.disk_paths(local_name, node_index);
     NodeDisks {
-        system: system::disk(&layout.system()),
-        ephemeral: system::disk(&layout.ephemeral()),
-        persistent: system::disk(&layout.persistent()),
+        system: system::disk(&paths.system),
+        ephemeral: system::disk(&paths.ephemeral),
+        persistent: system::disk(&paths.persistent),
     }
 }
 
@@ -110,7 +114,10 @@ pub async fn check(
 /// while the node was still marked: a restart releases the mark before it starts
 /// the engine, so its engine is never the one stopped.
 async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> anyhow::Result<()> {
-    let Some(pid) = state.deployer.running_pid(&instance.local_name, node.index).await else {
+    let Some(probe) = state.deployer.probe() else {
+        return Ok(());
+    };
+    let Some(pid) = probe.main_pid(&instance.local_name, node.index).await else {
         return Ok(());
     };
     if state.store.running_job(instance.id).await?.is_some() {
@@ -119,7 +126,7 @@ async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> any
     let still_marked = state.store.nodes(instance.id).await?.iter().any(|n| n.id == node.id && n.parachute.is_some());
     if still_marked {
         tracing::warn!(instance = %instance.guid, node = node.index, pid, "the engine runs although the parachute holds it; stopping it again");
-        state.deployer.stop_node_if(&instance.local_name, node.index, pid).await;
+        probe.stop_node_if(&instance.local_name, node.index, pid).await;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::system::{Disk, Machine, ProcessTree};
 pub type Points = Vec<(String, i64)>;
 
 /// The filesystems holding a node's three folders.
+#[derive(Default)]
 pub struct NodeDisks {
     pub system: Option<Disk>,
     pub ephemeral: Option<Disk>,

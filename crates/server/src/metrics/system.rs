@@ -102,20 +102,27 @@ impl Machine {
 
     /// The process `pid` and all its descendants.
     pub fn process_tree(&self, pid: u32) -> Option<ProcessTree> {
-        let root = i32::try_from(pid).ok()?;
+        self.process_trees(&[pid])
+    }
+
+    /// The processes `pids` and all their descendants, each counted once; `None`
+    /// when there are none or the first has gone.
+    pub fn process_trees(&self, pids: &[u32]) -> Option<ProcessTree> {
+        let roots: Vec<i32> = pids.iter().filter_map(|p| i32::try_from(*p).ok()).collect();
+        self.processes.get(roots.first()?)?;
         let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
         for (&p, figures) in &self.processes {
             children.entry(figures.parent).or_default().push(p);
         }
         let mut tree = ProcessTree::default();
-        let mut pending = vec![root];
+        let mut pending = roots;
         // /proc is read process by process, not at one instant: guard against cycles.
         let mut seen = std::collections::HashSet::new();
         while let Some(p) = pending.pop() {
             if !seen.insert(p) {
                 continue;
             }
-            let figures = self.processes.get(&p)?;
+            let Some(figures) = self.processes.get(&p) else { continue };
             tree.count += 1;
             tree.rss += figures.rss;
             tree.user_ms += figures.user_ms;

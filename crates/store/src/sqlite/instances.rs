@@ -11,7 +11,7 @@ use crate::{InstanceStore, StoreError, StoreResult};
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
      subtenant_id, subtenant_name, backup_guid, local_name, version, created_at, updated_at, deleted_at";
 const NODE_COLUMNS: &str =
-    "id, instance_id, node_index, port, admin_user, sealed_password, parachute_disk, parachute_at";
+    "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at";
 
 impl SqliteStore {
     async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
@@ -135,8 +135,9 @@ impl InstanceStore for SqliteStore {
 
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node> {
         let sql = format!(
-            "INSERT INTO nodes (instance_id, node_index, port, admin_user, sealed_password) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (instance_id, node_index) DO UPDATE SET port = excluded.port, \
+            "INSERT INTO nodes (instance_id, node_index, port, extra_ports, admin_user, sealed_password) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (instance_id, node_index) DO UPDATE SET port = excluded.port, extra_ports = excluded.extra_ports, \
              admin_user = excluded.admin_user, sealed_password = excluded.sealed_password \
              RETURNING {NODE_COLUMNS}"
         );
@@ -144,6 +145,7 @@ impl InstanceStore for SqliteStore {
             .bind(node.instance_id)
             .bind(node.index)
             .bind(i64::from(node.port))
+            .bind(node.extra_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
             .bind(&node.admin_user)
             .bind(&node.sealed_password)
             .fetch_one(&self.pool)

@@ -58,6 +58,7 @@ pub(super) struct NodeRow {
     instance_id: i64,
     node_index: i64,
     port: i64,
+    extra_ports: String,
     admin_user: String,
     sealed_password: String,
     parachute_disk: Option<String>,
@@ -72,6 +73,12 @@ impl TryFrom<NodeRow> for Node {
             instance_id: r.instance_id,
             index: r.node_index,
             port: u16::try_from(r.port).context("node port out of range")?,
+            extra_ports: r
+                .extra_ports
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u16>().context("node port out of range"))
+                .collect::<Result<_, _>>()?,
             admin_user: r.admin_user,
             sealed_password: r.sealed_password,
             parachute: match (r.parachute_disk, r.parachute_at) {

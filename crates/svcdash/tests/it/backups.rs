@@ -217,7 +217,7 @@ async fn engine_killed_during_a_backup_fails_the_backup() {
         }
     })
     .await;
-    let pid = app.state().deployer.pid(&spec).await.expect("postgres runs");
+    let pid = engine_pid(app.state(), &spec).await.expect("postgres runs");
     // The whole process group: the postmaster and the backend serving pg_dump.
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 

@@ -199,7 +199,7 @@ async fn assert_untouched(app: &TestApp, id: &str, creds: &Value, binding: &str)
         instance.state
     );
     assert!(app.state().store.binding(instance.id, binding).await.is_ok(), "binding {binding} is gone");
-    assert!(app.state().deployer.pid(&app.node(id).await).await.is_some(), "the engine stopped");
+    assert!(engine_pid(app.state(), &app.node(id).await).await.is_some(), "the engine stopped");
     let mut conn = redis(creds).await;
     redis::cmd("SET").arg("still").arg("here").query_async::<()>(&mut conn).await.unwrap();
 }

@@ -64,7 +64,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
     // svcdash answers at once and starts the engines meanwhile.
     let pid_before = app
         .wait_for("the engine to start", std::time::Duration::from_secs(60), || async {
-            app.state().deployer.pid(&spec).await
+            engine_pid(app.state(), &spec).await
         })
         .await;
 
@@ -105,7 +105,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
         let n = log.as_array().unwrap().iter().filter(|e| e["action"] == action && e["outcome"] == "success").count();
         assert_eq!(n, 1, "{action}: {log}");
     }
-    assert_ne!(app.state().deployer.pid(&spec).await.expect("runs"), pid_before);
+    assert_ne!(engine_pid(app.state(), &spec).await.expect("runs"), pid_before);
     let (_, overview) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
     assert_eq!(overview["version"], "7.1.0");
     let mut conn = redis(&creds).await;

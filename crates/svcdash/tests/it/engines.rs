@@ -17,13 +17,13 @@ async fn an_engine_that_dies_is_started_again_with_its_data() {
     drop(conn);
 
     let spec = app.node(&id).await;
-    let pid = app.state().deployer.pid(&spec).await.unwrap();
+    let pid = engine_pid(app.state(), &spec).await.unwrap();
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 
     let new_pid = app
         .wait_for("the engine to run again", Duration::from_secs(60), || {
             let (app, spec) = (&app, &spec);
-            async move { app.state().deployer.pid(spec).await.filter(|p| *p != pid) }
+            async move { engine_pid(app.state(), spec).await.filter(|p| *p != pid) }
         })
         .await;
     assert_ne!(new_pid, pid);
@@ -37,7 +37,7 @@ async fn a_missing_engine_fails_provisioning_with_a_clear_reason() {
     use reqwest::{Method, StatusCode};
     let dir = data_dir();
     let mut config = config(dir.path());
-    config.engines.postgres_bin_dir = Some(dir.path().join("no-postgres-here"));
+    config.engines.bin_dirs.insert("postgresql".into(), dir.path().join("no-postgres-here"));
     let app = TestApp::start_in(dir.path(), config).await;
     let body = serde_json::json!({"service_id": PG_SERVICE, "plan_id": PG_PLAN, "organization_guid": "org-a", "space_guid": "s"});
     let (status, res) =
@@ -76,8 +76,8 @@ async fn engines_stop_with_svcdash_and_start_again_with_their_data() {
     redis::cmd("SET").arg("kept").arg("yes").query_async::<()>(&mut conn).await.unwrap();
     drop(conn);
     let pids = [
-        app.state().deployer.pid(&app.node(&pg_id).await).await.unwrap(),
-        app.state().deployer.pid(&app.node(&redis_id).await).await.unwrap(),
+        engine_pid(app.state(), &app.node(&pg_id).await).await.unwrap(),
+        engine_pid(app.state(), &app.node(&redis_id).await).await.unwrap(),
     ];
 
     app.stop().await;

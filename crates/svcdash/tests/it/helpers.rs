@@ -210,7 +210,7 @@ impl TestApp {
     /// Where an instance's first node keeps its files.
     pub async fn layout(&self, instance: &str) -> engines::NodeLayout {
         let i = self.state().store.instance_by_guid(instance).await.unwrap();
-        self.state().deployer.node_layout(&i.local_name, 0)
+        engines::NodeLayout::new(self.state().config.instances_dir().join(&i.local_name).join("node-0"))
     }
 
     /// The node spec of an instance's first node (to reach its engine directly).
@@ -245,7 +245,10 @@ impl Drop for TestApp {
         // instances' accounts are the host's and would outlive it too.
         if let Some(server) = self.server.take() {
             server.state.deployer.kill_all_now();
-            server.state.deployer.remove_accounts_now();
+            let instances = server.state.config.instances_dir();
+            if let Ok(deployer) = engines::LocalDeployer::new(instances, engines::Tools::new(Default::default())) {
+                deployer.remove_accounts_now();
+            }
         }
     }
 }
@@ -265,6 +268,11 @@ impl Drop for AccountsGuard {
             deployer.remove_accounts_now();
         }
     }
+}
+
+/// The main process of a node's engine, if it runs (as the local deployer sees it).
+pub async fn engine_pid(state: &AppState, spec: &engines::NodeSpec) -> Option<u32> {
+    state.deployer.probe().expect("the local deployer probes its nodes").main_pid(&spec.local_name, spec.index).await
 }
 
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: &mut F) -> T

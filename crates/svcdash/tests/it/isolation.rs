@@ -223,7 +223,7 @@ async fn instances_run_under_accounts_of_their_own_that_reach_nothing_else() {
     assert_ne!(pg_uid, redis_uid);
     for (id, uid) in [(&pg_id, pg_uid), (&redis_id, redis_uid)] {
         assert_ne!(uid, 0);
-        let pid = app.state().deployer.pid(&app.node(id).await).await.unwrap();
+        let pid = engine_pid(app.state(), &app.node(id).await).await.unwrap();
         assert_eq!(process_uid(pid), uid, "the engine runs under its instance's account");
         // Nothing of svcdash's environment (its configuration may hold secrets).
         let env = environment(pid);

@@ -26,13 +26,13 @@ async fn a_restart_keeps_the_data_and_starts_new_processes() {
         .unwrap();
     drop(conn);
     let spec = app.node(&id).await;
-    let pid_before = app.state().deployer.pid(&spec).await.expect("the engine runs");
+    let pid_before = engine_pid(app.state(), &spec).await.expect("the engine runs");
 
     let path = format!("/v1/instances/{id}/restart");
     let (status, body) = app.api_as(&app.token, Method::PATCH, &path, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     wait_available(&app, &id).await;
-    let pid_after = app.state().deployer.pid(&spec).await.expect("the engine runs again");
+    let pid_after = engine_pid(app.state(), &spec).await.expect("the engine runs again");
     assert_ne!(pid_before, pid_after, "a new process");
     let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
     assert_eq!(count, 42);
@@ -89,7 +89,7 @@ async fn a_recreate_rebuilds_system_and_ephemeral_parts_and_keeps_the_data() {
     std::fs::write(layout.system().join("leftover"), "x").unwrap();
     std::fs::write(layout.persistent().join("kept-file"), "x").unwrap();
     let spec = app.node(&id).await;
-    let pid_before = app.state().deployer.pid(&spec).await.expect("the engine runs");
+    let pid_before = engine_pid(app.state(), &spec).await.expect("the engine runs");
 
     let path = format!("/v1/instances/{id}/recreate");
     let (status, body) = app.api_as(&app.token, Method::PATCH, &path, None).await;
@@ -99,7 +99,7 @@ async fn a_recreate_rebuilds_system_and_ephemeral_parts_and_keeps_the_data() {
     assert!(!layout.system().join("leftover").exists());
     assert!(layout.system().join("redis.conf").exists(), "configuration written again");
     assert!(layout.persistent().join("kept-file").exists());
-    assert_ne!(app.state().deployer.pid(&spec).await.expect("runs again"), pid_before);
+    assert_ne!(engine_pid(app.state(), &spec).await.expect("runs again"), pid_before);
     let mut conn = redis(&creds).await;
     let kept: String = ::redis::cmd("GET").arg("kept").query_async(&mut conn).await.unwrap();
     assert_eq!(kept, "42");

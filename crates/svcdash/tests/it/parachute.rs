@@ -57,7 +57,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     let why = body["state_description"].as_str().unwrap();
     assert!(why.contains("parachute") && why.contains("persistent disk"), "{why}");
     let spec = app.node(&id).await;
-    assert_eq!(app.state().deployer.pid(&spec).await, None, "the engine is stopped");
+    assert_eq!(engine_pid(app.state(), &spec).await, None, "the engine is stopped");
     let points = app
         .wait_for("parachute points", Duration::from_secs(10), || async {
             let p = newest_points(&app, &id).await;
@@ -70,7 +70,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
     assert_eq!(points["process.running"], 0);
     // The watchdog (every second here) leaves it stopped; a restart is refused while the disk is full.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(app.state().deployer.pid(&spec).await, None);
+    assert_eq!(engine_pid(app.state(), &spec).await, None);
     // An engine started behind the parachute's back (as by a watchdog that looked
     // just before the trip) is stopped again at the next collection.
     // The parachute may stop it before it even answers: then the start fails so.
@@ -78,7 +78,7 @@ async fn the_parachute_stops_the_engine_and_a_restart_brings_it_back() {
         assert!(format!("{e:#}").contains("exited during start-up (signal: 2 (SIGINT))"), "{e:#}");
     }
     app.wait_for("the engine stopped again", Duration::from_secs(10), || async {
-        app.state().deployer.pid(&spec).await.is_none().then_some(())
+        engine_pid(app.state(), &spec).await.is_none().then_some(())
     })
     .await;
     // Work that needs the engine is refused.
@@ -153,12 +153,12 @@ async fn the_parachute_waits_for_a_running_job_to_end() {
 
     let activated = server::metrics::parachute::check(state, &instance, &node, &watched).await.unwrap();
     assert!(!activated, "backup {backup} owns the engine while it runs");
-    assert!(state.deployer.pid(&spec).await.is_some(), "the engine still runs");
+    assert!(engine_pid(state, &spec).await.is_some(), "the engine still runs");
     assert_eq!(state.store.instance(instance.id).await.unwrap().state, instance.state, "unchanged");
 
     state.store.finish_job(job.id, api_types::TaskStatus::Failed, Some("ended by the test")).await.unwrap();
     let activated = server::metrics::parachute::check(state, &instance, &node, &watched).await.unwrap();
     assert!(activated, "the first check after the job trips it");
-    assert_eq!(state.deployer.pid(&spec).await, None, "the engine is stopped");
+    assert_eq!(engine_pid(state, &spec).await, None, "the engine is stopped");
     assert_eq!(state.store.instance(instance.id).await.unwrap().state, store::InstanceState::Failed);
 }

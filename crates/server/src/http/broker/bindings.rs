@@ -27,6 +27,7 @@ fn to_credentials(c: engines::AppCredentials) -> Credentials {
         password: c.password,
         database: c.database,
         uri: c.uri,
+        extra: c.extra,
     }
 }
 

@@ -1,0 +1,76 @@
+//! Where and how nodes run. svcdash's jobs talk to a [`Deployer`]; the local one
+//! runs engines as processes on this machine, later ones will run them on other
+//! hosts or in Kubernetes. What only some deployers can tell (the disks and
+//! processes of a node, for metrics and the parachute) is a capability they offer
+//! through [`Deployer::probe`].
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::{AppCredentials, BackupStream, NodeSpec, RestoreSink, StagedRestore};
+
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// Makes the node's folders and data, starts it and prepares it for
+    /// applications. Safe to run again after an interruption.
+    async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Rebuilds everything of the node but its persistent data, and starts it.
+    async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Starts the node unless it runs, and waits until it answers.
+    async fn start(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Stops the node cleanly.
+    async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Stops every node of an instance and removes everything it had on its hosts.
+    async fn destroy(&self, local_name: &str, nodes: &[NodeSpec]) -> anyhow::Result<()>;
+    /// Whether node `index` of an instance runs; needs no credentials.
+    async fn is_running(&self, local_name: &str, index: i64) -> bool;
+    /// Stops node `index` of an instance if it runs; needs no credentials.
+    async fn stop_node(&self, local_name: &str, index: i64);
+    /// Stops every node this deployer runs (svcdash is shutting down).
+    async fn stop_all(&self);
+    /// Kills every node at once without waiting, for a process that is going away
+    /// and cannot await [`stop_all`](Self::stop_all) (a test torn down with its data).
+    fn kill_all_now(&self) {}
+
+    async fn create_user(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials>;
+    async fn delete_user(&self, spec: &NodeSpec, username: &str) -> anyhow::Result<()>;
+
+    /// Starts a consistent backup of the node.
+    async fn backup(&self, spec: &NodeSpec) -> anyhow::Result<BackupStream>;
+    /// Prepares a restore beside the node's data.
+    async fn begin_restore(&self, spec: &NodeSpec) -> anyhow::Result<RestoreSink>;
+    /// Verifies the loaded restore and switches the node over to it.
+    async fn commit_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) -> anyhow::Result<()>;
+    async fn abort_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>);
+
+    /// Whether instances are isolated from each other and from svcdash (each runs
+    /// under an account of its own, say).
+    fn isolated(&self) -> bool;
+    /// Figures of the nodes' hosts, where this deployer can read them.
+    fn probe(&self) -> Option<&dyn NodeProbe> {
+        None
+    }
+}
+
+/// What a deployer can tell about the machine a node runs on.
+#[async_trait]
+pub trait NodeProbe: Send + Sync {
+    /// The node's folders by the reference's disk names (`system`, `ephemeral`,
+    /// `persistent`): the filesystems holding them are the node's disks.
+    fn disk_paths(&self, local_name: &str, index: i64) -> NodeDiskPaths;
+    /// The node's processes now (the engine's main process first), or none when it
+    /// does not run.
+    async fn processes(&self, local_name: &str, index: i64) -> Vec<u32>;
+    /// The node's main process, if it runs.
+    async fn main_pid(&self, local_name: &str, index: i64) -> Option<u32>;
+    /// Stops the node if its main process is still `pid` (not one started since).
+    async fn stop_node_if(&self, local_name: &str, index: i64, pid: u32);
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeDiskPaths {
+    pub system: PathBuf,
+    pub ephemeral: PathBuf,
+    pub persistent: PathBuf,
+}

@@ -1,0 +1,140 @@
+//! What an engine is to svcdash: one module behind [`Engine`], knowing how to lay
+//! out, configure, start and check its server, manage its users, stream a backup
+//! out of it and stage a restore beside its data. Deployers run engines; engines
+//! know nothing of where they run beyond the [`Node`] they are handed.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::Command;
+
+use crate::process::RunAs;
+use crate::{AppCredentials, NodeLayout, NodeSpec, Tools};
+
+/// One node as an engine sees it: what it is, where its files are, and whom it runs as.
+pub struct Node<'a> {
+    pub spec: &'a NodeSpec,
+    pub layout: &'a NodeLayout,
+    /// The node's own account; `None` when svcdash is not root and runs engines as itself.
+    pub run_as: Option<RunAs>,
+    pub tools: &'a Tools,
+}
+
+impl Node<'_> {
+    /// The node's port called `name` in [`Engine::ports`].
+    pub fn port(&self, name: &str) -> anyhow::Result<u16> {
+        self.spec.port_named(name)
+    }
+
+    /// A command running `program` of this engine as the node's account, with a
+    /// cleared environment.
+    pub fn command(&self, program: &str) -> anyhow::Result<Command> {
+        Ok(crate::process::command(&self.tools.find(self.spec.engine.as_ref(), program)?, self.run_as))
+    }
+}
+
+/// Why an engine is being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A start of a node that has been set up before.
+    Normal,
+    /// The start during provisioning or recreation, before [`Engine::setup`].
+    Setup,
+    /// The first start on data a restore just switched in.
+    AfterRestore,
+}
+
+/// The plain bytes of a backup as the engine produces them, and a future that says,
+/// once the stream has ended, whether they are complete.
+pub struct BackupStream {
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    pub done: BoxFuture<'static, anyhow::Result<()>>,
+}
+
+/// Stops and starts the node a restore is switching over; the deployer provides it.
+#[async_trait]
+pub trait NodeControl: Send + Sync {
+    async fn stop(&self) -> anyhow::Result<()>;
+    async fn start(&self, mode: StartMode) -> anyhow::Result<()>;
+}
+
+/// A restore loaded (or being loaded) beside the node's live data.
+#[async_trait]
+pub trait StagedRestore: Send {
+    /// Checks what was loaded and switches the node over to it. Until the check has
+    /// passed, the live data is untouched; after a failure in the switch itself, the
+    /// engine puts the old data back where it can.
+    async fn commit(self: Box<Self>, node: &Node<'_>, control: &dyn NodeControl) -> anyhow::Result<()>;
+    /// Throws the staged data away; the live data stays as it was.
+    async fn abort(self: Box<Self>, node: &Node<'_>);
+}
+
+/// Where a restore's plain bytes go, and the staged restore they build.
+pub struct RestoreSink {
+    pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+    pub staged: Box<dyn StagedRestore>,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// The name a catalog's `engine` field uses.
+    fn name(&self) -> &'static str;
+    /// The short name of metric namespaces and log files.
+    fn short_name(&self) -> &'static str;
+    /// The version of the engine's server program installed here.
+    async fn version(&self, tools: &Tools) -> anyhow::Result<String>;
+
+    /// The programs the engine needs, and the OS package that brings them.
+    fn programs(&self) -> &'static [&'static str];
+    fn package(&self) -> &'static str;
+    /// Folders off PATH where that package puts its programs, newest first.
+    fn program_dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// The ports a node listens on, by name; the first is the one applications use.
+    fn ports(&self) -> &'static [&'static str] {
+        &["client"]
+    }
+    /// Names of the node's processes, as metrics count them.
+    fn process_names(&self) -> &'static [&'static str];
+    /// How the server is asked to stop cleanly.
+    fn stop_signal(&self) -> Signal {
+        Signal::SIGTERM
+    }
+    /// The pid file the server writes (in a folder it owns: read it without trust).
+    fn pid_file(&self, layout: &NodeLayout) -> PathBuf;
+
+    /// The file name ending of a backup, before compression and encryption.
+    fn backup_extension(&self) -> &'static str;
+    /// What a backup holds, in a sentence for people (API and pages).
+    fn backup_contents(&self) -> &'static str;
+
+    /// Makes the node's data before its first start (an empty cluster, say). Safe to
+    /// run again after an interruption, and on a node with data.
+    async fn init(&self, _node: &Node<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Writes the node's configuration and returns the command that runs the server
+    /// in the foreground.
+    fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command>;
+    /// Whether the server takes svcdash's connections.
+    async fn is_ready(&self, node: &Node<'_>) -> bool;
+    /// Prepares a started node for applications (databases, roles). Safe to run again.
+    async fn setup(&self, _node: &Node<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Creates (or resets) an application's user with rights on the instance's data only.
+    async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials>;
+    async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()>;
+
+    /// Starts a consistent backup and returns its stream.
+    async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream>;
+    /// Prepares a restore beside the node's data; write the backup's plain bytes into
+    /// the sink, then commit or abort the staged restore.
+    async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink>;
+}

@@ -1,0 +1,394 @@
+//! MariaDB: one server per node, one application database (`app`). svcdash's admin
+//! user reaches the server over TCP with a password; the node's own account logs
+//! in over the node's socket by `unix_socket` (as `mariadb-install-db` makes it),
+//! which is how the backup tool connects, running as that account.
+//!
+//! Bindings are users with every right on `app` and none beyond: no global
+//! privilege (`SUPER`, `FILE`, `PROCESS`, `SHUTDOWN`, …), no grant option.
+//!
+//! Backups are physical (`mariadb-backup --stream=xbstream`): faster to take and far
+//! faster to restore than a logical dump (see the closing figures in `bench/`), and
+//! they restore every database object exactly. A restore is unpacked and prepared
+//! beside the live data, which is switched out only once `--prepare` succeeded.
+//! The restored server gets the users and grants the instance had just before the
+//! restore, not the backup's: bindings keep working, and a backup of another
+//! instance (disaster recovery) brings none of that instance's credentials along.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, MySqlConnection, Row};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
+
+/// The application database.
+pub const DATABASE: &str = "app";
+/// The user MariaDB itself needs; restores leave it as it is.
+const SYSTEM_USER: &str = "mariadb.sys";
+
+pub struct Mariadb;
+
+fn socket(layout: &NodeLayout) -> PathBuf {
+    layout.run_dir().join("mysqld.sock")
+}
+
+/// Statements the server runs at its next start, before it takes connections;
+/// svcdash writes it, the server reads it (group-readable).
+fn init_file(layout: &NodeLayout) -> PathBuf {
+    layout.system().join("init.sql")
+}
+
+/// Where a restore is unpacked: the engine's, beside the data.
+fn staging_dir(layout: &NodeLayout) -> PathBuf {
+    layout.persistent().join("restore")
+}
+
+/// Where the live data goes while a restored copy is switched in.
+fn replaced_dir(layout: &NodeLayout) -> PathBuf {
+    layout.persistent().join("replaced")
+}
+
+/// The OS user name the node's processes run as, which `unix_socket` maps to the
+/// database user of the same name.
+fn os_user(node: &Node<'_>) -> anyhow::Result<String> {
+    let uid = node.run_as.map_or_else(nix::unistd::Uid::effective, |r| r.uid);
+    Ok(nix::unistd::User::from_uid(uid)?.context("the node's account has no name")?.name)
+}
+
+#[async_trait]
+impl Engine for Mariadb {
+    fn name(&self) -> &'static str {
+        "mariadb"
+    }
+
+    fn short_name(&self) -> &'static str {
+        "mariadb"
+    }
+
+    async fn version(&self, tools: &Tools) -> anyhow::Result<String> {
+        // "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)"
+        let out = process::version_output(&tools.find(self, "mariadbd")?, "--version").await?;
+        let version = out.split_whitespace().skip_while(|w| *w != "Ver").nth(1).context("no version")?;
+        Ok(version.split('-').next().unwrap_or(version).to_owned())
+    }
+
+    fn programs(&self) -> &'static [&'static str] {
+        &["mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream"]
+    }
+
+    fn package(&self) -> &'static str {
+        "mariadb-server and mariadb-backup"
+    }
+
+    fn program_dirs(&self) -> Vec<PathBuf> {
+        vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
+    }
+
+    fn process_names(&self) -> &'static [&'static str] {
+        &["mariadbd"]
+    }
+
+    fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
+        layout.run_dir().join("mariadbd.pid")
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "xbstream"
+    }
+
+    fn backup_contents(&self) -> &'static str {
+        "a physical copy of the server's data (mariadb-backup's xbstream): every table, view, routine, trigger \
+         and event; users and grants stay as they are when it is restored"
+    }
+
+    /// `mariadb-install-db` unless the data folder holds a server already.
+    async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        let data = node.layout.data_dir();
+        if files::is_folder(&data.join("mysql")) && std::fs::symlink_metadata(data.join("ibdata1")).is_ok() {
+            return Ok(());
+        }
+        if std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_some()) {
+            files::remove_tree(&data).context("removing an incomplete data folder")?;
+            node.layout.prepare(node.run_as)?;
+        }
+        let mut cmd = node.command("mariadb-install-db")?;
+        // As the account itself, so every file is its own and `unix_socket` lets it in.
+        cmd.args(["--no-defaults", "--skip-test-db", "--auth-root-authentication-method=socket"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--user={}", os_user(node)?));
+        process::run(cmd, "mariadb-install-db").await.map(|_| ())
+    }
+
+    fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command> {
+        let layout = node.layout;
+        match mode {
+            StartMode::Setup => write_init_file(node, &admin_statements(node.spec))?,
+            // The commit wrote the users to bring back.
+            StartMode::AfterRestore => {}
+            StartMode::Normal => {
+                let _ = files::remove_tree(&init_file(layout));
+            }
+        }
+        let mut cmd = node.command("mariadbd")?;
+        // --no-defaults first: nothing of /etc/mysql applies.
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", layout.data_dir().display()))
+            .arg(format!("--port={}", node.spec.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", socket(layout).display()))
+            .arg(format!("--pid-file={}", self.pid_file(layout).display()))
+            .arg(format!("--tmpdir={}", layout.run_dir().display()))
+            .args(["--skip-name-resolve", "--local-infile=0", "--innodb-buffer-pool-size=128M"]);
+        if mode != StartMode::Normal {
+            cmd.arg(format!("--init-file={}", init_file(layout).display()));
+        }
+        Ok(cmd)
+    }
+
+    async fn is_ready(&self, node: &Node<'_>) -> bool {
+        match connect(node.spec).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn setup(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        // The file holds the admin password; the server has read it.
+        files::remove_tree(&init_file(node.layout))?;
+        Ok(())
+    }
+
+    async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let spec = node.spec;
+        check_identifier(username)?;
+        check_identifier(password)?;
+        let mut conn = connect(spec).await?;
+        for statement in [
+            format!("CREATE USER IF NOT EXISTS '{username}'@'%' IDENTIFIED BY '{password}'"),
+            format!("ALTER USER '{username}'@'%' IDENTIFIED BY '{password}'"),
+            format!("GRANT ALL PRIVILEGES ON `{DATABASE}`.* TO '{username}'@'%'"),
+        ] {
+            exec(&mut conn, statement).await.context("creating the MariaDB user")?;
+        }
+        conn.close().await?;
+        Ok(AppCredentials {
+            host: "127.0.0.1".into(),
+            port: spec.port,
+            username: username.into(),
+            password: password.into(),
+            database: Some(DATABASE.into()),
+            uri: format!("mysql://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port),
+            extra: Default::default(),
+        })
+    }
+
+    async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()> {
+        check_identifier(username)?;
+        let mut conn = connect(node.spec).await?;
+        exec(&mut conn, format!("DROP USER IF EXISTS '{username}'@'%'")).await?;
+        let sessions: Vec<u64> = sqlx::query_scalar("SELECT id FROM information_schema.processlist WHERE user = ?")
+            .bind(username)
+            .fetch_all(&mut conn)
+            .await?;
+        for id in sessions {
+            let _ = exec(&mut conn, format!("KILL {id}")).await;
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// `mariadb-backup --backup --stream=xbstream`, run as the node's account (it
+    /// reads the data files and logs in over the socket).
+    async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream> {
+        let layout = node.layout;
+        let scratch = layout.run_dir().join("backup");
+        files::remove_tree(&scratch)?;
+        let mut cmd = node.command("mariadb-backup")?;
+        cmd.arg("--no-defaults")
+            .args(["--backup", "--stream=xbstream"])
+            .arg(format!("--datadir={}", layout.data_dir().display()))
+            .arg(format!("--target-dir={}", scratch.display()))
+            .arg(format!("--tmpdir={}", layout.run_dir().display()))
+            .arg(format!("--socket={}", socket(layout).display()))
+            .arg(format!("--user={}", os_user(node)?));
+        let (reader, done) = process::stream_stdout(cmd, "mariadb-backup")?;
+        Ok(BackupStream { reader: Box::new(reader), done })
+    }
+
+    /// `mbstream -x` into a folder beside the data.
+    async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
+        let staging = staging_dir(node.layout);
+        files::remove_tree(&staging)?;
+        let (_, engine) = crate::layout::owners(node.run_as);
+        files::folder(&staging, engine, 0o700)?;
+        let mut cmd = node.command("mbstream")?;
+        cmd.arg("-x")
+            .arg("-C")
+            .arg(&staging)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("starting mbstream")?;
+        let stdin = child.stdin.take().context("mbstream has no stdin")?;
+        let stderr = process::collect_tail(child.stderr.take().context("mbstream has no stderr")?);
+        Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
+    }
+}
+
+fn options(spec: &NodeSpec) -> MySqlConnectOptions {
+    MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(spec.port)
+        .username(&spec.admin_user)
+        .password(spec.admin_password.expose_secret())
+        // Loopback only; the server has no certificate.
+        .ssl_mode(MySqlSslMode::Disabled)
+        // Statements carry passwords (CREATE USER ... IDENTIFIED BY): never logged.
+        .disable_statement_logging()
+}
+
+async fn connect(spec: &NodeSpec) -> anyhow::Result<MySqlConnection> {
+    MySqlConnection::connect_with(&options(spec))
+        .await
+        .with_context(|| format!("connecting to MariaDB on port {}", spec.port))
+}
+
+/// Runs statements built only from this module's constants and checked identifiers.
+async fn exec(conn: &mut MySqlConnection, sql: String) -> sqlx::Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
+}
+
+fn check_identifier(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("{name:?} is not a safe identifier");
+    }
+    Ok(())
+}
+
+/// svcdash's admin user (with this node's password) and the application database.
+fn admin_statements(spec: &NodeSpec) -> Vec<String> {
+    let (user, password) = (&spec.admin_user, spec.admin_password.expose_secret());
+    vec![
+        format!("CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"),
+        format!("ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"),
+        format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'127.0.0.1' WITH GRANT OPTION;"),
+        format!("CREATE DATABASE IF NOT EXISTS `{DATABASE}`;"),
+    ]
+}
+
+/// One statement a line, as the server reads its init file.
+fn write_init_file(node: &Node<'_>, statements: &[String]) -> anyhow::Result<()> {
+    let path = init_file(node.layout);
+    let (svcdash, _) = crate::layout::owners(node.run_as);
+    let mut text = statements.join("\n");
+    text.push('\n');
+    files::write_new(&path, text.as_bytes(), svcdash, 0o640).context("writing the server's init file")
+}
+
+/// The live server's users and grants as statements that make them again (every
+/// user but MariaDB's own).
+async fn users_now(spec: &NodeSpec) -> anyhow::Result<Vec<String>> {
+    let mut conn = connect(spec).await?;
+    let users: Vec<(String, String)> = sqlx::query("SELECT user, host FROM mysql.user WHERE user <> ?")
+        .bind(SYSTEM_USER)
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
+        .collect::<Result<_, _>>()?;
+    let mut statements = Vec::new();
+    for (user, host) in users {
+        let quoted = format!("'{}'@'{}'", user.replace('\'', "''"), host.replace('\'', "''"));
+        let create: String = sqlx::raw_sql(AssertSqlSafe(format!("SHOW CREATE USER {quoted}")))
+            .fetch_one(&mut conn)
+            .await?
+            .try_get(0)?;
+        statements.push(format!("{create};"));
+        let grants = sqlx::raw_sql(AssertSqlSafe(format!("SHOW GRANTS FOR {quoted}"))).fetch_all(&mut conn).await?;
+        for grant in grants {
+            statements.push(format!("{};", grant.try_get::<String, _>(0)?));
+        }
+    }
+    conn.close().await?;
+    anyhow::ensure!(statements.iter().any(|s| s.contains(&spec.admin_user)), "svcdash's admin user is missing");
+    Ok(statements)
+}
+
+/// An xbstream being unpacked beside the data.
+struct Restore {
+    child: Child,
+    stderr: JoinHandle<String>,
+}
+
+#[async_trait]
+impl StagedRestore for Restore {
+    /// Prepares the unpacked copy (which checks it), then swaps it in for the data
+    /// with the users of the live server; if the server does not come up on it, the
+    /// old data goes back.
+    async fn commit(self: Box<Self>, node: &Node<'_>, control: &dyn NodeControl) -> anyhow::Result<()> {
+        let layout = node.layout;
+        process::finish(self.child, self.stderr, "mbstream").await?;
+        let staging = staging_dir(layout);
+        anyhow::ensure!(
+            files::read_small(&staging.join("xtrabackup_checkpoints")).is_some(),
+            "the backup is not a mariadb-backup stream; the instance was not changed"
+        );
+        let mut prepare = node.command("mariadb-backup")?;
+        prepare.arg("--no-defaults").arg("--prepare").arg(format!("--target-dir={}", staging.display()));
+        process::run(prepare, "mariadb-backup --prepare").await?;
+
+        let mut init = vec![
+            format!("DELETE FROM mysql.global_priv WHERE user <> '{SYSTEM_USER}';"),
+            format!("DELETE FROM mysql.db WHERE user <> '{SYSTEM_USER}';"),
+            format!("DELETE FROM mysql.tables_priv WHERE user <> '{SYSTEM_USER}';"),
+            format!("DELETE FROM mysql.columns_priv WHERE user <> '{SYSTEM_USER}';"),
+            format!("DELETE FROM mysql.procs_priv WHERE user <> '{SYSTEM_USER}';"),
+            "DELETE FROM mysql.proxies_priv;".to_owned(),
+            "DELETE FROM mysql.roles_mapping;".to_owned(),
+            "FLUSH PRIVILEGES;".to_owned(),
+        ];
+        init.extend(users_now(node.spec).await?);
+        write_init_file(node, &init)?;
+
+        control.stop().await?;
+        let (data, replaced) = (layout.data_dir(), replaced_dir(layout));
+        files::remove_tree(&replaced)?;
+        // Renames inside `persistent`, which svcdash owns: no link is followed.
+        std::fs::rename(&data, &replaced).context("moving the live data aside")?;
+        std::fs::rename(&staging, &data).context("moving the restored data in place")?;
+        let started = control.start(StartMode::AfterRestore).await;
+        let _ = files::remove_tree(&init_file(layout));
+        if let Err(e) = started {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "MariaDB did not start on the restored data; putting the old data back"
+            );
+            control.stop().await?;
+            files::remove_tree(&data)?;
+            std::fs::rename(&replaced, &data).context("putting the old data back")?;
+            control.start(StartMode::Normal).await?;
+            return Err(e.context("the server did not start on the restored data; the instance has its old data"));
+        }
+        files::remove_tree(&replaced)?;
+        Ok(())
+    }
+
+    async fn abort(mut self: Box<Self>, node: &Node<'_>) {
+        let _ = self.child.kill().await;
+        self.stderr.abort();
+        if let Err(e) = files::remove_tree(&staging_dir(node.layout)) {
+            tracing::warn!(error = format!("{e:#}"), "could not remove the staging folder of a failed restore");
+        }
+    }
+}
