@@ -291,7 +291,7 @@ q 'CREATE DATABASE app'
 
 # --- 2. data -------------------------------------------------------------------
 
-analyze() { q "ANALYZE TABLE $(IFS=,; echo "${TABLES[*]}")" app >/dev/null; }
+analyze() { q "ANALYZE TABLE $(IFS=,; echo "${TABLES[*]}")" "$1" >/dev/null; }
 
 log "filling app to $(mib "$TARGET_BYTES") MiB of data + index (bench/mariadb-gen-data.sql)"
 t_fill=$(now)
@@ -301,7 +301,7 @@ size=0
 while [ "$size" -lt "$TARGET_BYTES" ]; do
     { echo "SET @rows = $batch;"; cat "$GEN_SQL"; } | sql app
     events=$((events + batch))
-    analyze
+    analyze app
     size=$(db_bytes app)
     log "  $events events rows: $(mib "$size") MiB ($(since "$t_fill") s)"
     # Size the next batch from the bytes per bench_events row so far (+2 %),
@@ -335,7 +335,9 @@ RECIPIENT=$(age-keygen -y "$tmp/key.txt")
 DUMP=(runuser -u "$U" -- mariadb-dump --no-defaults --socket="$SOCK"
       --single-transaction --routines --events --triggers app)
 # mariadb-backup finds the datadir by asking the server; it must run as an OS
-# user that can read it, and its SQL user needs RELOAD and PROCESS.
+# user that can read it, and its SQL user needs RELOAD and PROCESS. Streaming,
+# it writes nothing to --target-dir or tmpdir; --prepare opens unnamed temp
+# files (O_TMPFILE) in tmpdir (default $TMPDIR or /tmp; --tmpdir=DIR moves them).
 BACKUP=(runuser -u "$U" -- mariadb-backup --no-defaults --backup --stream=xbstream
         --target-dir="$BACKUP_TARGET" --socket="$SOCK" --user="$U")
 ZSTD=(zstd -1 -T2 -q)
@@ -359,6 +361,7 @@ restore_backup_round() { # restore_backup_round ROUND
         :: runuser -u "$U" -- mbstream -x -C "$RESTORE_DIR"
     measure restore-backup/prepare "$r" -- runuser -u "$U" -- mariadb-backup --no-defaults \
         --prepare --target-dir="$RESTORE_DIR"
+    RESTORED_BYTES=$(du -sb "$RESTORE_DIR" | cut -f1)
     wait_quiet "restore-backup/start (round $r)"
     log "restore-backup/start (round $r)"
     t0=$(now)
@@ -377,7 +380,6 @@ restore_backup_round() { # restore_backup_round ROUND
     check_counts "restore-backup (round $r)" "$(row_counts "$SOCK2" app)"
     wall=$(awk -v a="${WALL[restore-backup/extract#$r]}" -v b="${WALL[restore-backup/prepare#$r]}" -v c="$start_s" 'BEGIN { printf "%.3f", a + b + c }')
     record restore-backup/total "$r" "$wall" 0 0 0 "extract + prepare + start"
-    RESTORED_BYTES=$(du -sb "$RESTORE_DIR" | cut -f1)
     stop_server "$SERVER2_RUNUSER" "$PIDF2"
     SERVER2_RUNUSER=
     rm -rf "$RESTORE_DIR"
@@ -394,7 +396,8 @@ for ((r = 1; r <= REPEAT; r++)); do
     measure restore-dump "$r" --in "$DUMP_FILE" -- "${AGE_DEC[@]}" :: zstd -d -q \
         :: runuser -u "$U" -- mariadb --no-defaults --socket="$SOCK" "$NEWDB"
     check_counts "restore-dump (round $r)" "$(row_counts "$SOCK" "$NEWDB")"
-    analyze_newdb=$(q "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = '$NEWDB'")
+    analyze "$NEWDB"
+    NEWDB_BYTES=$(db_bytes "$NEWDB")
     q "DROP DATABASE $NEWDB"
     settle
 
@@ -429,10 +432,10 @@ BACKUP_ZSIZE=$(fsize "$BACKUP_FILE")
 printf '%-16s %14s %14s %8s\n' format uncompressed compressed ratio
 printf '%-16s %10s MiB %10s MiB %7s:1\n' "dump (.sql)" "$(mib "$DUMP_RAW")" "$(mib "$DUMP_ZSIZE")" "$(ratio "$DUMP_RAW" "$DUMP_ZSIZE")"
 printf '%-16s %10s MiB %10s MiB %7s:1\n' "backup (.xb)" "$(mib "$BACKUP_RAW")" "$(mib "$BACKUP_ZSIZE")" "$(ratio "$BACKUP_RAW" "$BACKUP_ZSIZE")"
-echo "restored by the dump: $(mib "$analyze_newdb") MiB data + index; prepared backup datadir: $(mib "$RESTORED_BYTES") MiB on disk"
+echo "restored by the dump: $(mib "$NEWDB_BYTES") MiB data + index; prepared backup: $(mib "$RESTORED_BYTES") MiB on disk (before the server starts on it)"
 echo "RSS = sum of the stages' peaks (GNU time); the servers' own memory is not included, except in restore-backup/start (that server's VmHWM)."
 if [ "${#NOTES[@]}" -gt 0 ]; then
-    echo "notes: ${NOTES[*]}"
+    echo "notes: $(IFS=';'; echo "${NOTES[*]}" | sed 's/;/; /g')"
 else
     echo "notes: the machine was quiet before every measurement"
 fi

@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, MySqlConnection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, MySqlConnection};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -35,9 +35,10 @@ const SYSTEM_USER: &str = "mariadb.sys";
 
 pub struct Mariadb;
 
-fn socket(layout: &NodeLayout) -> PathBuf {
-    layout.run_dir().join("mysqld.sock")
-}
+/// The server's socket, relative to its data folder (its working directory): the
+/// absolute path can pass the 107-byte limit of socket paths under a deep data folder.
+/// Clients that use it run in the data folder too.
+const SOCKET: &str = "../../ephemeral/run/mysqld.sock";
 
 /// Statements the server runs at its next start, before it takes connections;
 /// svcdash writes it, the server reads it (group-readable).
@@ -142,7 +143,7 @@ impl Engine for Mariadb {
             .arg(format!("--datadir={}", layout.data_dir().display()))
             .arg(format!("--port={}", node.spec.port))
             .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", socket(layout).display()))
+            .arg(format!("--socket={SOCKET}"))
             .arg(format!("--pid-file={}", self.pid_file(layout).display()))
             .arg(format!("--tmpdir={}", layout.run_dir().display()))
             .args(["--skip-name-resolve", "--local-infile=0", "--innodb-buffer-pool-size=128M"]);
@@ -219,8 +220,9 @@ impl Engine for Mariadb {
             .arg(format!("--datadir={}", layout.data_dir().display()))
             .arg(format!("--target-dir={}", scratch.display()))
             .arg(format!("--tmpdir={}", layout.run_dir().display()))
-            .arg(format!("--socket={}", socket(layout).display()))
-            .arg(format!("--user={}", os_user(node)?));
+            .arg(format!("--socket={SOCKET}"))
+            .arg(format!("--user={}", os_user(node)?))
+            .current_dir(layout.data_dir());
         let (reader, done) = process::stream_stdout(cmd, "mariadb-backup")?;
         Ok(BackupStream { reader: Box::new(reader), done })
     }
@@ -296,32 +298,40 @@ fn write_init_file(node: &Node<'_>, statements: &[String]) -> anyhow::Result<()>
     files::write_new(&path, text.as_bytes(), svcdash, 0o640).context("writing the server's init file")
 }
 
-/// The live server's users and grants as statements that make them again (every
-/// user but MariaDB's own).
-async fn users_now(spec: &NodeSpec) -> anyhow::Result<Vec<String>> {
+/// The tables holding users and their grants.
+const PRIVILEGE_TABLES: &[&str] =
+    &["global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "proxies_priv", "roles_mapping"];
+
+/// The live server's users and grants, as rows to put back into the privilege
+/// tables (every user but MariaDB's own). Rows rather than `CREATE USER`/`GRANT`:
+/// the server's init file runs plain statements without a user to grant as.
+async fn privileges_now(spec: &NodeSpec) -> anyhow::Result<Vec<String>> {
     let mut conn = connect(spec).await?;
-    let users: Vec<(String, String)> = sqlx::query("SELECT user, host FROM mysql.user WHERE user <> ?")
-        .bind(SYSTEM_USER)
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .map(|row| Ok::<_, sqlx::Error>((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
-        .collect::<Result<_, _>>()?;
     let mut statements = Vec::new();
-    for (user, host) in users {
-        let quoted = format!("'{}'@'{}'", user.replace('\'', "''"), host.replace('\'', "''"));
-        let create: String = sqlx::raw_sql(AssertSqlSafe(format!("SHOW CREATE USER {quoted}")))
-            .fetch_one(&mut conn)
-            .await?
-            .try_get(0)?;
-        statements.push(format!("{create};"));
-        let grants = sqlx::raw_sql(AssertSqlSafe(format!("SHOW GRANTS FOR {quoted}"))).fetch_all(&mut conn).await?;
-        for grant in grants {
-            statements.push(format!("{};", grant.try_get::<String, _>(0)?));
-        }
+    for table in PRIVILEGE_TABLES {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = 'mysql' AND table_name = ? ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut conn)
+        .await?;
+        anyhow::ensure!(!columns.is_empty(), "mysql.{table} has no columns");
+        let names = columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+        let values = columns.iter().map(|c| format!("QUOTE(`{c}`)")).collect::<Vec<_>>().join(", ");
+        // QUOTE escapes every value and spells NULL as NULL.
+        let sql = format!(
+            "SELECT CAST(CONCAT('INSERT INTO mysql.{table} ({names}) VALUES (', CONCAT_WS(', ', {values}), ');') \
+             AS CHAR) FROM mysql.{table} WHERE user <> '{SYSTEM_USER}'"
+        );
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut conn).await?;
+        statements.extend(rows);
     }
     conn.close().await?;
-    anyhow::ensure!(statements.iter().any(|s| s.contains(&spec.admin_user)), "svcdash's admin user is missing");
+    anyhow::ensure!(
+        statements.iter().any(|s| s.starts_with("INSERT INTO mysql.global_priv") && s.contains(&spec.admin_user)),
+        "svcdash's admin user is missing"
+    );
     Ok(statements)
 }
 
@@ -348,17 +358,10 @@ impl StagedRestore for Restore {
         prepare.arg("--no-defaults").arg("--prepare").arg(format!("--target-dir={}", staging.display()));
         process::run(prepare, "mariadb-backup --prepare").await?;
 
-        let mut init = vec![
-            format!("DELETE FROM mysql.global_priv WHERE user <> '{SYSTEM_USER}';"),
-            format!("DELETE FROM mysql.db WHERE user <> '{SYSTEM_USER}';"),
-            format!("DELETE FROM mysql.tables_priv WHERE user <> '{SYSTEM_USER}';"),
-            format!("DELETE FROM mysql.columns_priv WHERE user <> '{SYSTEM_USER}';"),
-            format!("DELETE FROM mysql.procs_priv WHERE user <> '{SYSTEM_USER}';"),
-            "DELETE FROM mysql.proxies_priv;".to_owned(),
-            "DELETE FROM mysql.roles_mapping;".to_owned(),
-            "FLUSH PRIVILEGES;".to_owned(),
-        ];
-        init.extend(users_now(node.spec).await?);
+        let mut init: Vec<String> =
+            PRIVILEGE_TABLES.iter().map(|t| format!("DELETE FROM mysql.{t} WHERE user <> '{SYSTEM_USER}';")).collect();
+        init.extend(privileges_now(node.spec).await?);
+        init.push("FLUSH PRIVILEGES;".to_owned());
         write_init_file(node, &init)?;
 
         control.stop().await?;

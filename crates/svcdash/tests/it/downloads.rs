@@ -3,8 +3,7 @@
 //! `pg_restore`), byte ranges resume it, and a changed key makes older backups
 //! restorable but no longer downloadable.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
@@ -20,28 +19,6 @@ async fn download(app: &TestApp, path: &str, range: Option<&str>) -> reqwest::Re
         req = req.header(RANGE, range);
     }
     req.send().await.unwrap()
-}
-
-/// Decrypts with Debian's age (the passphrase typed on a pseudo-terminal) and
-/// decompresses with Debian's zstd.
-fn open_with_standard_tools(file: &Path, passphrase: &str) -> Vec<u8> {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/age-decrypt.py");
-    let decrypted = file.with_extension("zst");
-    let mut age = Command::new("python3")
-        .arg(script)
-        .arg(file)
-        .arg(&decrypted)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(age.stdin.take().unwrap(), "{passphrase}").unwrap();
-    let out = age.wait_with_output().unwrap();
-    assert!(out.status.success(), "age -d failed: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("zstd").args(["-d", "-c"]).arg(&decrypted).output().unwrap();
-    assert!(out.status.success(), "zstd -d failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
 }
 
 #[tokio::test]

@@ -14,6 +14,10 @@ pub const PG_SERVICE: &str = "3c8a1d1e-7b52-4f0b-9d0c-5a8e1f4c2b01";
 pub const PG_PLAN: &str = "5f2b7c9a-1d3e-4a6b-8c0d-2e4f6a8b0c11";
 pub const REDIS_SERVICE: &str = "9e1f3a5c-7b9d-4c2e-8f0a-1b3d5e7f9a02";
 pub const REDIS_PLAN: &str = "7a9c1e3f-5b7d-4e9f-a1c3-e5f7a9c1e312";
+pub const MARIADB_SERVICE: &str = "4b6d8f0a-2c4e-4a6c-9e8f-0a2c4e6a8c03";
+pub const MARIADB_PLAN: &str = "6c8e0a2c-4e6a-4c8e-a0c2-4e6a8c0e2413";
+pub const RABBITMQ_SERVICE: &str = "8d0f2b4d-6f8b-4d0f-b2d4-6f8b0d2f4a04";
+pub const RABBITMQ_PLAN: &str = "0e2a4c6e-8a0c-4e2a-c4e6-8a0c2e4a6b14";
 
 /// A data folder the engine user (when tests run as root) can enter.
 pub fn data_dir() -> tempfile::TempDir {
@@ -380,4 +384,26 @@ pub async fn wait_instance_state(app: &TestApp, id: &str, state: &str) -> Value 
         (body["state"] == state).then_some(body)
     })
     .await
+}
+
+/// Decrypts with Debian's age (the passphrase typed on a pseudo-terminal) and
+/// decompresses with Debian's zstd.
+pub fn open_with_standard_tools(file: &Path, passphrase: &str) -> Vec<u8> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/age-decrypt.py");
+    let decrypted = file.with_extension("zst");
+    let mut age = std::process::Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .arg(&decrypted)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(age.stdin.take().unwrap(), "{passphrase}").unwrap();
+    let out = age.wait_with_output().unwrap();
+    assert!(out.status.success(), "age -d failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("zstd").args(["-d", "-c"]).arg(&decrypted).output().unwrap();
+    assert!(out.status.success(), "zstd -d failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
 }

@@ -1,4 +1,4 @@
-//! Integration tests: svcdash with real PostgreSQL and Redis engines, driven
+//! Integration tests: svcdash with real PostgreSQL, Redis, MariaDB and RabbitMQ engines, driven
 //! through its HTTP APIs and its command line.
 
 mod api;
@@ -11,6 +11,7 @@ mod cloud_foundry;
 mod crash;
 mod disaster_recovery;
 mod downloads;
+mod engine_story;
 mod engines;
 mod helpers;
 mod idp;
