@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # svcdash's two set-up commands on a Debian/Ubuntu machine with a Rust toolchain:
-#   ./dev.sh serve   installs any missing engine (PostgreSQL, Redis) from the OS
-#                    packages, then runs svcdash on the embedded default
+#   ./dev.sh serve   installs any missing engine (PostgreSQL, Redis, MariaDB,
+#                    RabbitMQ) from the OS packages, then runs svcdash on the
+#                    embedded default
 #   ./dev.sh test    installs what the tests need, then runs the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian package → a program it provides.
+# Debian package → a program it provides (a path where it is off PATH).
 packages=(
-  "postgresql:pg_dump"
+  "postgresql:/usr/lib/postgresql/*/bin/initdb"
   "redis-server:redis-server"
+  "mariadb-server:/usr/sbin/mariadbd"
+  "mariadb-backup:mariadb-backup"
+  "rabbitmq-server:/usr/lib/rabbitmq/bin/rabbitmq-server"
   "age:age"
   "zstd:zstd"
 )
@@ -18,8 +22,8 @@ install_missing() {
   local missing=()
   for entry in "${packages[@]}"; do
     local pkg=${entry%%:*} program=${entry##*:}
-    if [ "$pkg" = postgresql ]; then
-      compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=("$pkg")
+    if [[ "$program" == /* ]]; then
+      compgen -G "$program" >/dev/null || missing+=("$pkg")
     else
       command -v "$program" >/dev/null || missing+=("$pkg")
     fi
@@ -33,8 +37,9 @@ install_missing() {
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the packaged servers; svcdash runs its own.
-  "${sudo[@]}" service postgresql stop >/dev/null 2>&1 || true
-  "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  for service in postgresql redis-server mariadb rabbitmq-server; do
+    "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
+  done
 }
 
 # moto's S3-compatible server for the object-store tests, in a virtualenv of its own.

@@ -105,8 +105,8 @@ impl Engine for Mariadb {
     }
 
     fn backup_contents(&self) -> &'static str {
-        "a physical copy of the server's data (mariadb-backup's xbstream): every table, view, routine, trigger \
-         and event; users and grants stay as they are when it is restored"
+        "a physical copy of the data of the server (an xbstream of mariadb-backup): every table, view, routine, \
+         trigger and event; users and grants stay as they are when it is restored"
     }
 
     /// `mariadb-install-db` unless the data folder holds a server already.

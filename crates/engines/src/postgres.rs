@@ -88,8 +88,8 @@ impl Engine for Postgres {
     }
 
     fn backup_contents(&self) -> &'static str {
-        "the application database as pg_dump's custom format (schema, data, large objects); roles and their \
-         passwords are not part of it"
+        "the application database in the custom format of pg_dump (schema, data, large objects); roles and \
+         their passwords are not part of it"
     }
 
     /// Creates the cluster unless it exists already (so a resumed provision is safe).

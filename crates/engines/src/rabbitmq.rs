@@ -145,8 +145,8 @@ impl Engine for Rabbitmq {
     }
 
     fn backup_contents(&self) -> &'static str {
-        "the broker's definitions (virtual hosts, users, permissions, queues, exchanges, bindings, policies, \
-         parameters) as the management API exports them; messages are not part of a backup"
+        "the definitions of the broker (virtual hosts, users, permissions, queues, exchanges, bindings, \
+         policies, parameters) as the management API exports them; messages are not part of a backup"
     }
 
     /// The Erlang cookie, made once in the account's own folder.

@@ -5,13 +5,13 @@ use secrecy::ExposeSecret;
 use store::{AuditOutcome, Backup, BackupRequest, Instance, InstanceState, KeyKind, NewBackup, Restore, StoreError};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::domain_error::{DomainError, DomainResult};
 use crate::state::AppState;
 
-fn outcome<T>(result: &Result<T, ApiError>) -> AuditOutcome {
+fn outcome<T>(result: &DomainResult<T>) -> AuditOutcome {
     match result {
         Ok(_) => AuditOutcome::Success,
-        Err(e) if e.status == axum::http::StatusCode::FORBIDDEN => AuditOutcome::Denied,
+        Err(DomainError::Denied(_)) => AuditOutcome::Denied,
         Err(_) => AuditOutcome::Failure,
     }
 }
@@ -21,14 +21,14 @@ impl AppState {
     /// a backup of the instance queued already, that one is the answer: one queued
     /// backup per instance is enough to take the newest data, and more would only
     /// hold the workers from other instances.
-    pub async fn trigger_backup(&self, caller: &Caller, instance: &Instance) -> Result<Backup, ApiError> {
+    pub async fn trigger_backup(&self, caller: &Caller, instance: &Instance) -> DomainResult<Backup> {
         let result = self.queue_backup(instance).await;
         let detail = match &result {
             Ok(BackupRequest::Queued(backup)) => format!("backup {} queued", backup.seq),
             Ok(BackupRequest::AlreadyQueued(backup)) => {
                 format!("backup {} was already queued; no other backup queued", backup.seq)
             }
-            Err(e) => e.description.clone(),
+            Err(e) => e.description(),
         };
         self.audit(caller, "backup.create", Some(&instance.guid), outcome(&result), Some(&detail)).await;
         result.map(BackupRequest::into_backup)
@@ -40,11 +40,11 @@ impl AppState {
         caller: &Caller,
         instance: &Instance,
         backup: &Backup,
-    ) -> Result<Restore, ApiError> {
+    ) -> DomainResult<Restore> {
         let result = self.queue_restore(instance, backup).await;
         let detail = match &result {
             Ok(restore) => format!("restore {} of backup {} queued", restore.seq, backup.seq),
-            Err(e) => format!("restore of backup {}: {}", backup.seq, e.description),
+            Err(e) => format!("restore of backup {}: {}", backup.seq, e.description()),
         };
         self.audit(caller, "restore.create", Some(&instance.guid), outcome(&result), Some(&detail)).await;
         result
@@ -57,10 +57,10 @@ impl AppState {
         &self,
         instance: &Instance,
         slot: chrono::DateTime<chrono::Utc>,
-    ) -> Result<BackupRequest, ApiError> {
+    ) -> DomainResult<BackupRequest> {
         ensure_running(instance)?;
         let new = self.new_backup(instance).await?;
-        let result = self.store.enqueue_scheduled_backup(new, slot).await.map_err(ApiError::from);
+        let result = self.store.enqueue_scheduled_backup(new, slot).await.map_err(DomainError::from);
         if let Ok(request) = &result {
             let slot = api_types::timestamp::format(&slot);
             let detail = match request {
@@ -85,7 +85,7 @@ impl AppState {
         result
     }
 
-    async fn queue_backup(&self, instance: &Instance) -> Result<BackupRequest, ApiError> {
+    async fn queue_backup(&self, instance: &Instance) -> DomainResult<BackupRequest> {
         ensure_running(instance)?;
         let new = self.new_backup(instance).await?;
         let request = self.store.enqueue_backup(new).await?;
@@ -96,7 +96,7 @@ impl AppState {
     }
 
     /// What a new backup of the instance is made with: its key and object name.
-    async fn new_backup(&self, instance: &Instance) -> Result<NewBackup, ApiError> {
+    async fn new_backup(&self, instance: &Instance) -> DomainResult<NewBackup> {
         let engine = self.engine_of(instance)?;
         // The personal key once one is set (downloads need it); else one svcdash generates.
         let key = match self.personal_key(instance).await? {
@@ -121,10 +121,10 @@ impl AppState {
         })
     }
 
-    async fn queue_restore(&self, instance: &Instance, backup: &Backup) -> Result<Restore, ApiError> {
+    async fn queue_restore(&self, instance: &Instance, backup: &Backup) -> DomainResult<Restore> {
         ensure_running(instance)?;
         if backup.status() != api_types::TaskStatus::Done || backup.sha256.is_none() {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "BackupNotRestorable",
                 format!("backup {} is {}; only a done backup can be restored", backup.seq, backup.status()),
             ));
@@ -133,7 +133,7 @@ impl AppState {
         let restore = match self.store.enqueue_restore(instance.id, backup.id, &nodes).await {
             Ok(restore) => restore,
             // A second queued restore would only overwrite the first once both ran.
-            Err(StoreError::Conflict(queued)) => return Err(ApiError::conflict("RestoreInProgress", queued)),
+            Err(StoreError::Conflict(queued)) => return Err(DomainError::conflict("RestoreInProgress", queued)),
             Err(e) => return Err(e.into()),
         };
         self.jobs.notify_one();
@@ -151,7 +151,7 @@ impl AppState {
     }
 
     /// The instance's current personal encryption key, if one was set.
-    pub async fn personal_key(&self, instance: &Instance) -> Result<Option<store::InstanceKey>, ApiError> {
+    pub async fn personal_key(&self, instance: &Instance) -> DomainResult<Option<store::InstanceKey>> {
         match self.store.current_key(instance.id, KeyKind::Personal).await {
             Ok(key) => Ok(Some(key)),
             Err(StoreError::NotFound) => Ok(None),
@@ -180,10 +180,10 @@ pub fn not_downloadable_reason(backup: &Backup, personal_key: Option<&store::Ins
     }
 }
 
-fn ensure_running(instance: &Instance) -> Result<(), ApiError> {
+fn ensure_running(instance: &Instance) -> DomainResult<()> {
     match instance.state {
         InstanceState::Provisioned | InstanceState::Available => Ok(()),
-        state => Err(ApiError::conflict(
+        state => Err(DomainError::conflict(
             "InstanceNotReady",
             format!("service instance {} is {state}; backups and restores need a running instance", instance.guid),
         )),

@@ -71,6 +71,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain_error::DomainError> for ApiError {
+    fn from(e: crate::domain_error::DomainError) -> Self {
+        use crate::domain_error::DomainError;
+        match e {
+            DomainError::NotFound(what) => Self::not_found(what),
+            DomainError::Denied(why) => Self::forbidden(why),
+            DomainError::Conflict { code, description } => Self::conflict(code, description),
+            DomainError::Invalid { code, description } => Self::new(StatusCode::BAD_REQUEST, code, description),
+            DomainError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         Self::internal(e)

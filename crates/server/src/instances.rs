@@ -51,10 +51,10 @@ impl AppState {
     /// Queues a restart, recreate or update, for the API and the CLI alike: only
     /// for a provisioned instance, not while the parachute holds it on a full disk,
     /// and one operation at a time.
-    pub async fn queue_lifecycle(&self, instance: &Instance, kind: JobKind) -> Result<Job, crate::error::ApiError> {
-        use crate::error::ApiError;
+    pub async fn queue_lifecycle(&self, instance: &Instance, kind: JobKind) -> crate::domain_error::DomainResult<Job> {
+        use crate::domain_error::DomainError;
         if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available | InstanceState::Failed) {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "InstanceNotReady",
                 format!(
                     "service instance {} is {}; only a provisioned instance can {kind}",
@@ -63,7 +63,7 @@ impl AppState {
             ));
         }
         if let Some(why) = crate::metrics::parachute::still_full(self, instance).await? {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "ParachuteActive",
                 format!("{why}; free space on it (or ask the operator for more) before the engine can start again"),
             ));
@@ -73,7 +73,7 @@ impl AppState {
                 self.jobs.notify_one();
                 Ok(job)
             }
-            Err(store::StoreError::Conflict(what)) => Err(ApiError::conflict(
+            Err(store::StoreError::Conflict(what)) => Err(DomainError::conflict(
                 "OperationInProgress",
                 format!("the instance cannot {kind} now: {what}; try again when it has finished"),
             )),

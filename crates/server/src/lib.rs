@@ -7,6 +7,7 @@ mod backups;
 pub mod catalog;
 pub mod client_addr;
 pub mod config;
+pub mod domain_error;
 pub mod error;
 mod host;
 mod http;

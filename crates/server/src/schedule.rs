@@ -66,7 +66,7 @@ pub async fn tick(state: &AppState, cron: &Cron, now: DateTime<Utc>) -> anyhow::
                 tracing::info!(instance = %instance.guid, backup = backup.seq, "a backup is queued already: slot skipped")
             }
             Err(e) => {
-                tracing::warn!(instance = %instance.guid, error = %e.description, "could not queue a scheduled backup")
+                tracing::warn!(instance = %instance.guid, error = %e.description(), "could not queue a scheduled backup")
             }
         }
     }

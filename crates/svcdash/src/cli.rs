@@ -415,7 +415,7 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
 
 async fn queue_lifecycle(state: &AppState, name: &str, kind: store::JobKind) -> anyhow::Result<()> {
     let i = find_instance(state, name).await?;
-    state.queue_lifecycle(&i, kind).await.map_err(|e| anyhow::anyhow!("{}", e.description))?;
+    state.queue_lifecycle(&i, kind).await.map_err(|e| anyhow::anyhow!("{}", e.description()))?;
     let detail = format!("{kind} queued from the command line");
     state
         .audit_as("cli", None, &format!("instance.{kind}"), Some(&i.guid), store::AuditOutcome::Success, Some(&detail))

@@ -26,7 +26,7 @@ pub async fn download(
 ) -> Response {
     let personal = match state.personal_key(instance).await {
         Ok(key) => key,
-        Err(e) => return e.into_response(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
     if let Some(reason) = crate::backups::not_downloadable_reason(backup, personal.as_ref()) {
         return refused(reason);

@@ -153,8 +153,11 @@ async fn restore_backup(
     };
     match state.trigger_restore(&caller, &instance, &backup).await {
         Ok(restore) => Ok(Json(legacy::RestoreCreated { restore_id: restore.id }).into_response()),
-        Err(e) if e.status == StatusCode::CONFLICT => Ok(message(StatusCode::PRECONDITION_FAILED, e.description)),
-        Err(e) => Err(e),
+        // The deprecated API says 412 where the dashboard API says 409.
+        Err(e @ crate::domain_error::DomainError::Conflict { .. }) => {
+            Ok(message(StatusCode::PRECONDITION_FAILED, e.description()))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -78,6 +78,24 @@ async fn tell(story: &Story) {
     let (status, body) =
         app.api_as(&app.token, Method::PATCH, &format!("/v1/instances/{id}/backups-config"), Some(&config)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The Backups page says what a backup holds.
+    let page = app
+        .client
+        .get(format!("{}/service-instances/{id}/backups", app.base))
+        .header("Authorization", &app.token)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let contents = app.state().engine_of(&app.state().store.instance_by_guid(&id).await.unwrap()).unwrap();
+    assert!(page.contains(&format!("A backup holds {}.", contents.backup_contents())), "{page}");
+    if let Kind::Rabbitmq = story.kind {
+        assert!(page.contains("messages are not part of a backup"), "{page}");
+    }
+
     let backup = app.create_backup(&id).await;
     let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
     assert_eq!(done["status"], "done", "{done}");

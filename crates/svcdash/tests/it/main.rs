@@ -9,6 +9,7 @@ mod browser_lifecycle;
 mod cli;
 mod cloud_foundry;
 mod crash;
+mod damaged_backups;
 mod disaster_recovery;
 mod downloads;
 mod engine_story;

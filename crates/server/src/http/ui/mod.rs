@@ -71,6 +71,12 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<crate::domain_error::DomainError> for PageError {
+    fn from(e: crate::domain_error::DomainError) -> Self {
+        PageError(e.into())
+    }
+}
+
 impl From<store::StoreError> for PageError {
     fn from(e: store::StoreError) -> Self {
         PageError(e.into())

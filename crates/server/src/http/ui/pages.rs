@@ -73,6 +73,8 @@ struct BackupsPage {
     min_key_length: usize,
     has_personal_key: bool,
     settings: store::BackupSettings,
+    /// What a backup of this instance's engine holds (RabbitMQ: not its messages).
+    backup_contents: &'static str,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -94,6 +96,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         min_key_length: state.config.backups.min_encryption_key_length,
         has_personal_key: personal_key.is_some(),
         settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
+        backup_contents: state.engine_of(&instance).map_or("", |e| e.backup_contents()),
     }))
 }
 

@@ -79,7 +79,7 @@ async fn update(
 }
 
 async fn queue(state: &AppState, instance: &Instance, kind: JobKind) -> Result<StatusCode> {
-    state.queue_lifecycle(instance, kind).await.map(|_| StatusCode::ACCEPTED)
+    Ok(state.queue_lifecycle(instance, kind).await.map(|_| StatusCode::ACCEPTED)?)
 }
 
 async fn record(state: &AppState, caller: &Caller, instance: &Instance, action: &str, result: &Result<StatusCode>) {
