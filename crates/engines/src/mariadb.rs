@@ -32,6 +32,11 @@ use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 pub const DATABASE: &str = "app";
 /// The user MariaDB itself needs; restores leave it as it is.
 const SYSTEM_USER: &str = "mariadb.sys";
+/// A locked account with every right on `app`: the definer of views, routines,
+/// triggers and events whose creator is gone (an unbound binding, or another
+/// instance's binding after disaster recovery), so they keep working with the
+/// rights every binding has.
+const OWNER: &str = "app_owner";
 
 pub struct Mariadb;
 
@@ -197,6 +202,7 @@ impl Engine for Mariadb {
         check_identifier(username)?;
         let mut conn = connect(node.spec).await?;
         exec(&mut conn, format!("DROP USER IF EXISTS '{username}'@'%'")).await?;
+        adopt_orphans_or_warn(&mut conn).await;
         let sessions: Vec<u64> = sqlx::query_scalar("SELECT id FROM information_schema.processlist WHERE user = ?")
             .bind(username)
             .fetch_all(&mut conn)
@@ -286,7 +292,87 @@ fn admin_statements(spec: &NodeSpec) -> Vec<String> {
         format!("ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"),
         format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'127.0.0.1' WITH GRANT OPTION;"),
         format!("CREATE DATABASE IF NOT EXISTS `{DATABASE}`;"),
+        format!("CREATE USER IF NOT EXISTS '{OWNER}'@'localhost' ACCOUNT LOCK;"),
+        format!("GRANT ALL PRIVILEGES ON `{DATABASE}`.* TO '{OWNER}'@'localhost';"),
     ]
+}
+
+/// Gives the views, routines, triggers and events of `app` whose definer no longer
+/// exists to `app_owner`; logs what it could not.
+async fn adopt_orphans_or_warn(conn: &mut MySqlConnection) {
+    if let Err(e) = adopt_orphans(conn).await {
+        tracing::warn!(error = format!("{e:#}"), "could not give objects of departed users to {OWNER}");
+    }
+}
+
+async fn adopt_orphans(conn: &mut MySqlConnection) -> anyhow::Result<()> {
+    let users: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT CAST(CONCAT(user, '@', host) AS CHAR) FROM mysql.user")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    // (kind, name, definer); definers read `user@host`.
+    let objects: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT 'VIEW', table_name, definer FROM information_schema.views WHERE table_schema = ? \
+         UNION ALL SELECT routine_type, routine_name, definer FROM information_schema.routines WHERE routine_schema = ? \
+         UNION ALL SELECT 'TRIGGER', trigger_name, definer FROM information_schema.triggers WHERE trigger_schema = ? \
+         UNION ALL SELECT 'EVENT', event_name, definer FROM information_schema.events WHERE event_schema = ?",
+    )
+    .bind(DATABASE)
+    .bind(DATABASE)
+    .bind(DATABASE)
+    .bind(DATABASE)
+    .fetch_all(&mut *conn)
+    .await?;
+    let owner = format!("`{OWNER}`@`localhost`");
+    for (kind, name, definer) in objects.into_iter().filter(|(_, _, d)| !users.contains(d)) {
+        let Some((user, host)) = definer.rsplit_once('@') else { continue };
+        let quoted = format!("`{DATABASE}`.`{}`", name.replace('`', "``"));
+        let old = format!("DEFINER=`{}`@`{}`", user.replace('`', "``"), host.replace('`', "``"));
+        let statements = match kind.as_str() {
+            "EVENT" => {
+                // ALTER EVENT needs a clause besides the definer: its own comment again.
+                let comment: String = sqlx::query_scalar(
+                    "SELECT event_comment FROM information_schema.events WHERE event_schema = ? AND event_name = ?",
+                )
+                .bind(DATABASE)
+                .bind(&name)
+                .fetch_one(&mut *conn)
+                .await?;
+                let comment = comment.replace('\\', "\\\\").replace('\'', "''");
+                vec![format!("ALTER DEFINER={owner} EVENT {quoted} COMMENT '{comment}'")]
+            }
+            "VIEW" | "PROCEDURE" | "FUNCTION" | "TRIGGER" => {
+                // The server's own text of the object, one statement, with only its
+                // definer changed; `SHOW CREATE` names no database, so it runs in `app`.
+                let column = if kind == "VIEW" { 1 } else { 2 };
+                let row =
+                    sqlx::raw_sql(AssertSqlSafe(format!("SHOW CREATE {kind} {quoted}"))).fetch_one(&mut *conn).await?;
+                let text: String = sqlx::Row::try_get(&row, column)?;
+                anyhow::ensure!(text.contains(&old), "{kind} {name}: its text does not name its definer {definer}");
+                let text = text.replacen(&old, &format!("DEFINER={owner}"), 1);
+                if kind == "VIEW" {
+                    vec![text.replacen("CREATE ", "CREATE OR REPLACE ", 1)]
+                } else {
+                    // Made again under the SQL mode it was made with (`||`, quotes).
+                    let mode: String = sqlx::Row::try_get(&row, 1)?;
+                    vec![
+                        format!("SET SESSION sql_mode = '{}'", mode.replace('\'', "''")),
+                        format!("DROP {kind} {quoted}"),
+                        text,
+                    ]
+                }
+            }
+            _ => continue,
+        };
+        exec(conn, format!("USE `{DATABASE}`")).await?;
+        for statement in statements {
+            exec(conn, statement).await.with_context(|| format!("giving {kind} {name} to {OWNER}"))?;
+        }
+        tracing::info!(kind, name, definer, "gave an object of a departed user to {OWNER}");
+    }
+    Ok(())
 }
 
 /// One statement a line, as the server reads its init file.
@@ -384,6 +470,10 @@ impl StagedRestore for Restore {
             return Err(e.context("the server did not start on the restored data; the instance has its old data"));
         }
         files::remove_tree(&replaced)?;
+        // The backup's objects may be defined by users the live server does not have.
+        let mut conn = connect(node.spec).await?;
+        adopt_orphans_or_warn(&mut conn).await;
+        conn.close().await?;
         Ok(())
     }
 

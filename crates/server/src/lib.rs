@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod client_addr;
 pub mod config;
 pub mod domain_error;
+pub mod engine_check;
 pub mod error;
 mod host;
 mod http;
@@ -52,6 +53,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
              from svcdash or from each other (a tenant's code in one engine can reach the others and svcdash's files)"
         );
     }
+    engine_check::log(&state).await;
     jobs::recover(&state).await?;
     state.record_versions().await?;
     metrics::warn_about_settings(&state);

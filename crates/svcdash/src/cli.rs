@@ -48,6 +48,8 @@ enum Command {
         #[command(flatten)]
         create: NewToken,
     },
+    /// The engines the catalog's services need, and the releases installed here.
+    Engines,
     /// Manage the master key that seals every stored secret.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
@@ -182,6 +184,25 @@ struct Overrides {
     public_url: Option<String>,
 }
 
+async fn engines(state: AppState) -> anyhow::Result<()> {
+    let statuses = server::engine_check::check(&state).await;
+    println!("{:<16} {:<12} {:<10} installed", "service", "engine", "catalog");
+    let mut missing = 0;
+    for s in &statuses {
+        let installed = match &s.installed {
+            Ok(v) if s.matches() => v.clone(),
+            Ok(v) => format!("{v} (not the catalog's release)"),
+            Err(why) => {
+                missing += 1;
+                format!("missing: {why}")
+            }
+        };
+        println!("{:<16} {:<12} {:<10} {installed}", s.service, s.engine, s.catalog_version);
+    }
+    anyhow::ensure!(missing == 0, "{missing} of the catalog's engines cannot run here");
+    Ok(())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let overrides = match &args.command {
         Command::Serve { listen, public_url } => Overrides { listen: *listen, public_url: public_url.clone() },
@@ -199,6 +220,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
         Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,
+        Command::Engines => engines(AppState::open(config).await?).await,
         Command::MasterKey(MasterKeyCommand::Rotate) => rotate_master_key(config).await,
         Command::Token { command, create } => {
             tokens(AppState::open(config).await?, command.unwrap_or(TokenCommand::Create(create))).await

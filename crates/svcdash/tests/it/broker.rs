@@ -44,7 +44,7 @@ async fn broker_checks_credentials_and_version() {
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> =
         catalog["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["postgresql", "redis"]);
+    assert_eq!(names, ["postgresql", "redis", "mariadb", "rabbitmq"]);
     for service in catalog["services"].as_array().unwrap() {
         assert_eq!(service["plans"][0]["name"], "single-small");
         assert_eq!(service["bindable"], true);

@@ -239,3 +239,46 @@ fn tokens_expire_as_the_flag_or_the_configuration_says_and_are_listed_never_show
     let (ok, out) = svcdash(&["token", "list", "--user", "nobody-here"], &env);
     assert!(!ok && out.contains("no user named"), "{out}");
 }
+
+#[test]
+fn engines_lists_every_service_with_its_installed_release_and_names_what_is_missing() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let data_env = data.to_str().unwrap();
+    let (ok, out) = svcdash(&["engines"], &[("SVCDASH_DATA", data_env)]);
+    assert!(ok, "{out}");
+    for line in [
+        "postgresql       postgresql   15         15.",
+        "redis            redis        7          7.",
+        "mariadb          mariadb      10.11      10.11.",
+        "rabbitmq         rabbitmq     3.10       3.10.",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    // An engine whose programs are not where the operator said fails the command.
+    let (ok, out) =
+        svcdash(&["engines"], &[("SVCDASH_DATA", data_env), ("SVCDASH_ENGINES__BIN_DIRS__MARIADB", "/nonexistent")]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("mariadb") && out.contains("missing: mariadbd is not in the configured folder /nonexistent"),
+        "{out}"
+    );
+    assert!(out.contains("1 of the catalog's engines cannot run here"), "{out}");
+}
+
+#[test]
+fn instances_of_every_engine_are_created_from_the_command_line() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let _accounts = crate::helpers::AccountsGuard(data.clone());
+    let data_env = data.to_str().unwrap();
+    for service in ["mariadb", "rabbitmq"] {
+        let (ok, out) = svcdash(
+            &["instances", "create", "--service", service, "--plan", "single-small", &format!("my-{service}")],
+            &[("SVCDASH_DATA", data_env)],
+        );
+        assert!(ok, "{out}");
+        let (ok, out) = svcdash(&["instances", "show", &format!("my-{service}")], &[("SVCDASH_DATA", data_env)]);
+        assert!(ok && out.contains(&format!("service:    {service}")), "{out}");
+    }
+}

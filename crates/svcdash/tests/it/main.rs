@@ -20,6 +20,7 @@ mod isolation;
 mod lifecycle;
 mod master_key;
 mod metrics;
+mod new_engines;
 mod pages;
 mod parachute;
 mod retention;
