@@ -46,12 +46,16 @@
 #     extract, prepare and start.
 #   - The server's own work (serving the dump, loading the restore) is in no
 #     RSS or CPU figure, only in wall times.
-#   - Every method reads a warm page cache (the data was just written), but not
-#     a warm buffer pool (256 MiB, smaller than the data). Dirty pages are
+#   - mariadb-dump reads through the server: a warm page cache (the data was
+#     just written) but not a warm buffer pool (256 MiB, smaller than the
+#     data). mariadb-backup opens the data files with O_DIRECT (seen with
+#     strace), so it reads the disk, bypassing the page cache. Dirty pages are
 #     flushed before the measurements and after each dump restore, so that
 #     background flushing does not land in the next measurement.
 #   - Before each measured operation the script waits while rustc, cargo or
-#     `cargo test` runs (another user compiles on this machine), and says so.
+#     `cargo test` runs (another user compiles on this machine), and says so;
+#     a build that starts during a measurement (checked every second) marks
+#     that round with * in the summary.
 #
 # Usage (from anywhere; run as root, since it creates a system account):
 #   bench/mariadb-formats.sh                      # 1 GiB database, 3 rounds
@@ -137,6 +141,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +eu
+    [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
     stop_server "$SERVER2_RUNUSER" "$PIDF2"
     stop_server "$SERVER_RUNUSER" "$PIDF"
     if [ "$USER_MADE" = 1 ]; then
@@ -187,6 +192,27 @@ wait_quiet() {
     if [ "$waited" -gt 0 ]; then
         log "note: waited ${waited} s for a quiet machine before $1"
         NOTES+=("waited ${waited} s before $1")
+    fi
+}
+
+# watch_start / watch_stop NAME ROUND: while a measurement runs, a background
+# loop checks every second whether a build started; if one did, the round is
+# marked with * in the summary.
+declare -A DISTURBED
+WATCH_PID=
+watch_start() {
+    rm -f "$tmp/disturbed"
+    ( while :; do busy && : >"$tmp/disturbed"; sleep 1; done ) &
+    WATCH_PID=$!
+}
+watch_stop() {
+    kill "$WATCH_PID" 2>/dev/null
+    wait "$WATCH_PID" 2>/dev/null || true
+    WATCH_PID=
+    if [ -e "$tmp/disturbed" ]; then
+        DISTURBED[$1#$2]=1
+        log "note: a build ran during $1 (round $2)"
+        NOTES+=("a build ran during $1 (round $2)")
     fi
 }
 
@@ -252,10 +278,12 @@ measure() {
     wait_quiet "$name (round $round)"
     log "$name (round $round)"
     local err="$tmp/${name//\//_}.$round.err"
+    watch_start
     if ! "${MEASURE[@]}" --report "$tmp/report" --err "$err" "${args[@]}"; then
         tail -n 20 "$err" >&2
         die "$name failed (stderr in $err)"
     fi
+    watch_stop "$name" "$round"
     local wall cpu _max sum per size=0 stages
     read -r wall cpu _max sum per <"$tmp/report"
     [ -n "$out" ] && [ "$out" != /dev/null ] && size=$(fsize "$out")
@@ -364,6 +392,7 @@ restore_backup_round() { # restore_backup_round ROUND
     RESTORED_BYTES=$(du -sb "$RESTORE_DIR" | cut -f1)
     wait_quiet "restore-backup/start (round $r)"
     log "restore-backup/start (round $r)"
+    watch_start
     t0=$(now)
     start_server "$RESTORE_DIR" "$PORT2" "$SOCK2" "$PIDF2" "$tmp/restored.$r.log"
     SERVER2_RUNUSER=$STARTED
@@ -373,6 +402,7 @@ restore_backup_round() { # restore_backup_round ROUND
         sleep 0.05
     done
     start_s=$(since "$t0")
+    watch_stop restore-backup/start "$r"
     pid=$(cat "$PIDF2")
     kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
     record restore-backup/start "$r" "$start_s" 0 0 "$kib" "mariadbd VmHWM"
@@ -380,6 +410,8 @@ restore_backup_round() { # restore_backup_round ROUND
     check_counts "restore-backup (round $r)" "$(row_counts "$SOCK2" app)"
     wall=$(awk -v a="${WALL[restore-backup/extract#$r]}" -v b="${WALL[restore-backup/prepare#$r]}" -v c="$start_s" 'BEGIN { printf "%.3f", a + b + c }')
     record restore-backup/total "$r" "$wall" 0 0 0 "extract + prepare + start"
+    [ -n "${DISTURBED[restore-backup/extract#$r]:-}${DISTURBED[restore-backup/prepare#$r]:-}${DISTURBED[restore-backup/start#$r]:-}" ] &&
+        DISTURBED[restore-backup/total#$r]=1
     stop_server "$SERVER2_RUNUSER" "$PIDF2"
     SERVER2_RUNUSER=
     rm -rf "$RESTORE_DIR"
@@ -418,7 +450,10 @@ echo "$(nproc) cores, $REPEAT round(s), $(mariadbd --version | awk '{ print $3 }
 echo
 printf '%-24s %8s %13s  %-26s %10s %10s  %s\n' method median min-max rounds size_MiB RSS_MiB "RSS by stage (MiB), last round"
 for n in "${ROWS[@]}"; do
-    rounds=$(rounds_of "$n" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }')
+    rounds=
+    for ((r = 1; r <= REPEAT; r++)); do
+        rounds+="$(awk -v v="${WALL[$n#$r]}" 'BEGIN { printf "%.2f", v }')${DISTURBED[$n#$r]:+*} "
+    done
     peak=0
     for ((r = 1; r <= REPEAT; r++)); do [ "${RSS[$n#$r]}" -gt "$peak" ] && peak=${RSS[$n#$r]}; done
     size=${SIZE[$n#$REPEAT]}
@@ -433,6 +468,7 @@ printf '%-16s %14s %14s %8s\n' format uncompressed compressed ratio
 printf '%-16s %10s MiB %10s MiB %7s:1\n' "dump (.sql)" "$(mib "$DUMP_RAW")" "$(mib "$DUMP_ZSIZE")" "$(ratio "$DUMP_RAW" "$DUMP_ZSIZE")"
 printf '%-16s %10s MiB %10s MiB %7s:1\n' "backup (.xb)" "$(mib "$BACKUP_RAW")" "$(mib "$BACKUP_ZSIZE")" "$(ratio "$BACKUP_RAW" "$BACKUP_ZSIZE")"
 echo "restored by the dump: $(mib "$NEWDB_BYTES") MiB data + index; prepared backup: $(mib "$RESTORED_BYTES") MiB on disk (before the server starts on it)"
+echo "rounds marked * had a build (rustc/cargo) running at some point during the measurement."
 echo "RSS = sum of the stages' peaks (GNU time); the servers' own memory is not included, except in restore-backup/start (that server's VmHWM)."
 if [ "${#NOTES[@]}" -gt 0 ]; then
     echo "notes: $(IFS=';'; echo "${NOTES[*]}" | sed 's/;/; /g')"
