@@ -13,6 +13,15 @@ wall_s runs from just before the POST to the poll that saw `done`.
 child_peak_kib is the largest VmHWM seen among SERVER_PID's pg_dump /
 pg_restore / psql descendants at the polls (a lower bound of their peak).
 
+Environment (both optional):
+  SVCDASH_TASK_TOOLS  comma-separated process names to sample instead of the
+                      PostgreSQL tools (e.g. mariadb-backup,mbstream)
+  SVCDASH_TASK_TRACE  a file to write, at the end, one line per descendant
+                      process of SERVER_PID seen at the polls:
+                          pid comm first_seen last_seen
+                      (Unix times, to the poll: a process lives from up to one
+                      interval before first_seen to up to one after last_seen)
+
 One process does all the polling: the shell would fork curl, ps, awk and
 python at every poll, and on a small machine that steals a noticeable share of
 the CPU from the very server being measured.
@@ -26,6 +35,11 @@ import urllib.error
 import urllib.request
 
 TOOLS = {"pg_dump", "pg_dumpall", "pg_restore", "psql"}
+if os.environ.get("SVCDASH_TASK_TOOLS"):
+    TOOLS = set(os.environ["SVCDASH_TASK_TOOLS"].split(","))
+
+# pid -> [comm, first_seen, last_seen] of every descendant seen (SVCDASH_TASK_TRACE).
+SEEN: dict[int, list] = {}
 
 
 def request(method: str, url: str, token: str) -> tuple[int, bytes]:
@@ -55,14 +69,20 @@ def child_tool_peak(root: int) -> int:
         comm[pid] = stat[stat.index("(") + 1 : stat.rindex(")")]
         parent[pid] = int(stat[stat.rindex(")") + 2 :].split()[1])
     peak = 0
+    now = time.time()
     for pid, name in comm.items():
-        if name not in TOOLS:
+        if name not in TOOLS and not TRACE:
             continue
         p = parent.get(pid, 0)
         while p > 1 and p != root:
             p = parent.get(p, 0)
         if p != root:
             continue
+        if TRACE:
+            seen = SEEN.setdefault(pid, [name, now, now])
+            seen[0], seen[2] = name, now
+            if name not in TOOLS:
+                continue
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
@@ -71,6 +91,16 @@ def child_tool_peak(root: int) -> int:
         except OSError:
             pass
     return peak
+
+
+TRACE = os.environ.get("SVCDASH_TASK_TRACE")
+
+
+def write_trace() -> None:
+    if TRACE:
+        with open(TRACE, "w") as f:
+            for pid, (name, first, last) in sorted(SEEN.items(), key=lambda kv: kv[1][1]):
+                f.write(f"{pid} {name} {first:.3f} {last:.3f}\n")
 
 
 def main(argv: list[str]) -> int:
@@ -104,6 +134,7 @@ def main(argv: list[str]) -> int:
             return 1
         time.sleep(interval_s)
     wall = time.monotonic() - t0
+    write_trace()
     print(f"{wall:.3f} {peak} {json.dumps(task)}")
     return 0
 

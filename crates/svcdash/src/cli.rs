@@ -244,10 +244,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data)?;
     let _serving = serving_lock(&config.data)?
         .ok_or_else(|| anyhow::anyhow!("another `svcdash serve` is using the data folder {}", config.data.display()))?;
+    // Handlers first: a SIGTERM while svcdash starts (checking engines, starting
+    // instances) stops it cleanly once it has started, rather than killing it.
+    let signals = shutdown_signals()?;
     let server = server::start(config).await?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.await;
         tracing::info!("shutting down: letting running jobs finish, then stopping the engines");
         token.cancel();
     });
@@ -315,13 +318,17 @@ async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the first signal.
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()> {
