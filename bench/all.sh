@@ -47,7 +47,7 @@ trap 'rm -rf "$tmp"' EXIT
 status=0
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 wait_quiet "PostgreSQL"
-log "PostgreSQL: bench/backup-restore.sh (BENCH_GIB=$BENCH_GIB${BENCH_MB:+ BENCH_MB=$BENCH_MB} BENCH_REPEAT=$BENCH_REPEAT)"
+log "PostgreSQL: bench/backup-restore.sh (${BENCH_MB:+BENCH_MB=$BENCH_MB}${BENCH_MB:-BENCH_GIB=$BENCH_GIB} BENCH_REPEAT=$BENCH_REPEAT)"
 "$BENCH/backup-restore.sh" >"$tmp/postgresql.txt" || { status=$?; log "bench/backup-restore.sh failed (exit $status)"; }
 wait_quiet "MariaDB"
 log "MariaDB: bench/mariadb-backup-restore.sh"
@@ -56,7 +56,7 @@ log "MariaDB: bench/mariadb-backup-restore.sh"
 mkdir -p "$BENCH_OUT"
 report="$BENCH_OUT/all-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
-    echo "svcdash backup/restore benchmarks, one run started $started: BENCH_GIB=$BENCH_GIB${BENCH_MB:+ BENCH_MB=$BENCH_MB} BENCH_REPEAT=$BENCH_REPEAT"
+    echo "svcdash backup/restore benchmarks, one run started $started: ${BENCH_MB:+BENCH_MB=$BENCH_MB}${BENCH_MB:-BENCH_GIB=$BENCH_GIB} BENCH_REPEAT=$BENCH_REPEAT"
     echo
     echo "=================================== PostgreSQL ==================================="
     if [ -s "$tmp/postgresql.txt" ]; then cat "$tmp/postgresql.txt"; else echo "(no report: the benchmark failed)"; fi

@@ -407,7 +407,7 @@ restore_dir() {
     echo "$d"
 }
 check_prepared() { # check_prepared NAME DIR
-    grep -q '^backup_type = full-prepared' "$2/xtrabackup_checkpoints" ||
+    grep -Eq '^backup_type = (full-prepared|log-applied)' "$2/xtrabackup_checkpoints" ||
         die "$1: $2 is not a prepared backup ($(tr '\n' ' ' <"$2/xtrabackup_checkpoints"))"
 }
 # sum_rounds NAME PARTS...: records NAME as the sum of the walls and CPU of PARTS.
@@ -454,9 +454,10 @@ svcdash_task() {
     log "$name: ${wall} s (server: ${server_s} s), $(mib "${size:-0}") MiB, VmHWM $(mib $((hwm_start * 1024))) -> $(mib $((hwm_end * 1024))) MiB"
 }
 
-# restore_phases: prints "load prepare stop switch start" (seconds) of the
-# restore job that svcdash's JSON log holds from LOG_OFFSET on, with the end of
-# --prepare from the process trace; "?" for what it cannot tell.
+# restore_phases: prints "load prepare stop switch start prepare+stop" (seconds)
+# of the restore job that svcdash's JSON log holds from LOG_OFFSET on, with the
+# end of --prepare from the process trace (a prepare shorter than a poll may be
+# missed: then prepare and stop are "?", prepare+stop is still known).
 restore_phases() {
     python3 - "$tmp/svcdash.log" "$LOG_OFFSET" "$tmp/trace" <<'EOF'
 import datetime, json, sys
@@ -488,7 +489,7 @@ if prepared is not None:
 def span(a, b):
     return f"{t[b] - t[a]:.2f}" if a in t and b in t else "?"
 print(span("begin", "loaded"), span("loaded", "prepared"), span("prepared", "exited"),
-      span("exited", "started"), span("started", "done"))
+      span("exited", "started"), span("started", "done"), span("loaded", "exited"))
 EOF
 }
 
@@ -660,8 +661,8 @@ for ((r = 1; r <= REPEAT; r++)); do
     STAGES[$name]="${STAGES[$name]}; CPU less the old mariadbd's ${CPU_ADJUST} s"
     CPU_ADJUST=0
     PHASES[$name]=$(restore_phases)
-    read -r p_load p_prep p_stop p_switch p_start <<<"${PHASES[$name]}"
-    log "$name phases: load $p_load s, prepare $p_prep s, stop $p_stop s, switch $p_switch s, start $p_start s"
+    read -r p_load p_prep p_stop p_switch p_start p_prepstop <<<"${PHASES[$name]}"
+    log "$name phases: load $p_load s, prepare $p_prep s, stop $p_stop s (prepare+stop $p_prepstop s), switch $p_switch s, start $p_start s"
     check_rows "$name"
 done
 kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null || true
@@ -682,10 +683,14 @@ verdict() { if "$@"; then echo MET; else echo "NOT MET"; fi; }
 # max_rss NAME: the largest RSS of every round of NAME, in KiB.
 max_rss() { local r m=0 v; for ((r = 1; r <= REPEAT; r++)); do v=${RSS[$(key "$1" "$r")]}; [ "$v" -gt "$m" ] && m=$v; done; echo "$m"; }
 rss_rounds() { local r out=(); for ((r = 1; r <= REPEAT; r++)); do out+=("$(mib $((RSS[$(key "$1" "$r")] * 1024)))"); done; (IFS=/; echo "${out[*]}"); }
-phase_median() { # phase_median FIELD(1-5): median over the rounds of svcdash-restore
-    local r
-    for ((r = 1; r <= REPEAT; r++)); do echo "${PHASES[$(key svcdash-restore "$r")]}" | awk -v f="$1" '{ print $f }'; done |
-        grep -v '?' | { grep . || echo 0; } | median
+phase_median() { # phase_median FIELD(1-6): median over the rounds of svcdash-restore; ? if unknown in any round
+    local r v out=()
+    for ((r = 1; r <= REPEAT; r++)); do
+        v=$(awk -v f="$1" '{ print $f }' <<<"${PHASES[$(key svcdash-restore "$r")]}")
+        case $v in ''|'?') echo '?'; return ;; esac
+        out+=("$v")
+    done
+    printf '%s\n' "${out[@]}" | median
 }
 
 mkdir -p "$BENCH_OUT"
@@ -693,7 +698,7 @@ report="$BENCH_OUT/mariadb-backup-restore-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
     echo "svcdash MariaDB backup/restore benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $REPEAT round(s)"
     echo "database: $(mib "$DB_BYTES") MiB data + index (target $TARGET_LABEL), data folder $(mib "$DATADIR_BYTES") MiB; rows: $SOURCE_COUNTS"
-    echo "$(mariadb-backup --version 2>&1 | head -n 1 | sed 's/ based on.*//'); zstd $(zstd -V | grep -o 'v[0-9.]*'); age $(age --version)"
+    echo "server $(q 'SELECT VERSION()'), mariadb-backup $(mariadb-backup --version 2>&1 | grep -o '[0-9][0-9.]*-MariaDB' | head -n 1); zstd $(zstd -V | grep -o 'v[0-9.]*'); age $(age --version)"
     echo "RSS: shell methods = sum of the pipeline stages' peaks (stages listed); svcdash = server VmHWM during the operation"
     echo
     printf '%-28s %9s %9s %11s %9s  %s\n' name 'wall s' 'cpu s' 'output MiB' 'RSS MiB' 'detail'
@@ -715,14 +720,21 @@ report="$BENCH_OUT/mariadb-backup-restore-$(date -u +%Y%m%dT%H%M%SZ).txt"
     printf '  stop (read users, write init file, server shutdown)      %s\n' "$(phase_median 3)"
     printf '  switch (rename folders, spawn the server)               %s\n' "$(phase_median 4)"
     printf '  start (until it answers; remove old data; orphans)      %s\n' "$(phase_median 5)"
+    printf '  (prepare + stop, both from the log                       %s)\n' "$(phase_median 6)"
     for ((r = 1; r <= REPEAT; r++)); do
-        echo "  round $r: load prepare stop switch start = ${PHASES[$(key svcdash-restore "$r")]}"
+        echo "  round $r: load prepare stop switch start (prepare+stop) = ${PHASES[$(key svcdash-restore "$r")]}"
     done
-    stopstart=$(awk -v a="$(phase_median 3)" -v b="$(phase_median 4)" -v c="$(phase_median 5)" 'BEGIN { printf "%.2f", a + b + c }')
+    if [ "$(phase_median 3)" != '?' ] && [ "$(phase_median 5)" != '?' ]; then
+        stopstart=$(awk -v a="$(phase_median 3)" -v b="$(phase_median 4)" -v c="$(phase_median 5)" 'BEGIN { printf "%.2f", a + b + c }')
+        what="stopping the server, switching the folders and starting the server"
+    else   # the prepare was too short for the trace: count it in
+        stopstart=$(awk -v a="$(phase_median 6)" -v b="$(phase_median 4)" -v c="$(phase_median 5)" 'BEGIN { printf "%.2f", a + b + c }')
+        what="(preparing,) stopping the server, switching the folders and starting the server"
+    fi
     without=$(sub_s "$(median_wall svcdash-restore)" "$stopstart")
-    echo "  svcdash's restore includes stopping the server, switching the folders and starting the server: ${stopstart} s of its"
+    echo "  svcdash's restore includes $what: ${stopstart} s of its"
     echo "  median $(median_wall svcdash-restore) s; the engine's own restore (extract + prepare) includes none of that."
-    echo "  svcdash without stop+switch+start: ${without} s = $(ratio "$without" "$(median_wall engine-restore)") x engine-restore"
+    echo "  svcdash without that: ${without} s = $(ratio "$without" "$(median_wall engine-restore)") x engine-restore (median)"
     echo
     plain=${SIZE[floor-file]}
     echo "sizes: plain xbstream $(mib "$plain") MiB; standard (zstd -1 + age) $(mib "${SIZE[standard]}") MiB ($(ratio "$plain" "${SIZE[standard]}"):1); svcdash (zstd 2 + age) $(mib "${SIZE[svcdash]}") MiB ($(ratio "$plain" "${SIZE[svcdash]}"):1); prepared folder $(mib "$PREPARED_BYTES") MiB"

@@ -47,6 +47,9 @@ pub struct TestApp {
     /// `bearer <token>` of a user granted tenant `org-a`.
     pub token: String,
     pub data: PathBuf,
+    /// The instances' folder, whose accounts go with the test even when it stopped
+    /// svcdash (and then failed before starting it again).
+    instances: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -65,7 +68,16 @@ impl TestApp {
         let server = server::start(config).await.expect("svcdash starts");
         let base = format!("http://{}", server.addr);
         let token = user_token(&server.state, "alice", "org-a").await;
-        Self { server: Some(server), base, client: reqwest::Client::new(), token, data: data.to_path_buf(), _dir: None }
+        let instances = server.state.config.instances_dir();
+        Self {
+            server: Some(server),
+            base,
+            client: reqwest::Client::new(),
+            token,
+            data: data.to_path_buf(),
+            instances,
+            _dir: None,
+        }
     }
 
     pub fn state(&self) -> &AppState {
@@ -249,10 +261,12 @@ impl Drop for TestApp {
         // instances' accounts are the host's and would outlive it too.
         if let Some(server) = self.server.take() {
             server.state.deployer.kill_all_now();
-            let instances = server.state.config.instances_dir();
-            if let Ok(deployer) = engines::LocalDeployer::new(instances, engines::Tools::new(Default::default())) {
-                deployer.remove_accounts_now();
-            }
+        }
+        if self.instances.is_dir()
+            && let Ok(deployer) =
+                engines::LocalDeployer::new(self.instances.clone(), engines::Tools::new(Default::default()))
+        {
+            deployer.remove_accounts_now();
         }
     }
 }
