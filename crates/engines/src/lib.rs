@@ -91,6 +91,15 @@ pub struct AppCredentials {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Refuses a user name or password that would need quoting in an engine's
+/// statements (svcdash makes both from letters, digits and `_`).
+pub(crate) fn check_identifier(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        anyhow::bail!("{name:?} is not a safe identifier");
+    }
+    Ok(())
+}
+
 /// Letters and digits only, so generated secrets never need quoting.
 pub fn generate_secret(len: usize) -> String {
     use rand::distr::{Alphanumeric, SampleString};

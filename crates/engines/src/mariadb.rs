@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
@@ -176,8 +176,8 @@ impl Engine for Mariadb {
 
     async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let spec = node.spec;
-        check_identifier(username)?;
-        check_identifier(password)?;
+        crate::check_identifier(username)?;
+        crate::check_identifier(password)?;
         let mut conn = connect(spec).await?;
         for statement in [
             format!("CREATE USER IF NOT EXISTS '{username}'@'%' IDENTIFIED BY '{password}'"),
@@ -199,7 +199,7 @@ impl Engine for Mariadb {
     }
 
     async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()> {
-        check_identifier(username)?;
+        crate::check_identifier(username)?;
         let mut conn = connect(node.spec).await?;
         exec(&mut conn, format!("DROP USER IF EXISTS '{username}'@'%'")).await?;
         adopt_orphans_or_warn(&mut conn).await;
@@ -275,13 +275,6 @@ async fn connect(spec: &NodeSpec) -> anyhow::Result<MySqlConnection> {
 /// Runs statements built only from this module's constants and checked identifiers.
 async fn exec(conn: &mut MySqlConnection, sql: String) -> sqlx::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
-}
-
-fn check_identifier(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("{name:?} is not a safe identifier");
-    }
-    Ok(())
 }
 
 /// svcdash's admin user (with this node's password) and the application database.

@@ -174,8 +174,8 @@ impl Engine for Postgres {
 
     async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let spec = node.spec;
-        check_identifier(username)?;
-        check_identifier(password)?;
+        crate::check_identifier(username)?;
+        crate::check_identifier(password)?;
         let mut conn = connect(spec, "postgres").await?;
         let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
             .bind(username)
@@ -197,7 +197,7 @@ impl Engine for Postgres {
     }
 
     async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()> {
-        check_identifier(username)?;
+        crate::check_identifier(username)?;
         let mut conn = connect(node.spec, "postgres").await?;
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
             .bind(username)
@@ -270,13 +270,6 @@ async fn connect(spec: &NodeSpec, database: &str) -> anyhow::Result<PgConnection
 /// Runs statements built only from this module's constants and checked identifiers.
 async fn exec(conn: &mut PgConnection, sql: String) -> sqlx::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
-}
-
-fn check_identifier(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("{name:?} is not a safe identifier");
-    }
-    Ok(())
 }
 
 /// A client program connecting as `role` with a password made for this job. It runs

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -57,15 +56,7 @@ async fn failed_restore(app: &TestApp, id: &str, seq: i64) -> String {
 }
 
 async fn mariadb_rows(creds: &Value) -> Vec<(i32, String)> {
-    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-    let options = MySqlConnectOptions::new()
-        .host("127.0.0.1")
-        .port(creds["port"].as_u64().unwrap() as u16)
-        .username(creds["username"].as_str().unwrap())
-        .password(creds["password"].as_str().unwrap())
-        .database("app")
-        .ssl_mode(MySqlSslMode::Disabled);
-    let mut conn = sqlx::MySqlConnection::connect_with(&options).await.unwrap();
+    let mut conn = mariadb(creds).await.unwrap();
     sqlx::query_as("SELECT id, v FROM kept ORDER BY id").fetch_all(&mut conn).await.unwrap()
 }
 
@@ -75,15 +66,7 @@ async fn a_damaged_mariadb_backup_fails_before_the_instance_is_touched() {
     let id = app.provision(MARIADB_SERVICE, MARIADB_PLAN, "org-a").await;
     let creds = app.bind(&id, MARIADB_SERVICE, MARIADB_PLAN).await;
     {
-        use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-        let options = MySqlConnectOptions::new()
-            .host("127.0.0.1")
-            .port(creds["port"].as_u64().unwrap() as u16)
-            .username(creds["username"].as_str().unwrap())
-            .password(creds["password"].as_str().unwrap())
-            .database("app")
-            .ssl_mode(MySqlSslMode::Disabled);
-        let mut conn = sqlx::MySqlConnection::connect_with(&options).await.unwrap();
+        let mut conn = mariadb(&creds).await.unwrap();
         sqlx::raw_sql(
             "CREATE TABLE kept (id int primary key, v text); \
              INSERT INTO kept SELECT seq, concat('row-', seq) FROM seq_1_to_500",

@@ -269,18 +269,6 @@ fn opens(kind: Kind, plain: &[u8], dir: &Path) {
     }
 }
 
-async fn mariadb(creds: &Value) -> sqlx::Result<sqlx::MySqlConnection> {
-    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-    let options = MySqlConnectOptions::new()
-        .host(creds["host"].as_str().unwrap())
-        .port(creds["port"].as_u64().unwrap() as u16)
-        .username(creds["username"].as_str().unwrap())
-        .password(creds["password"].as_str().unwrap())
-        .database(creds["database"].as_str().unwrap())
-        .ssl_mode(MySqlSslMode::Disabled);
-    sqlx::MySqlConnection::connect_with(&options).await
-}
-
 /// A management API call as the binding, from its credentials.
 async fn rabbit(creds: &Value, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
     let base = creds["management_url"].as_str().expect("management_url in the credentials");

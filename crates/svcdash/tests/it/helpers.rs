@@ -343,6 +343,21 @@ where
     .await
 }
 
+/// A MariaDB connection as a binding, from its credentials.
+pub async fn mariadb(credentials: &Value) -> sqlx::Result<sqlx::MySqlConnection> {
+    use sqlx::ConnectOptions;
+    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+    MySqlConnectOptions::new()
+        .host(credentials["host"].as_str().unwrap())
+        .port(credentials["port"].as_u64().unwrap() as u16)
+        .username(credentials["username"].as_str().unwrap())
+        .password(credentials["password"].as_str().unwrap())
+        .database(credentials["database"].as_str().unwrap_or("app"))
+        .ssl_mode(MySqlSslMode::Disabled)
+        .connect()
+        .await
+}
+
 pub async fn redis(credentials: &Value) -> redis::aio::MultiplexedConnection {
     redis::Client::open(credentials["uri"].as_str().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }

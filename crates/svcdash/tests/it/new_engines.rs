@@ -4,23 +4,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::helpers::*;
 
 const KEY: &str = "a key for the origin's backups";
-
-async fn mariadb(creds: &Value) -> sqlx::Result<sqlx::MySqlConnection> {
-    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-    let options = MySqlConnectOptions::new()
-        .host("127.0.0.1")
-        .port(creds["port"].as_u64().unwrap() as u16)
-        .username(creds["username"].as_str().unwrap())
-        .password(creds["password"].as_str().unwrap())
-        .database("app")
-        .ssl_mode(MySqlSslMode::Disabled);
-    sqlx::MySqlConnection::connect_with(&options).await
-}
 
 /// The origin's credentials, used on another port: whom they would let in there.
 fn at_port(creds: &Value, port: &Value) -> Value {
