@@ -141,21 +141,39 @@ async fn tell(story: &Story) {
     let instance = app.state().store.instance_by_guid(&id).await.unwrap();
     let node_folder = app.layout(&id).await.root().parent().unwrap().to_path_buf();
     let account = nix::unistd::User::from_name(&instance.local_name).unwrap();
+    // The account's processes, by pid and start time: once the account is gone its
+    // uid may go to another test's instance at once, so the uid alone proves nothing.
+    let processes = account.as_ref().map(|a| processes_of(a.uid.as_raw())).unwrap_or_default();
+    assert!(account.is_none() || !processes.is_empty(), "the engine runs under the instance's account");
     app.deprovision(&id, story.service, story.plan).await;
     assert!(!node_folder.exists(), "{} is left", node_folder.display());
-    if let Some(account) = account {
+    if account.is_some() {
         assert!(nix::unistd::User::from_name(&instance.local_name).unwrap().is_none(), "the account is left");
-        let left: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let status = std::fs::read_to_string(e.path().join("status")).ok()?;
-                let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
-                (uid == account.uid.to_string()).then(|| e.file_name().to_string_lossy().into_owned())
-            })
-            .collect();
+        let left: Vec<_> =
+            processes.iter().filter(|(pid, started)| start_time(*pid).as_ref() == Some(started)).collect();
         assert!(left.is_empty(), "processes of the instance's account are left: {left:?}");
     }
+}
+
+/// Every process running as `uid`, with its start time.
+fn processes_of(uid: u32) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let owner =
+                status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse::<u32>().ok()?;
+            (owner == uid).then_some((pid, start_time(pid)?))
+        })
+        .collect()
+}
+
+/// When process `pid` started (field 22 of its stat), if it runs.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(19).map(str::to_owned)
 }
 
 /// Makes `value` the instance's data, through the binding's credentials.
