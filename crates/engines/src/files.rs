@@ -149,6 +149,13 @@ mod libc_flags {
     pub const ENOTDIR: i32 = Errno::ENOTDIR as i32;
 }
 
+/// A new, empty file for a restore to write into (0600, created with `O_EXCL` after
+/// removing whatever was there, a link included), in a folder svcdash owns.
+pub fn staging_writer(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    remove_tree(path)?;
+    Ok(tokio::fs::File::from_std(create_new(path, 0o600)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,11 +60,16 @@ fn management_url(spec: &NodeSpec) -> anyhow::Result<String> {
     Ok(format!("http://127.0.0.1:{}/api", spec.port_named("management")?))
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+/// One client for every node: readiness is polled every 100 ms, and a restore makes
+/// many calls; each new client would build its connection pool again.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    });
+    &CLIENT
 }
 
 /// `/` as the management API spells a virtual host in a path.
@@ -263,10 +268,8 @@ impl Engine for Rabbitmq {
     }
 
     async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
-        let path = staging_file(node.layout);
-        files::remove_tree(&path)?;
-        let file = files::create_new(&path, 0o600)?;
-        Ok(RestoreSink { writer: Box::new(tokio::fs::File::from_std(file)), staged: Box::new(Restore) })
+        let writer = files::staging_writer(&staging_file(node.layout))?;
+        Ok(RestoreSink { writer: Box::new(writer), staged: Box::new(Restore) })
     }
 }
 

@@ -185,10 +185,8 @@ impl Engine for Redis {
 
     /// The RDB file is written beside the data folder, and swapped in once complete.
     async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
-        let path = staging_file(node.layout);
-        files::remove_tree(&path)?;
-        let file = files::create_new(&path, 0o600)?;
-        Ok(RestoreSink { writer: Box::new(tokio::fs::File::from_std(file)), staged: Box::new(Restore) })
+        let writer = files::staging_writer(&staging_file(node.layout))?;
+        Ok(RestoreSink { writer: Box::new(writer), staged: Box::new(Restore) })
     }
 }
 
