@@ -94,7 +94,9 @@ api_fuzz() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'schemathesis>=4,<5'
   fi
-  cargo build --locked -q -p svcdash
+  # The same targets as `cargo test --workspace`, so the same features: nothing is
+  # compiled again (`-p svcdash` alone would unify features differently).
+  cargo build --locked -q --workspace --all-targets
   local bin=target/debug/svcdash work port pid status=0
   work=$(mktemp -d)
   chmod 755 "$work"

@@ -8,12 +8,12 @@ use std::iter;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use object_store::{ObjectStoreExt, WriteMultipart};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{GetResultPayload, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_util::io::SyncIoBridge;
+use tokio_util::io::{ReaderStream, SyncIoBridge};
 
 use crate::BackupStorage;
 
@@ -23,6 +23,8 @@ const CHUNK: usize = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 /// Chunks of [`COPY_BUFFER`] bytes read ahead of the encoder.
 const INPUT_CHUNKS: usize = 8;
+/// Chunks queued between two stages of a restore: enough to keep both busy.
+const STAGE_CHUNKS: usize = 3;
 
 /// How hard to compress and how to upload.
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ where
     let reader = tokio::spawn(read_chunks(source, input_tx));
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let (level, workers) = (options.zstd_level, options.zstd_workers);
-    let input = ChannelReader { rx: input_rx, current: Bytes::new() };
+    let input = ChannelReader::new(input_rx);
     let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), level, workers));
 
     // Hashing here, not on the encoder's thread, puts it on another core.
@@ -210,6 +212,11 @@ impl Write for ChunkSink {
 /// sha256 against `expected_sha256`. Age authenticates every 64 KiB chunk as it goes, so a
 /// changed byte stops the stream there; the sha256 is known only at the end, so callers
 /// write into a staging place and switch over only after this returns `Ok`.
+///
+/// Reading and hashing, decryption, and decompression each run on their own thread,
+/// joined by bounded channels of about [`CHUNK`] bytes: on two cores the engine's loader
+/// gets one while the three stages share the other, instead of waiting on one thread
+/// that does everything in turn.
 pub async fn download<W>(
     storage: &BackupStorage,
     key: &str,
@@ -221,38 +228,64 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let path = storage.path(key);
-    let mut stream = storage
+    let object = storage
         .store()
         .get(&path)
         .await
-        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?
-        .into_stream();
+        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?;
+    let mut stream = match object.payload {
+        // A local store's own stream reads 8 KiB per blocking call.
+        GetResultPayload::File(file, _) => {
+            ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK).map_err(anyhow::Error::new).boxed()
+        }
+        GetResultPayload::Stream(stream) => stream.map_err(anyhow::Error::new).boxed(),
+    };
 
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let (tx, rx) = mpsc::channel::<Bytes>(STAGE_CHUNKS);
+    let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(STAGE_CHUNKS);
+    let decryptor = tokio::task::spawn_blocking(move || decrypt(ChannelReader::new(rx), plain_tx, identity));
     let writer = SyncIoBridge::new(sink);
-    let decoder =
-        tokio::task::spawn_blocking(move || decode(ChannelReader { rx, current: Bytes::new() }, writer, identity));
+    let decompressor = tokio::task::spawn_blocking(move || decompress(ChannelReader::new(plain_rx), writer));
 
     let mut hasher = Sha256::new();
     let mut read: anyhow::Result<()> = Ok(());
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => {
-                hasher.update(&chunk);
-                if tx.send(chunk).await.is_err() {
-                    break; // the decoder stopped; its error says why
-                }
-            }
-            Err(e) => {
-                read = Err(anyhow::Error::new(e).context("reading the backup object"));
+    // Network stores deliver a few KiB at a time; handing those on one by one would
+    // wake the decrypting thread for every one of them.
+    let mut pending = BytesMut::new();
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                read = Err(e.context("reading the backup object"));
                 break;
             }
+            None => break,
+        };
+        hasher.update(&chunk);
+        let batch = if pending.is_empty() && chunk.len() >= CHUNK / 4 {
+            chunk
+        } else {
+            pending.extend_from_slice(&chunk);
+            if pending.len() < CHUNK / 4 {
+                continue;
+            }
+            pending.split().freeze()
+        };
+        if tx.send(batch).await.is_err() {
+            break; // the decryptor stopped; its error says why
         }
     }
+    if read.is_ok() && !pending.is_empty() {
+        // An error here means the decryptor stopped; its error says why.
+        let _ = tx.send(pending.freeze()).await;
+    }
     drop(tx);
-    let decoded = decoder.await.context("the restore pipeline thread panicked")?;
+    let decrypted = decryptor.await.context("the restore pipeline thread panicked")?;
+    let decompressed = decompressor.await.context("the restore pipeline thread panicked")?;
     read?;
-    let plain = decoded?;
+    // The decryptor's error explains a failed decompression (its output was cut short).
+    decrypted?;
+    let plain = decompressed?;
     let actual = hex::encode(hasher.finalize());
     if actual != expected_sha256 {
         bail!(
@@ -262,19 +295,32 @@ where
     Ok(plain)
 }
 
-fn decode(
+fn decrypt(
     reader: ChannelReader,
-    mut writer: SyncIoBridge<impl AsyncWrite + Unpin>,
+    tx: mpsc::Sender<Bytes>,
     identity: Box<dyn age::Identity + Send>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<()> {
     let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(COPY_BUFFER, reader))
         .map_err(|e| anyhow!("the backup object is not a readable age file: {e}"))?;
-    let decrypted = decryptor
+    let mut decrypted = decryptor
         .decrypt(iter::once(identity.as_ref() as &dyn age::Identity))
         .map_err(|e| anyhow!("the backup object cannot be decrypted with the instance's key: {e}"))?;
-    let mut decompressed = zstd::stream::read::Decoder::new(decrypted).context("setting up decompression")?;
+    let mut sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK) };
+    // A failed hand-over means the decompressor stopped: its error says why.
+    match copy(&mut decrypted, &mut sink) {
+        Ok(_) => {
+            let _ = sink.send();
+            Ok(())
+        }
+        Err(Copy::Read(e)) => Err(anyhow!("the backup object failed authentication: {e}")),
+        Err(Copy::Write(_)) => Ok(()),
+    }
+}
+
+fn decompress(reader: ChannelReader, mut writer: SyncIoBridge<impl AsyncWrite + Unpin>) -> anyhow::Result<u64> {
+    let mut decompressed = zstd::stream::read::Decoder::new(reader).context("setting up decompression")?;
     let plain = copy(&mut decompressed, &mut writer).map_err(|e| match e {
-        Copy::Read(e) => anyhow!("the backup object failed authentication or decompression: {e}"),
+        Copy::Read(e) => anyhow!("the backup object failed decompression: {e}"),
         Copy::Write(e) => anyhow!(e).context("feeding the engine's loader"),
     })?;
     writer.flush().context("feeding the engine's loader")?;
@@ -286,6 +332,12 @@ fn decode(
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self { rx, current: Bytes::new() }
+    }
 }
 
 impl Read for ChannelReader {
@@ -320,5 +372,86 @@ fn copy(reader: &mut impl Read, writer: &mut impl Write) -> Result<u64, Copy> {
         };
         writer.write_all(&buf[..n]).map_err(Copy::Write)?;
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::BackupKey;
+
+    /// Several MiB of text that compresses like a dump: every stage sees many chunks.
+    fn dump() -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut n: u64 = 1;
+        while out.len() < 5 << 20 {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            out.extend_from_slice(format!("{n:x}\t{{\"row\": {}, \"tag\": \"t{}\"}}\n", n >> 40, n % 97).as_bytes());
+        }
+        out
+    }
+
+    async fn stored(storage: &BackupStorage, key: &BackupKey, data: &[u8]) -> Stored {
+        let source = std::io::Cursor::new(data.to_vec());
+        upload(storage, "obj", source, async { Ok(()) }, key.recipient(), &PipelineOptions::default()).await.unwrap()
+    }
+
+    fn local_store() -> (tempfile::TempDir, BackupStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = BackupStorage::open(&format!("file://{}", dir.path().display()), []).unwrap();
+        (dir, storage)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_reads_back_byte_for_byte() {
+        let (_dir, storage) = local_store();
+        let key = BackupKey::generate();
+        let data = dump();
+        let stored = stored(&storage, &key, &data).await;
+        assert_eq!(stored.plain_size, data.len() as u64);
+        assert!(stored.size < stored.plain_size / 2, "{} of {} bytes", stored.size, stored.plain_size);
+
+        let (writer, mut reader) = tokio::io::duplex(64 << 10);
+        let collect = tokio::spawn(async move {
+            let mut out = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut out).await.map(|_| out)
+        });
+        let plain = download(&storage, "obj", &stored.sha256, key.identity(), writer).await.unwrap();
+        assert_eq!(plain, data.len() as u64);
+        assert!(collect.await.unwrap().unwrap() == data, "the bytes read back differ");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_byte_or_a_wrong_hash_fails_the_restore() {
+        let (dir, storage) = local_store();
+        let key = BackupKey::generate();
+        let stored = stored(&storage, &key, &dump()).await;
+
+        let wrong = "0".repeat(64);
+        let e = download(&storage, "obj", &wrong, key.identity(), tokio::io::sink()).await.unwrap_err();
+        assert!(format!("{e:#}").contains("was changed or damaged"), "{e:#}");
+
+        let other = BackupKey::generate();
+        let e = download(&storage, "obj", &stored.sha256, other.identity(), tokio::io::sink()).await.unwrap_err();
+        assert!(format!("{e:#}").contains("cannot be decrypted"), "{e:#}");
+
+        let path = dir.path().join("obj");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = download(&storage, "obj", &stored.sha256, key.identity(), tokio::io::sink()).await.unwrap_err();
+        assert!(format!("{e:#}").contains("failed authentication"), "{e:#}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loader_that_quits_fails_the_restore_with_its_own_error() {
+        let (_dir, storage) = local_store();
+        let key = BackupKey::generate();
+        let stored = stored(&storage, &key, &dump()).await;
+        let (writer, reader) = tokio::io::duplex(64 << 10);
+        drop(reader);
+        let e = download(&storage, "obj", &stored.sha256, key.identity(), writer).await.unwrap_err();
+        assert!(format!("{e:#}").contains("feeding the engine's loader"), "{e:#}");
     }
 }

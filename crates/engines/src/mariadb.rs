@@ -249,6 +249,7 @@ impl Engine for Mariadb {
             .kill_on_drop(true);
         let mut child = cmd.spawn().context("starting mbstream")?;
         let stdin = child.stdin.take().context("mbstream has no stdin")?;
+        process::widen_pipe(&stdin);
         let stderr = process::collect_tail(child.stderr.take().context("mbstream has no stderr")?);
         Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
     }

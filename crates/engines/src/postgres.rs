@@ -245,6 +245,7 @@ impl Engine for Postgres {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("starting pg_restore")?;
         let stdin = child.stdin.take().context("pg_restore has no stdin")?;
+        process::widen_pipe(&stdin);
         let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
         Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
     }

@@ -78,12 +78,18 @@ pub fn stream_stdout(
         .spawn()
         .with_context(|| format!("starting {what}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
-    // A 1 MiB pipe instead of 64 KiB: the program blocks less often.
-    if let Err(e) = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)) {
-        tracing::debug!(error = %e, "could not enlarge a pipe");
-    }
+    widen_pipe(&stdout);
     let stderr = collect_tail(child.stderr.take().context("no stderr")?);
     Ok((stdout, finish(child, stderr, what).boxed()))
+}
+
+/// Makes a pipe to or from a streaming program hold 1 MiB instead of 64 KiB: each
+/// side then waits for the other 16 times less often, which on two cores halves the
+/// time a restore spends feeding its loader. Best effort: a smaller pipe still works.
+pub fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
+    if let Err(e) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)) {
+        tracing::debug!(error = %e, "could not enlarge a pipe");
+    }
 }
 
 /// Keeps the last few KiB a child writes to a pipe (its stderr), for error messages.
