@@ -67,6 +67,12 @@ pub fn remove(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account named `name`, if it exists. Blocking.
+pub fn find(name: &str) -> anyhow::Result<Option<RunAs>> {
+    check_name(name)?;
+    Ok(lookup(name)?.map(|user| RunAs { uid: user.uid, gid: user.gid }))
+}
+
 /// Whether an account of this name exists.
 pub fn exists(name: &str) -> bool {
     lookup(name).ok().flatten().is_some()

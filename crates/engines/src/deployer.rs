@@ -44,6 +44,12 @@ pub trait Deployer: Send + Sync {
     async fn commit_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) -> anyhow::Result<()>;
     async fn abort_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>);
 
+    /// Listens where the node hands over its write-ahead log ([`crate::WalArchive`]):
+    /// a fresh socket replacing any earlier one. The node must be provisioned.
+    async fn listen_for_wal(&self, spec: &NodeSpec) -> anyhow::Result<WalListener> {
+        anyhow::bail!("this deployer cannot archive node {} of {}", spec.index, spec.local_name)
+    }
+
     /// Whether instances are isolated from each other and from svcdash (each runs
     /// under an account of its own, say).
     fn isolated(&self) -> bool;
@@ -66,6 +72,32 @@ pub trait NodeProbe: Send + Sync {
     async fn main_pid(&self, local_name: &str, index: i64) -> Option<u32>;
     /// Stops the node if its main process is still `pid` (not one started since).
     async fn stop_node_if(&self, local_name: &str, index: i64, pid: u32);
+}
+
+/// A socket a node hands its write-ahead log to.
+#[derive(Debug)]
+pub struct WalListener {
+    pub listener: tokio::net::UnixListener,
+    /// The only uid that may connect (the node's account); `None` when engines run
+    /// as svcdash's own user.
+    pub peer_uid: Option<u32>,
+    path: PathBuf,
+    inode: u64,
+}
+
+impl WalListener {
+    pub fn new(listener: tokio::net::UnixListener, path: PathBuf, peer_uid: Option<u32>) -> anyhow::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::symlink_metadata(&path)?.ino();
+        Ok(Self { listener, peer_uid, path, inode })
+    }
+
+    /// Whether the node can still reach this socket: a recreate removes the folder
+    /// it lives in, and the node then needs a new one.
+    pub fn reachable(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -112,6 +112,11 @@ pub trait Engine: Send + Sync + 'static {
     fn backup_extension(&self) -> &'static str;
     /// What a backup holds, in a sentence for people (API and pages).
     fn backup_contents(&self) -> &'static str;
+    /// Whether the engine can archive its write-ahead log as it is written
+    /// ([`crate::NodeSpec::archive`]).
+    fn archives_wal(&self) -> bool {
+        false
+    }
 
     /// Makes the node's data before its first start (an empty cluster, say). Safe to
     /// run again after an interruption, and on a node with data.

@@ -44,6 +44,27 @@ pub fn open_folder(path: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// Listens on a new unix socket `name` in `folder` (one no engine can write to),
+/// replacing an old one. The folder is reached through its descriptor, so the
+/// 107-byte limit of socket paths does not depend on how deep it is.
+pub fn unix_socket(folder: &Path, name: &str, owner: Owner, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::fd::AsRawFd;
+    let dir = open_folder(folder)?;
+    let path = folder.join(name);
+    let via = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()));
+    match std::fs::remove_file(&via) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the old {}", path.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(&via).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(&via, Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    nix::unistd::chown(&via, owner.uid.map(nix::unistd::Uid::from_raw), owner.gid.map(nix::unistd::Gid::from_raw))
+        .with_context(|| format!("setting the owner of {}", path.display()))?;
+    Ok(listener)
+}
+
 /// Writes a new file (replacing a file of that name) with this owner and mode.
 /// The folder must be one no engine can write to, or one svcdash just checked with
 /// [`open_folder`]: the file itself is created with `O_EXCL`, so a link in its

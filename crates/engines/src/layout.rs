@@ -11,6 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::files::{self, Owner};
 use crate::process::RunAs;
 
+/// The name of [`NodeLayout::archive_socket`] in `ephemeral/`.
+pub(crate) const ARCHIVE_SOCKET: &str = "archive.sock";
+
+/// [`NodeLayout::archive_socket`] as seen from the data folder, which engines run
+/// in: short whatever the depth of the data folder (socket paths have a 107-byte
+/// limit).
+pub(crate) const ARCHIVE_SOCKET_FROM_DATA: &str = "../../ephemeral/archive.sock";
+
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
     root: PathBuf,
@@ -48,6 +56,12 @@ impl NodeLayout {
         self.ephemeral().join("run")
     }
 
+    /// The socket the node hands its write-ahead log to: svcdash makes it in a folder
+    /// it owns, for the engine's group.
+    pub fn archive_socket(&self) -> PathBuf {
+        self.ephemeral().join(ARCHIVE_SOCKET)
+    }
+
     /// The engine's data folder: the engine owns it.
     pub fn data_dir(&self) -> PathBuf {
         self.persistent().join("data")
@@ -79,5 +93,27 @@ pub(crate) fn owners(engine_user: Option<RunAs>) -> (Owner, Owner) {
             Owner { uid: Some(user.uid.as_raw()), gid: Some(user.gid.as_raw()) },
         ),
         None => (Owner::default(), Owner::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Component, PathBuf};
+
+    use super::*;
+
+    #[test]
+    fn the_short_archive_socket_path_leads_to_the_socket() {
+        let layout = NodeLayout::new(PathBuf::from("/srv/svcdash/instances/sd-abc/node-0"));
+        let mut resolved = PathBuf::new();
+        for part in layout.data_dir().join(ARCHIVE_SOCKET_FROM_DATA).components() {
+            match part {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                other => resolved.push(other),
+            }
+        }
+        assert_eq!(resolved, layout.archive_socket());
     }
 }

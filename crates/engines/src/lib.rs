@@ -17,13 +17,15 @@ mod redis;
 mod registry;
 mod tools;
 
-pub use deployer::{Deployer, NodeDiskPaths, NodeProbe};
+pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener};
 pub use engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
 pub use layout::NodeLayout;
 pub use local::LocalDeployer;
 pub use process::RunAs;
 pub use registry::{EngineRef, Registry};
 pub use tools::{Tools, ToolsConfig};
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use secrecy::SecretString;
@@ -43,6 +45,19 @@ pub struct NodeSpec {
     pub extra_ports: Vec<u16>,
     pub admin_user: String,
     pub admin_password: SecretString,
+    /// Where the node hands its write-ahead log, when the instance archives it.
+    pub archive: Option<WalArchive>,
+}
+
+/// How a node archives its write-ahead log: it runs `client wal-push SOCKET FILE
+/// NAME` for every finished file, and the server listening on the node's archive
+/// socket ([`Deployer::listen_for_wal`]) stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalArchive {
+    /// svcdash's own program, absolute.
+    pub client: PathBuf,
+    /// Seconds after which a partly filled segment is handed over anyway.
+    pub timeout_secs: u32,
 }
 
 impl NodeSpec {
@@ -74,6 +89,7 @@ impl std::fmt::Debug for NodeSpec {
             .field("index", &self.index)
             .field("port", &self.port)
             .field("extra_ports", &self.extra_ports)
+            .field("archive", &self.archive)
             .finish_non_exhaustive()
     }
 }

@@ -18,7 +18,7 @@ use crate::deployer::{Deployer, NodeDiskPaths, NodeProbe};
 use crate::engine::{BackupStream, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
 use crate::files::{self, Owner};
 use crate::process::{self, RunAs};
-use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, accounts};
+use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, WalListener, accounts};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -286,6 +286,29 @@ impl Deployer for LocalDeployer {
             tokio::task::spawn_blocking(move || accounts::remove(&name)).await??;
         }
         Ok(())
+    }
+
+    async fn listen_for_wal(&self, spec: &NodeSpec) -> anyhow::Result<WalListener> {
+        let layout = self.layout(spec);
+        anyhow::ensure!(
+            files::is_folder(&layout.ephemeral()),
+            "node {} of {} has no folders yet",
+            spec.index,
+            spec.local_name
+        );
+        let account = if self.own_accounts {
+            let name = spec.local_name.clone();
+            let found = tokio::task::spawn_blocking(move || accounts::find(&name)).await??;
+            Some(found.with_context(|| format!("the account {} is missing", spec.local_name))?)
+        } else {
+            None
+        };
+        // `ephemeral/` belongs to svcdash, the engine's group may only enter it.
+        let (svcdash, _) = crate::layout::owners(account);
+        let mode = if account.is_some() { 0o660 } else { 0o600 };
+        let listener = files::unix_socket(&layout.ephemeral(), crate::layout::ARCHIVE_SOCKET, svcdash, mode)?;
+        let path = layout.archive_socket();
+        WalListener::new(listener, path, account.map(|user| user.uid.as_raw()))
     }
 
     async fn is_running(&self, local_name: &str, index: i64) -> bool {

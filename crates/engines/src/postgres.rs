@@ -92,6 +92,10 @@ impl Engine for Postgres {
          their passwords are not part of it"
     }
 
+    fn archives_wal(&self) -> bool {
+        true
+    }
+
     /// Creates the cluster unless it exists already (so a resumed provision is safe).
     async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
         let (layout, spec) = (node.layout, node.spec);
@@ -127,6 +131,21 @@ impl Engine for Postgres {
             // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "logging_collector=off"]);
+        if let Some(archive) = &node.spec.archive {
+            // PostgreSQL runs the command with the data folder as working directory
+            // (%p is relative to it) and removes a file only after it exited 0,
+            // which `wal-push` does once svcdash has the file in the backup store.
+            let command = format!(
+                "{} wal-push {} %p %f",
+                archive_quote(&archive.client)?,
+                crate::layout::ARCHIVE_SOCKET_FROM_DATA
+            );
+            cmd.args(["-c", "archive_mode=on"])
+                .arg("-c")
+                .arg(format!("archive_command={command}"))
+                .arg("-c")
+                .arg(format!("archive_timeout={}", archive.timeout_secs));
+        }
         Ok(cmd)
     }
 
@@ -249,6 +268,16 @@ impl Engine for Postgres {
         let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
         Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
     }
+}
+
+/// A path as one word of `archive_command`, which a shell runs after PostgreSQL
+/// replaced its `%` escapes: single-quoted, so only `'` and `%` cannot be in it.
+fn archive_quote(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = path.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?;
+    if text.contains(['\'', '%', '\n']) {
+        anyhow::bail!("{text:?} cannot be part of PostgreSQL's archive_command");
+    }
+    Ok(format!("'{text}'"))
 }
 
 fn options(spec: &NodeSpec, database: &str) -> PgConnectOptions {

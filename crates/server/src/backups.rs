@@ -101,14 +101,7 @@ impl AppState {
         // The personal key once one is set (downloads need it); else one svcdash generates.
         let key = match self.personal_key(instance).await? {
             Some(key) => key,
-            None => match self.store.current_key(instance.id, KeyKind::Generated).await {
-                Ok(key) => key,
-                Err(StoreError::NotFound) => {
-                    let sealed = self.master.seal(BackupKey::generate().to_secret_string().expose_secret())?;
-                    self.store.add_key(instance.id, KeyKind::Generated, &sealed).await?
-                }
-                Err(e) => return Err(e.into()),
-            },
+            None => self.generated_key(instance).await?,
         };
         Ok(NewBackup {
             instance_id: instance.id,
@@ -140,9 +133,26 @@ impl AppState {
         Ok(restore)
     }
 
+    /// The key svcdash generated for the instance, made first if it has none.
+    pub async fn generated_key(&self, instance: &Instance) -> anyhow::Result<store::InstanceKey> {
+        match self.store.current_key(instance.id, KeyKind::Generated).await {
+            Ok(key) => Ok(key),
+            Err(StoreError::NotFound) => {
+                let sealed = self.master.seal(BackupKey::generate().to_secret_string().expose_secret())?;
+                Ok(self.store.add_key(instance.id, KeyKind::Generated, &sealed).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The backup key a backup was made with.
     pub async fn backup_key(&self, backup: &Backup) -> anyhow::Result<BackupKey> {
-        let key = self.store.key(backup.key_id).await?;
+        self.key_by_id(backup.key_id).await
+    }
+
+    /// An instance key, unsealed.
+    pub async fn key_by_id(&self, id: i64) -> anyhow::Result<BackupKey> {
+        let key = self.store.key(id).await?;
         let text = self.master.unseal(&key.sealed_key)?;
         match key.kind {
             KeyKind::Generated => BackupKey::parse(&text),

@@ -36,6 +36,10 @@ pub struct Plan {
     /// Engine processes per instance.
     #[serde(default = "one")]
     pub nodes: i64,
+    /// Whether instances archive their write-ahead log unless their creator says
+    /// otherwise (engines that can: PostgreSQL).
+    #[serde(default)]
+    pub continuous_archiving: bool,
 }
 
 fn one() -> i64 {

@@ -126,6 +126,12 @@ pub struct BackupsConfig {
     /// Instances start up to this many seconds after the scheduled time, each at
     /// its own offset, so that they do not all start at once.
     pub schedule_spread_secs: u64,
+    /// Instances that archive their write-ahead log hand over a partly filled
+    /// segment after this many seconds: the most a point-in-time recovery can miss.
+    pub wal_archive_timeout_secs: u32,
+    /// The svcdash program PostgreSQL runs to hand over write-ahead log files; the
+    /// running one by default.
+    pub wal_push_program: Option<PathBuf>,
 }
 
 impl Default for BackupsConfig {
@@ -145,6 +151,8 @@ impl Default for BackupsConfig {
             retention_check_secs: 3600,
             schedule: "30 1 * * *".into(),
             schedule_spread_secs: 3600,
+            wal_archive_timeout_secs: 60,
+            wal_push_program: None,
         }
     }
 }
@@ -166,6 +174,8 @@ impl std::fmt::Debug for BackupsConfig {
             .field("retention_check_secs", &self.retention_check_secs)
             .field("schedule", &self.schedule)
             .field("schedule_spread_secs", &self.schedule_spread_secs)
+            .field("wal_archive_timeout_secs", &self.wal_archive_timeout_secs)
+            .field("wal_push_program", &self.wal_push_program)
             .finish()
     }
 }

@@ -19,6 +19,21 @@ pub struct Tenancy {
 }
 
 impl AppState {
+    /// Whether a new instance of `plan` archives its write-ahead log: as its creator
+    /// asked, else as the plan says. The error says why a request cannot be met.
+    pub fn continuous_archiving(&self, service: &Service, plan: &Plan, asked: Option<bool>) -> Result<bool, String> {
+        let archiving = asked.unwrap_or(plan.continuous_archiving);
+        let engine = self.engines.find(&service.engine).map_err(|e| format!("{e:#}"))?;
+        if archiving && !engine.archives_wal() {
+            return Err(format!(
+                "continuous archiving is available for PostgreSQL instances only; service {} runs {}",
+                service.name,
+                engine.name()
+            ));
+        }
+        Ok(archiving)
+    }
+
     /// Records a new instance and queues its provisioning.
     pub async fn create_instance(
         &self,
@@ -27,6 +42,7 @@ impl AppState {
         service: &Service,
         plan: &Plan,
         tenancy: Tenancy,
+        continuous_archiving: bool,
     ) -> store::StoreResult<(Instance, Job)> {
         let created = self
             .store
@@ -42,6 +58,7 @@ impl AppState {
                 backup_guid: uuid::Uuid::new_v4().to_string(),
                 local_name: engines::new_local_name(),
                 version: service.version.clone(),
+                continuous_archiving,
             })
             .await?;
         self.jobs.notify_one();
@@ -145,6 +162,13 @@ impl AppState {
             extra_ports: node.extra_ports.clone(),
             admin_user: node.admin_user.clone(),
             admin_password: self.master.unseal(&node.sealed_password)?,
+            archive: match instance.continuous_archiving {
+                true => Some(engines::WalArchive {
+                    client: crate::archive::client_program(&self.config)?,
+                    timeout_secs: self.config.backups.wal_archive_timeout_secs.max(1),
+                }),
+                false => None,
+            },
         })
     }
 

@@ -1,6 +1,7 @@
 //! svcdash's service: configuration, state, the HTTP APIs and the job workers.
 //! [`start`] runs it all and hands back the bound address, so tests can use port 0.
 
+mod archive;
 mod audit;
 pub mod auth;
 mod backups;
@@ -75,6 +76,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         })
     };
     tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
+    tokio::spawn(archive::run(state.clone(), shutdown.clone()));
     let every = std::time::Duration::from_secs(state.config.backups.retention_check_secs.max(60));
     tokio::spawn(retention::run(state.clone(), every, shutdown.clone()));
     if !state.config.backups.schedule.trim().is_empty() {

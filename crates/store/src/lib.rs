@@ -199,5 +199,16 @@ pub trait AuditStore: Send + Sync {
 }
 
 /// Everything svcdash keeps.
-pub trait Store: InstanceStore + JobStore + BackupStore + UserStore + SessionStore + AuditStore {}
-impl<T: InstanceStore + JobStore + BackupStore + UserStore + SessionStore + AuditStore> Store for T {}
+/// The write-ahead log of instances that archive it continuously.
+#[async_trait]
+pub trait ArchiveStore: Send + Sync {
+    /// Records a segment whose object is complete in the backup store; a segment of
+    /// the same name recorded before is kept (the caller compared them).
+    async fn record_wal_segment(&self, segment: &WalSegment) -> StoreResult<()>;
+    async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>>;
+    /// Every segment of the instance, by name (so by timeline, then position).
+    async fn wal_segments(&self, instance_id: i64) -> StoreResult<Vec<WalSegment>>;
+}
+
+pub trait Store: InstanceStore + JobStore + BackupStore + ArchiveStore + UserStore + SessionStore + AuditStore {}
+impl<T: InstanceStore + JobStore + BackupStore + ArchiveStore + UserStore + SessionStore + AuditStore> Store for T {}

@@ -85,6 +85,9 @@ pub struct Instance {
     /// The catalog version the instance runs; `None` for instances older than
     /// version tracking (taken to be the catalog's current one).
     pub version: Option<String>,
+    /// Whether its engine's write-ahead log goes to the backup store as it is
+    /// written (PostgreSQL), for point-in-time recovery.
+    pub continuous_archiving: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -103,6 +106,25 @@ pub struct NewInstance {
     pub backup_guid: String,
     pub local_name: String,
     pub version: String,
+    pub continuous_archiving: bool,
+}
+
+/// A write-ahead log file of an instance, complete in the backup store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalSegment {
+    pub instance_id: i64,
+    /// PostgreSQL's name for it (`000000010000000000000003`, `00000002.history`, ...).
+    pub name: String,
+    pub timeline: i64,
+    pub object_key: String,
+    pub key_id: i64,
+    pub size: i64,
+    pub sha256: String,
+    pub plain_size: i64,
+    pub plain_sha256: String,
+    /// When PostgreSQL handed it over: it holds everything written before.
+    pub handed_over_at: DateTime<Utc>,
+    pub archived_at: DateTime<Utc>,
 }
 
 /// One engine process of an instance.

@@ -20,6 +20,7 @@ fn new_instance_of(tenant: &str, name: &str, guid: &str) -> NewInstance {
         backup_guid: format!("backup-{guid}"),
         local_name: format!("sd-{name}"),
         version: "1".into(),
+        continuous_archiving: false,
     }
 }
 

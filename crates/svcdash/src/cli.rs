@@ -62,6 +62,17 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// Hand a finished write-ahead log file to svcdash: PostgreSQL runs this as its
+    /// archive_command, as the instance's account; it exits 0 once the file is in
+    /// the backup store.
+    WalPush {
+        /// The node's archive socket.
+        socket: PathBuf,
+        /// The file (PostgreSQL's %p).
+        file: PathBuf,
+        /// Its name (PostgreSQL's %f).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +90,13 @@ enum InstancesCommand {
         /// Wait until the instance is provisioned (or failed).
         #[arg(long)]
         wait: bool,
+        /// Archive the write-ahead log to the backup store as it is written
+        /// (PostgreSQL), whatever the plan's default.
+        #[arg(long, conflicts_with = "no_continuous_archiving")]
+        continuous_archiving: bool,
+        /// Do not archive the write-ahead log, whatever the plan's default.
+        #[arg(long)]
+        no_continuous_archiving: bool,
         name: String,
     },
     List,
@@ -208,15 +226,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Serve { listen, public_url } => Overrides { listen: *listen, public_url: public_url.clone() },
         _ => Overrides::default(),
     };
-    if let Command::DefaultConfig = args.command {
-        print!("{}", server::config::EXAMPLE);
-        return Ok(());
+    match &args.command {
+        Command::DefaultConfig => {
+            print!("{}", server::config::EXAMPLE);
+            return Ok(());
+        }
+        // Run by PostgreSQL as an instance's account: no configuration, no data folder.
+        Command::WalPush { socket, file, name } => return crate::wal_push::run(socket, file, name).await,
+        _ => {}
     }
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config, matches!(args.command, Command::Serve { .. }));
     match args.command {
         Command::Serve { .. } => serve(config).await,
-        Command::DefaultConfig => Ok(()),
+        Command::DefaultConfig | Command::WalPush { .. } => Ok(()),
         Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
         Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,
@@ -333,7 +356,16 @@ fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()> {
     match cmd {
-        InstancesCommand::Create { service, plan, tenant, subtenant, wait, name } => {
+        InstancesCommand::Create {
+            service,
+            plan,
+            tenant,
+            subtenant,
+            wait,
+            continuous_archiving,
+            no_continuous_archiving,
+            name,
+        } => {
             let svc = state
                 .catalog
                 .service_by_name(&service)
@@ -350,7 +382,13 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                 subtenant_id: subtenant.clone(),
                 subtenant_name: Some(subtenant),
             };
-            match state.create_instance(&guid, &name, svc, pl, tenancy).await {
+            let asked = match (continuous_archiving, no_continuous_archiving) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let archiving = state.continuous_archiving(svc, pl, asked).map_err(anyhow::Error::msg)?;
+            match state.create_instance(&guid, &name, svc, pl, tenancy, archiving).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict(_)) => bail!("an instance named {name:?} exists already"),
                 Err(e) => return Err(e.into()),
@@ -420,6 +458,18 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                 i.state,
                 i.state_reason.clone().map(|r| format!(" ({r})")).unwrap_or_default()
             );
+            if i.continuous_archiving {
+                let segments = state.store.wal_segments(i.id).await?;
+                match segments.iter().max_by_key(|s| s.archived_at) {
+                    Some(last) => println!(
+                        "archiving:  on; {} write-ahead log files in the backup store, the last {} at {}",
+                        segments.len(),
+                        last.name,
+                        api_types::timestamp::format(&last.archived_at)
+                    ),
+                    None => println!("archiving:  on; no write-ahead log file archived yet"),
+                }
+            }
             println!("tenant:     {}", i.tenant_id);
             println!("subtenant:  {}", i.subtenant_id);
             println!(

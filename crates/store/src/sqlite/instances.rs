@@ -9,7 +9,8 @@ use crate::models::*;
 use crate::{InstanceStore, StoreError, StoreResult};
 
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
-     subtenant_id, subtenant_name, backup_guid, local_name, version, created_at, updated_at, deleted_at";
+     subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, created_at, updated_at, \
+     deleted_at";
 const NODE_COLUMNS: &str =
     "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at";
 
@@ -27,8 +28,8 @@ impl InstanceStore for SqliteStore {
         let mut tx = self.write().await?;
         let sql = format!(
             "INSERT INTO instances (guid, name, service_id, plan_id, state, tenant_id, tenant_name, subtenant_id, \
-             subtenant_name, backup_guid, local_name, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             subtenant_name, backup_guid, local_name, version, continuous_archiving, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {INSTANCE_COLUMNS}"
         );
         let instance: Instance = sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql))
@@ -44,6 +45,7 @@ impl InstanceStore for SqliteStore {
             .bind(&new.backup_guid)
             .bind(&new.local_name)
             .bind(&new.version)
+            .bind(new.continuous_archiving)
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)

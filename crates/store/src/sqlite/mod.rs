@@ -1,5 +1,6 @@
 //! The SQLite store: the embedded default. One file, WAL mode, migrations run on open.
 
+mod archive;
 mod audit;
 mod backups;
 mod instances;

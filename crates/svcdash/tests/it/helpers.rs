@@ -37,6 +37,8 @@ pub fn config(data: &Path) -> Config {
     // The parachute watches the disk the tests run on, whatever its usage: only
     // tests/it/parachute.rs, which sets thresholds against that usage, turns it on.
     config.parachute.persistent_threshold = 0;
+    // svcdash runs inside the test binary here; PostgreSQL needs the real program.
+    config.backups.wal_push_program = Some(PathBuf::from(env!("CARGO_BIN_EXE_svcdash")));
     config
 }
 
@@ -141,6 +143,11 @@ impl TestApp {
 
     /// Provisions an instance through the broker in tenant `org`, and waits until it is ready.
     pub async fn provision(&self, service: &str, plan: &str, org: &str) -> String {
+        self.provision_with(service, plan, org, Value::Null).await
+    }
+
+    /// Provisions with OSB `parameters` (`null` for none).
+    pub async fn provision_with(&self, service: &str, plan: &str, org: &str, parameters: Value) -> String {
         let id = server::instances::new_guid();
         let (status, body) = self
             .broker(
@@ -151,6 +158,7 @@ impl TestApp {
                     "plan_id": plan,
                     "organization_guid": org,
                     "space_guid": "space-1",
+                    "parameters": parameters,
                     "context": {"platform": "cloudfoundry", "organization_guid": org, "space_guid": "space-1",
                                 "organization_name": "Org", "space_name": "dev", "instance_name": format!("i-{id}")}
                 })),

@@ -2,6 +2,7 @@
 //! through its HTTP APIs and its command line.
 
 mod api;
+mod archiving;
 mod backups;
 mod broker;
 mod browser;

@@ -111,6 +111,16 @@ async fn provision(
     let plan = service
         .plan(&req.plan_id)
         .ok_or_else(|| Failure::bad_request(format!("service {} has no plan {:?}", service.name, req.plan_id)))?;
+    let asked = match req.parameters.as_ref().and_then(|p| p.get("continuous_archiving")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return Err(Failure::bad_request(format!(
+                "parameter continuous_archiving must be true or false, not {other}"
+            )));
+        }
+    };
+    let continuous_archiving = state.continuous_archiving(service, plan, asked).map_err(Failure::bad_request)?;
     let tenants = tenancy(&req);
     let instance_id = instance_id.as_str();
     let dashboard_url = state.dashboard_url(instance_id);
@@ -140,12 +150,13 @@ async fn provision(
     }
 
     let name = string(req.context.as_ref(), "instance_name").unwrap_or_else(|| instance_id.to_owned());
-    let (_, job) = match state.create_instance(instance_id, &name, service, plan, tenants).await {
+    let (_, job) = match state.create_instance(instance_id, &name, service, plan, tenants, continuous_archiving).await {
         Ok(created) => created,
         // Another instance holds the name: fall back to the id, which is unique.
-        Err(StoreError::Conflict(_)) if name != instance_id => {
-            state.create_instance(instance_id, instance_id, service, plan, tenancy(&req)).await.map_err(internal)?
-        }
+        Err(StoreError::Conflict(_)) if name != instance_id => state
+            .create_instance(instance_id, instance_id, service, plan, tenancy(&req), continuous_archiving)
+            .await
+            .map_err(internal)?,
         Err(StoreError::Conflict(_)) => return Ok(empty(StatusCode::CONFLICT)),
         Err(e) => return Err(internal(e)),
     };

@@ -1,0 +1,131 @@
+//! One hand-over of a write-ahead log file. `svcdash wal-push` sends
+//! `PUSH <name> <size>\n` and the file's bytes; svcdash stores them through the
+//! backup pipeline and answers `OK\n` once the object is complete and recorded, or
+//! `ERR <why>\n`. PostgreSQL removes its file only after an `OK`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail, ensure};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use store::{Instance, WalSegment};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio_util::io::InspectReader;
+
+use super::names;
+use crate::state::AppState;
+
+/// The largest file taken: PostgreSQL's segments are 16 MiB unless `initdb` chose
+/// more, and never over 1 GiB.
+const MAX_FILE: u64 = 1 << 30;
+
+pub async fn handle(state: AppState, instance: Instance, peer_uid: Option<u32>, stream: UnixStream) {
+    let (result, mut stream) = receive(&state, &instance, peer_uid, stream).await;
+    let answer = match result {
+        Ok(name) => {
+            tracing::debug!(instance = %instance.guid, file = %name, "archived a write-ahead log file");
+            "OK\n".to_owned()
+        }
+        Err(e) => {
+            let why = format!("{e:#}").replace('\n', " ");
+            tracing::warn!(instance = %instance.guid, error = %why, "a write-ahead log hand-over failed");
+            format!("ERR {why}\n")
+        }
+    };
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads, checks and stores one file; returns the stream for the answer.
+async fn receive(
+    state: &AppState,
+    instance: &Instance,
+    peer_uid: Option<u32>,
+    stream: UnixStream,
+) -> (anyhow::Result<String>, tokio::net::unix::OwnedWriteHalf) {
+    let peer = stream.peer_cred().map(|c| c.uid()).ok();
+    let (read, write) = stream.into_split();
+    let result = async {
+        if let Some(uid) = peer_uid {
+            ensure!(peer == Some(uid), "only the instance's own account may hand over its write-ahead log");
+        }
+        store_file(state, instance, read).await
+    }
+    .await;
+    (result, write)
+}
+
+async fn store_file(
+    state: &AppState,
+    instance: &Instance,
+    read: tokio::net::unix::OwnedReadHalf,
+) -> anyhow::Result<String> {
+    let mut reader = BufReader::new(read);
+    let mut header = Vec::new();
+    (&mut reader).take(256).read_until(b'\n', &mut header).await.context("reading the request")?;
+    let header = std::str::from_utf8(&header).ok().and_then(|h| h.strip_suffix('\n')).context("malformed request")?;
+    let (name, size) = match header.split(' ').collect::<Vec<_>>()[..] {
+        ["PUSH", name, size] => (name, size.parse::<u64>().context("malformed size")?),
+        _ => bail!("malformed request"),
+    };
+    let wal = names::parse(name).with_context(|| format!("{name:?} is not the name of a write-ahead log file"))?;
+    ensure!(size <= MAX_FILE, "{name} has {size} bytes, more than a write-ahead log file can");
+    let handed_over_at = Utc::now();
+
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let count = Arc::new(AtomicU64::new(0));
+    let body = {
+        let (hasher, count) = (hasher.clone(), count.clone());
+        InspectReader::new(reader.take(size), move |bytes: &[u8]| {
+            hasher.lock().unwrap_or_else(|e| e.into_inner()).update(bytes);
+            count.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        })
+    };
+    let plain_sha256 = move || hex::encode(hasher.lock().unwrap_or_else(|e| e.into_inner()).clone().finalize());
+
+    // PostgreSQL hands a file over again when it did not see the answer (a crash);
+    // the same contents are archived already, other contents are an error.
+    if let Some(existing) = state.store.wal_segment(instance.id, &wal.name).await? {
+        let mut body = body;
+        tokio::io::copy(&mut body, &mut tokio::io::sink()).await.context("reading the file")?;
+        let got = count.load(Ordering::Relaxed);
+        ensure!(got == size, "the file ended after {got} of {size} bytes");
+        ensure!(
+            existing.plain_size as u64 == size && existing.plain_sha256 == plain_sha256(),
+            "{name} was archived before with other contents"
+        );
+        return Ok(wal.name);
+    }
+
+    let key = state.generated_key(instance).await?;
+    let recipient = state.key_by_id(key.id).await?.recipient();
+    let object_key = format!("{}/wal/{:08X}/{}.zst.age", instance.backup_guid, wal.timeline, wal.name);
+    let counted = count.clone();
+    let complete = async move {
+        let got = counted.load(Ordering::Relaxed);
+        ensure!(got == size, "the file ended after {got} of {size} bytes");
+        Ok(())
+    };
+    let stored =
+        backup::upload(&state.storage, &object_key, body, complete, recipient, &state.config.backups.pipeline())
+            .await?;
+    state
+        .store
+        .record_wal_segment(&WalSegment {
+            instance_id: instance.id,
+            name: wal.name.clone(),
+            timeline: i64::from(wal.timeline),
+            object_key,
+            key_id: key.id,
+            size: stored.size as i64,
+            sha256: stored.sha256,
+            plain_size: size as i64,
+            plain_sha256: plain_sha256(),
+            handed_over_at,
+            archived_at: Utc::now(),
+        })
+        .await?;
+    Ok(wal.name)
+}

@@ -1,0 +1,88 @@
+//! Archived write-ahead log segments in SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::SqliteStore;
+use crate::models::WalSegment;
+use crate::{ArchiveStore, StoreResult};
+
+const COLUMNS: &str = "instance_id, name, timeline, object_key, key_id, size, sha256, plain_size, plain_sha256, \
+     handed_over_at, archived_at";
+
+#[derive(sqlx::FromRow)]
+struct SegmentRow {
+    instance_id: i64,
+    name: String,
+    timeline: i64,
+    object_key: String,
+    key_id: i64,
+    size: i64,
+    sha256: String,
+    plain_size: i64,
+    plain_sha256: String,
+    handed_over_at: DateTime<Utc>,
+    archived_at: DateTime<Utc>,
+}
+
+impl From<SegmentRow> for WalSegment {
+    fn from(r: SegmentRow) -> Self {
+        WalSegment {
+            instance_id: r.instance_id,
+            name: r.name,
+            timeline: r.timeline,
+            object_key: r.object_key,
+            key_id: r.key_id,
+            size: r.size,
+            sha256: r.sha256,
+            plain_size: r.plain_size,
+            plain_sha256: r.plain_sha256,
+            handed_over_at: r.handed_over_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for SqliteStore {
+    async fn record_wal_segment(&self, s: &WalSegment) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO wal_segments (instance_id, name, timeline, object_key, key_id, size, sha256, plain_size, \
+             plain_sha256, handed_over_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (instance_id, name) DO NOTHING",
+        )
+        .bind(s.instance_id)
+        .bind(&s.name)
+        .bind(s.timeline)
+        .bind(&s.object_key)
+        .bind(s.key_id)
+        .bind(s.size)
+        .bind(&s.sha256)
+        .bind(s.plain_size)
+        .bind(&s.plain_sha256)
+        .bind(s.handed_over_at)
+        .bind(s.archived_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>> {
+        let sql = format!("SELECT {COLUMNS} FROM wal_segments WHERE instance_id = ? AND name = ?");
+        let row = sqlx::query_as::<_, SegmentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(instance_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn wal_segments(&self, instance_id: i64) -> StoreResult<Vec<WalSegment>> {
+        let sql = format!("SELECT {COLUMNS} FROM wal_segments WHERE instance_id = ? ORDER BY name");
+        let rows =
+            sqlx::query_as::<_, SegmentRow>(sqlx::AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
