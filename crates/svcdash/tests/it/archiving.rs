@@ -6,24 +6,15 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{ConnectOptions, PgConnection};
+use sqlx::PgConnection;
 use tokio::io::AsyncReadExt;
 
 use crate::helpers::*;
 
 async fn admin(spec: &engines::NodeSpec) -> PgConnection {
-    sqlx::postgres::PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(spec.port)
-        .username(&spec.admin_user)
-        .password(spec.admin_password.expose_secret())
-        .database("postgres")
-        .connect()
-        .await
-        .unwrap()
+    pg_admin(spec, "postgres").await
 }
 
 async fn show(conn: &mut PgConnection, setting: &str) -> String {

@@ -328,6 +328,21 @@ pub async fn user_token(state: &AppState, name: &str, tenant: &str) -> String {
     format!("bearer {token}")
 }
 
+/// A PostgreSQL connection as svcdash's admin (the superuser) to `database`.
+pub async fn pg_admin(spec: &engines::NodeSpec, database: &str) -> sqlx::PgConnection {
+    use secrecy::ExposeSecret;
+    use sqlx::ConnectOptions;
+    sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(spec.port)
+        .username(&spec.admin_user)
+        .password(spec.admin_password.expose_secret())
+        .database(database)
+        .connect()
+        .await
+        .unwrap()
+}
+
 pub async fn pg(credentials: &Value) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(credentials["uri"].as_str().unwrap()).await.unwrap()

@@ -160,19 +160,7 @@ async fn a_bound_postgres_user_cannot_become_superuser_by_restoring_its_own_back
     assert_eq!(done["status"], "done", "{done}");
 
     let admin = app.node(&id).await;
-    let mut admin_conn = {
-        use secrecy::ExposeSecret;
-        use sqlx::ConnectOptions;
-        sqlx::postgres::PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(admin.port)
-            .username(&admin.admin_user)
-            .password(admin.admin_password.expose_secret())
-            .database("app")
-            .connect()
-            .await
-            .unwrap()
-    };
+    let mut admin_conn = pg_admin(&admin, "app").await;
     let superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = $1")
         .bind(&user)
         .fetch_one(&mut admin_conn)
