@@ -35,6 +35,50 @@ pub struct Restore {
     pub triggered_at: DateTime<Utc>,
     #[serde(with = "crate::timestamp")]
     pub finished_at: DateTime<Utc>,
+    /// For a restore to a point in time: the moment it brings the data back to.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timestamp::option")]
+    pub target_time: Option<DateTime<Utc>>,
+}
+
+/// The times a restore to a point in time can reach (`GET /v1/instances/:id/pitr`):
+/// the reference's `start_time` and `end_time`, and what lies between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrWindow {
+    #[serde(with = "crate::timestamp")]
+    pub start_time: DateTime<Utc>,
+    #[serde(with = "crate::timestamp")]
+    pub end_time: DateTime<Utc>,
+    /// Stretches between the two no restore can reach, oldest first.
+    pub gaps: Vec<PitrGap>,
+    /// When the newest write-ahead log file reached the backup store.
+    #[serde(with = "crate::timestamp::option")]
+    pub last_archived_at: Option<DateTime<Utc>>,
+    /// The timeline the instance writes on: 1, plus one per restore to a point in time.
+    pub timeline: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrGap {
+    #[serde(with = "crate::timestamp")]
+    pub start_time: DateTime<Utc>,
+    #[serde(with = "crate::timestamp")]
+    pub end_time: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// `POST /v1/instances/:id/pitr/restore`. The time is text so a malformed one gets
+/// the API's error, naming the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrRestoreRequest {
+    pub target_time: String,
+}
+
+/// The answer to a queued restore to a point in time: the reference's `status`,
+/// and the restore's id in the restore history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrRestoreQueued {
+    pub status: TaskStatus,
+    pub id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

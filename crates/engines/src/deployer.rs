@@ -8,7 +8,17 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::{AppCredentials, BackupStream, NodeSpec, RestoreSink, StagedRestore};
+use crate::{
+    AppCredentials, BackupStream, BaseBackupStream, NodeSpec, RecoveryTarget, RestoreSink, StagedRestore, WalPosition,
+};
+
+/// The two sockets of an archiving node: where it hands its write-ahead log over,
+/// and where a restore to a point in time fetches it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalSocket {
+    Archive,
+    Fetch,
+}
 
 #[async_trait]
 pub trait Deployer: Send + Sync {
@@ -40,13 +50,40 @@ pub trait Deployer: Send + Sync {
     async fn backup(&self, spec: &NodeSpec) -> anyhow::Result<BackupStream>;
     /// Prepares a restore beside the node's data.
     async fn begin_restore(&self, spec: &NodeSpec) -> anyhow::Result<RestoreSink>;
+    /// Prepares a restore to a point in time beside the node's data: the base
+    /// backup's plain bytes go into the sink; its commit replays the archive.
+    async fn begin_point_in_time_restore(
+        &self,
+        spec: &NodeSpec,
+        _target: &RecoveryTarget,
+    ) -> anyhow::Result<RestoreSink> {
+        anyhow::bail!("this deployer cannot restore node {} of {} to a point in time", spec.index, spec.local_name)
+    }
+    /// Starts a physical base backup of an archiving node.
+    async fn base_backup(&self, spec: &NodeSpec) -> anyhow::Result<BaseBackupStream> {
+        anyhow::bail!("this deployer cannot take base backups of node {} of {}", spec.index, spec.local_name)
+    }
+    /// Where the node's write-ahead log is now.
+    async fn wal_position(&self, spec: &NodeSpec) -> anyhow::Result<WalPosition> {
+        anyhow::bail!("this deployer cannot read the write-ahead log position of {}", spec.local_name)
+    }
+    /// Commits a transaction and closes the current write-ahead log file, so the
+    /// archive holds everything up to now; returns that file's name.
+    async fn seal_wal(&self, spec: &NodeSpec) -> anyhow::Result<String> {
+        anyhow::bail!("this deployer cannot close the write-ahead log of {}", spec.local_name)
+    }
+    /// Closes the node's current write-ahead log file if anything was written to it.
+    async fn close_wal(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        anyhow::bail!("this deployer cannot close the write-ahead log of {}", spec.local_name)
+    }
     /// Verifies the loaded restore and switches the node over to it.
     async fn commit_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) -> anyhow::Result<()>;
     async fn abort_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>);
 
-    /// Listens where the node hands over its write-ahead log ([`crate::WalArchive`]):
-    /// a fresh socket replacing any earlier one. The node must be provisioned.
-    async fn listen_for_wal(&self, spec: &NodeSpec) -> anyhow::Result<WalListener> {
+    /// Listens where the node hands over its write-ahead log ([`crate::WalArchive`]),
+    /// or fetches it back during a restore to a point in time: a fresh socket
+    /// replacing any earlier one. The node must be provisioned.
+    async fn listen_for_wal(&self, spec: &NodeSpec, _socket: WalSocket) -> anyhow::Result<WalListener> {
         anyhow::bail!("this deployer cannot archive node {} of {}", spec.index, spec.local_name)
     }
 

@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
+use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
@@ -52,6 +54,32 @@ pub enum StartMode {
 pub struct BackupStream {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
     pub done: BoxFuture<'static, anyhow::Result<()>>,
+}
+
+/// A physical base backup in progress, and where the write-ahead log it needs
+/// begins (the server's position just before it started).
+pub struct BaseBackupStream {
+    pub stream: BackupStream,
+    pub start: WalPosition,
+}
+
+/// A position in a node's write-ahead log: its timeline and the file being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalPosition {
+    pub timeline: u32,
+    pub file: String,
+}
+
+/// Where a restore to a point in time stops: the last transaction committed at or
+/// before `time`, on the history of `timeline`.
+#[derive(Debug, Clone)]
+pub struct RecoveryTarget {
+    pub time: DateTime<Utc>,
+    pub timeline: u32,
+    /// The applications' users as they are now: the restored data had those of the
+    /// target time, so users made since would lose access and users removed since
+    /// would get it back. The restored data gets exactly these before it goes live.
+    pub users: Vec<(String, SecretString)>,
 }
 
 /// Stops and starts the node a restore is switching over; the deployer provides it.
@@ -116,6 +144,38 @@ pub trait Engine: Send + Sync + 'static {
     /// ([`crate::NodeSpec::archive`]).
     fn archives_wal(&self) -> bool {
         false
+    }
+
+    /// A physical base backup for restores to a point in time (engines that
+    /// [archive their write-ahead log](Self::archives_wal)).
+    async fn base_backup(&self, _node: &Node<'_>) -> anyhow::Result<BaseBackupStream> {
+        anyhow::bail!("{} takes no base backups", self.name())
+    }
+    /// Where the node's write-ahead log is now.
+    async fn wal_position(&self, _node: &Node<'_>) -> anyhow::Result<WalPosition> {
+        anyhow::bail!("{} has no write-ahead log to archive", self.name())
+    }
+    /// Commits a transaction and closes the write-ahead log file it is in, so it is
+    /// archived now; returns that file's name. A restore to any time before this
+    /// call then finds a commit after its target in the archive.
+    async fn seal_wal(&self, _node: &Node<'_>) -> anyhow::Result<String> {
+        anyhow::bail!("{} has no write-ahead log to archive", self.name())
+    }
+    /// Closes the write-ahead log file being written if anything was written to it
+    /// since the last one was closed, so it is archived now (svcdash's own
+    /// `archive_timeout`: PostgreSQL 15's does not always fire).
+    async fn close_wal(&self, _node: &Node<'_>) -> anyhow::Result<()> {
+        anyhow::bail!("{} has no write-ahead log to archive", self.name())
+    }
+    /// Prepares a restore to `target`: write a base backup's plain bytes into the
+    /// sink; the commit replays the archive (fetched through the node's fetch
+    /// socket) beside the live data, checks the result and switches over.
+    async fn begin_point_in_time_restore(
+        &self,
+        _node: &Node<'_>,
+        _target: &RecoveryTarget,
+    ) -> anyhow::Result<RestoreSink> {
+        anyhow::bail!("{} cannot restore to a point in time", self.name())
     }
 
     /// Makes the node's data before its first start (an empty cluster, say). Safe to

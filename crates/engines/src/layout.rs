@@ -19,6 +19,11 @@ pub(crate) const ARCHIVE_SOCKET: &str = "archive.sock";
 /// limit).
 pub(crate) const ARCHIVE_SOCKET_FROM_DATA: &str = "../../ephemeral/archive.sock";
 
+/// The name of [`NodeLayout::fetch_socket`] in `ephemeral/`, and the way to it from
+/// the data folder (or a staging folder beside it).
+pub(crate) const FETCH_SOCKET: &str = "fetch.sock";
+pub(crate) const FETCH_SOCKET_FROM_DATA: &str = "../../ephemeral/fetch.sock";
+
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
     root: PathBuf,
@@ -60,6 +65,12 @@ impl NodeLayout {
     /// it owns, for the engine's group.
     pub fn archive_socket(&self) -> PathBuf {
         self.ephemeral().join(ARCHIVE_SOCKET)
+    }
+
+    /// The socket a node restoring to a point in time fetches its archived
+    /// write-ahead log from, made like [`Self::archive_socket`].
+    pub fn fetch_socket(&self) -> PathBuf {
+        self.ephemeral().join(FETCH_SOCKET)
     }
 
     /// The engine's data folder: the engine owns it.
@@ -115,5 +126,8 @@ mod tests {
             }
         }
         assert_eq!(resolved, layout.archive_socket());
+        let fetch = PathBuf::from(FETCH_SOCKET_FROM_DATA);
+        assert_eq!(fetch.file_name().unwrap(), FETCH_SOCKET);
+        assert_eq!(fetch.parent(), PathBuf::from(ARCHIVE_SOCKET_FROM_DATA).parent());
     }
 }

@@ -17,8 +17,11 @@ mod redis;
 mod registry;
 mod tools;
 
-pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener};
-pub use engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener, WalSocket};
+pub use engine::{
+    BackupStream, BaseBackupStream, Engine, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    WalPosition,
+};
 pub use layout::NodeLayout;
 pub use local::LocalDeployer;
 pub use process::RunAs;

@@ -14,8 +14,11 @@ use nix::sys::signal::Signal;
 use nix::unistd::Uid;
 use tokio::sync::{Mutex, watch};
 
-use crate::deployer::{Deployer, NodeDiskPaths, NodeProbe};
-use crate::engine::{BackupStream, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::deployer::{Deployer, NodeDiskPaths, NodeProbe, WalSocket};
+use crate::engine::{
+    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    WalPosition,
+};
 use crate::files::{self, Owner};
 use crate::process::{self, RunAs};
 use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, WalListener, accounts};
@@ -288,7 +291,7 @@ impl Deployer for LocalDeployer {
         Ok(())
     }
 
-    async fn listen_for_wal(&self, spec: &NodeSpec) -> anyhow::Result<WalListener> {
+    async fn listen_for_wal(&self, spec: &NodeSpec, socket: WalSocket) -> anyhow::Result<WalListener> {
         let layout = self.layout(spec);
         anyhow::ensure!(
             files::is_folder(&layout.ephemeral()),
@@ -306,8 +309,11 @@ impl Deployer for LocalDeployer {
         // `ephemeral/` belongs to svcdash, the engine's group may only enter it.
         let (svcdash, _) = crate::layout::owners(account);
         let mode = if account.is_some() { 0o660 } else { 0o600 };
-        let listener = files::unix_socket(&layout.ephemeral(), crate::layout::ARCHIVE_SOCKET, svcdash, mode)?;
-        let path = layout.archive_socket();
+        let (name, path) = match socket {
+            WalSocket::Archive => (crate::layout::ARCHIVE_SOCKET, layout.archive_socket()),
+            WalSocket::Fetch => (crate::layout::FETCH_SOCKET, layout.fetch_socket()),
+        };
+        let listener = files::unix_socket(&layout.ephemeral(), name, svcdash, mode)?;
         WalListener::new(listener, path, account.map(|user| user.uid.as_raw()))
     }
 
@@ -345,6 +351,30 @@ impl Deployer for LocalDeployer {
 
     async fn begin_restore(&self, spec: &NodeSpec) -> anyhow::Result<RestoreSink> {
         self.with_node(spec, async |node| spec.engine.begin_restore(node).await).await
+    }
+
+    async fn begin_point_in_time_restore(
+        &self,
+        spec: &NodeSpec,
+        target: &RecoveryTarget,
+    ) -> anyhow::Result<RestoreSink> {
+        self.with_node(spec, async |node| spec.engine.begin_point_in_time_restore(node, target).await).await
+    }
+
+    async fn base_backup(&self, spec: &NodeSpec) -> anyhow::Result<BaseBackupStream> {
+        self.with_node(spec, async |node| spec.engine.base_backup(node).await).await
+    }
+
+    async fn wal_position(&self, spec: &NodeSpec) -> anyhow::Result<WalPosition> {
+        self.with_node(spec, async |node| spec.engine.wal_position(node).await).await
+    }
+
+    async fn close_wal(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        self.with_node(spec, async |node| spec.engine.close_wal(node).await).await
+    }
+
+    async fn seal_wal(&self, spec: &NodeSpec) -> anyhow::Result<String> {
+        self.with_node(spec, async |node| spec.engine.seal_wal(node).await).await
     }
 
     async fn commit_restore(&self, spec: &NodeSpec, staged: Box<dyn StagedRestore>) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::domain_error::{DomainError, DomainResult};
 use crate::state::AppState;
 
-fn outcome<T>(result: &DomainResult<T>) -> AuditOutcome {
+pub(crate) fn outcome<T>(result: &DomainResult<T>) -> AuditOutcome {
     match result {
         Ok(_) => AuditOutcome::Success,
         Err(DomainError::Denied(_)) => AuditOutcome::Denied,
@@ -190,7 +190,7 @@ pub fn not_downloadable_reason(backup: &Backup, personal_key: Option<&store::Ins
     }
 }
 
-fn ensure_running(instance: &Instance) -> DomainResult<()> {
+pub(crate) fn ensure_running(instance: &Instance) -> DomainResult<()> {
     match instance.state {
         InstanceState::Provisioned | InstanceState::Available => Ok(()),
         state => Err(DomainError::conflict(

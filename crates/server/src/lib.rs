@@ -16,6 +16,7 @@ mod http;
 pub mod instances;
 mod jobs;
 pub mod metrics;
+pub mod pitr;
 pub mod retention;
 pub mod schedule;
 pub mod state;

@@ -67,6 +67,19 @@ pub async fn apply(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<Pass>
                 }
             }
         }
+        // The archive goes with the base backups that needed it, never before.
+        if instance.continuous_archiving {
+            match state.prune_wal(&instance).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(instance = %instance.guid, segments = n, "archived write-ahead log removed by retention")
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %instance.guid, error = format!("{e:#}"), "could not prune the archive");
+                    pass.failed += 1;
+                }
+            }
+        }
     }
     Ok(pass)
 }
@@ -99,8 +112,12 @@ async fn expired<'a>(
     Ok(out)
 }
 
-/// Deletes the backup's object (and any upload leftovers), then marks it deleted.
+/// Deletes the backup's object (and any upload leftovers) and its base backup's,
+/// then marks it deleted.
 pub async fn remove(state: &AppState, backup: &Backup) -> anyhow::Result<()> {
+    if let Some(base) = state.store.base_backup(backup.id).await? {
+        state.storage.delete_with_leftovers(&base.object_key).await?;
+    }
     state.storage.delete_with_leftovers(&backup.object_key).await?;
     state.store.mark_backup_deleted(backup.id).await?;
     Ok(())

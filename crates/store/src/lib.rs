@@ -106,6 +106,16 @@ pub trait BackupStore: Send + Sync {
     /// restore of the instance is queued already (some of its jobs not started):
     /// then `Conflict`, naming it. One write transaction.
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore>;
+    /// Queues a restore of node 0 to `target_time` from the base backup taken with
+    /// backup `backup_id`.
+    async fn enqueue_point_in_time_restore(
+        &self,
+        instance_id: i64,
+        backup_id: i64,
+        target_time: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Restore>;
+    /// Records the timeline a restore to a point in time left the instance on.
+    async fn set_restore_timeline(&self, id: i64, timeline: i64) -> StoreResult<()>;
     async fn restore(&self, id: i64) -> StoreResult<Restore>;
     async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore>;
     /// Newest first.
@@ -208,6 +218,13 @@ pub trait ArchiveStore: Send + Sync {
     async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>>;
     /// Every segment of the instance, by name (so by timeline, then position).
     async fn wal_segments(&self, instance_id: i64) -> StoreResult<Vec<WalSegment>>;
+    /// Records a base backup whose object is complete in the store.
+    async fn record_base_backup(&self, base: &BaseBackup) -> StoreResult<()>;
+    /// The instance's base backups whose backups are not deleted, oldest first.
+    async fn base_backups(&self, instance_id: i64) -> StoreResult<Vec<BaseBackup>>;
+    async fn base_backup(&self, backup_id: i64) -> StoreResult<Option<BaseBackup>>;
+    /// Forgets the segments named (their objects are gone).
+    async fn forget_wal_segments(&self, instance_id: i64, names: &[String]) -> StoreResult<()>;
 }
 
 pub trait Store: InstanceStore + JobStore + BackupStore + ArchiveStore + UserStore + SessionStore + AuditStore {}

@@ -127,6 +127,26 @@ pub struct WalSegment {
     pub archived_at: DateTime<Utc>,
 }
 
+/// A physical base backup of an archiving instance, taken with one of its backups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseBackup {
+    pub backup_id: i64,
+    pub instance_id: i64,
+    pub object_key: String,
+    pub key_id: i64,
+    pub size: i64,
+    pub sha256: String,
+    pub plain_size: i64,
+    pub timeline: i64,
+    /// The first segment a restore from it replays, and the one it must reach
+    /// before the data is consistent.
+    pub start_wal: String,
+    pub end_wal: String,
+    pub started_at: DateTime<Utc>,
+    /// Targets from here on can be reached from it.
+    pub finished_at: DateTime<Utc>,
+}
+
 /// One engine process of an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -262,6 +282,10 @@ pub struct Restore {
     /// The sequence number of the backup within its instance.
     pub backup_seq: i64,
     pub created_at: DateTime<Utc>,
+    /// The moment a restore to a point in time brings the data back to.
+    pub target_time: Option<DateTime<Utc>>,
+    /// The timeline the instance went on with after such a restore succeeded.
+    pub timeline: Option<i64>,
     /// One task per node, in node order.
     pub jobs: Vec<Job>,
 }

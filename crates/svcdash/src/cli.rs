@@ -73,6 +73,17 @@ enum Command {
         /// Its name (PostgreSQL's %f).
         name: String,
     },
+    /// Fetch an archived write-ahead log file from svcdash: PostgreSQL runs this as
+    /// its restore_command during a restore to a point in time; it exits 1 when
+    /// the archive does not hold the file.
+    WalFetch {
+        /// The node's fetch socket.
+        socket: PathBuf,
+        /// The file's name (PostgreSQL's %f).
+        name: String,
+        /// Where to write it (PostgreSQL's %p).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,13 +244,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         // Run by PostgreSQL as an instance's account: no configuration, no data folder.
         Command::WalPush { socket, file, name } => return crate::wal_push::run(socket, file, name).await,
+        Command::WalFetch { socket, name, file } => return crate::wal_fetch::run(socket, name, file).await,
         _ => {}
     }
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config, matches!(args.command, Command::Serve { .. }));
     match args.command {
         Command::Serve { .. } => serve(config).await,
-        Command::DefaultConfig | Command::WalPush { .. } => Ok(()),
+        Command::DefaultConfig | Command::WalPush { .. } | Command::WalFetch { .. } => Ok(()),
         Command::Instances(cmd) => instances(AppState::open(config).await?, cmd).await,
         Command::Users(cmd) => users(AppState::open(config).await?, cmd).await,
         Command::Audit { instance, limit } => audit(AppState::open(config).await?, instance, limit).await,

@@ -2,6 +2,7 @@
 //! instances, users and tokens beside it, on the same configuration and data.
 
 mod cli;
+mod wal_fetch;
 mod wal_push;
 
 use clap::Parser;

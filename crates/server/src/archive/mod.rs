@@ -3,7 +3,8 @@
 //! (`svcdash wal-push`, PostgreSQL's `archive_command`), and svcdash stores each
 //! through the backup pipeline before it answers.
 
-mod names;
+pub mod fetch;
+pub mod names;
 mod push;
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,9 @@ pub fn client_program(config: &Config) -> anyhow::Result<PathBuf> {
 struct Listening {
     listener: Arc<WalListener>,
     task: JoinHandle<()>,
+    /// When svcdash last closed the node's current file, and the close running now.
+    closed_at: std::time::Instant,
+    closing: Option<JoinHandle<()>>,
 }
 
 /// The nodes listened for, and those that could not be (warned about once).
@@ -59,6 +63,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
     for (_, node) in sockets.listening {
         node.task.abort();
+        if let Some(closing) = node.closing {
+            closing.abort();
+        }
     }
 }
 
@@ -73,16 +80,21 @@ async fn reconcile(state: &AppState, sockets: &mut Sockets) -> anyhow::Result<()
         for spec in state.node_specs(&instance).await? {
             let key = (instance.id, spec.index);
             wanted.insert(key);
-            if sockets.listening.get(&key).is_some_and(|n| n.listener.reachable() && !n.task.is_finished()) {
+            if let Some(node) = sockets.listening.get_mut(&key)
+                && node.listener.reachable()
+                && !node.task.is_finished()
+            {
+                close_when_due(state, &instance, spec, node);
                 continue;
             }
-            match state.deployer.listen_for_wal(&spec).await {
+            match state.deployer.listen_for_wal(&spec, engines::WalSocket::Archive).await {
                 Ok(listener) => {
                     sockets.failing.remove(&key);
                     tracing::info!(instance = %instance.guid, node = spec.index, "listening for write-ahead log");
                     let listener = Arc::new(listener);
                     let task = tokio::spawn(accept(state.clone(), instance.clone(), listener.clone()));
-                    if let Some(old) = sockets.listening.insert(key, Listening { listener, task }) {
+                    let node = Listening { listener, task, closed_at: std::time::Instant::now(), closing: None };
+                    if let Some(old) = sockets.listening.insert(key, node) {
                         old.task.abort();
                     }
                 }
@@ -107,6 +119,23 @@ async fn reconcile(state: &AppState, sockets: &mut Sockets) -> anyhow::Result<()
     });
     sockets.failing.retain(|key| wanted.contains(key));
     Ok(())
+}
+
+/// Closes the node's current write-ahead log file every `wal_archive_timeout_secs`
+/// (when anything was written to it), so the archive is never older than that:
+/// PostgreSQL's own `archive_timeout` does not fire on every server.
+fn close_when_due(state: &AppState, instance: &Instance, spec: engines::NodeSpec, node: &mut Listening) {
+    let every = Duration::from_secs(state.config.backups.wal_archive_timeout_secs.max(1).into());
+    if node.closed_at.elapsed() < every || node.closing.as_ref().is_some_and(|c| !c.is_finished()) {
+        return;
+    }
+    node.closed_at = std::time::Instant::now();
+    let (state, guid) = (state.clone(), instance.guid.clone());
+    node.closing = Some(tokio::spawn(async move {
+        if let Err(e) = state.deployer.close_wal(&spec).await {
+            tracing::debug!(instance = %guid, error = format!("{e:#}"), "could not close the write-ahead log file");
+        }
+    }));
 }
 
 async fn accept(state: AppState, instance: Instance, listener: Arc<WalListener>) {

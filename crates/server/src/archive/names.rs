@@ -28,9 +28,38 @@ pub fn parse(name: &str) -> Option<WalName> {
     Some(WalName { name: name.to_owned(), timeline })
 }
 
+/// A segment's timeline and its number counted from the start of the log, for
+/// segments of `segment_size` bytes; `None` for other files.
+pub fn segment_number(name: &str, segment_size: u64) -> Option<(u32, u64)> {
+    if name.len() != 24 || parse(name).is_none() || segment_size == 0 {
+        return None;
+    }
+    let part = |range: std::ops::Range<usize>| u64::from_str_radix(&name[range], 16).ok();
+    let (timeline, log, seg) = (part(0..8)?, part(8..16)?, part(16..24)?);
+    let per_log = 0x1_0000_0000 / segment_size;
+    Some((u32::try_from(timeline).ok()?, log * per_log + seg))
+}
+
+/// The name of segment `number` of `timeline`.
+pub fn segment_name(timeline: u32, number: u64, segment_size: u64) -> String {
+    let per_log = 0x1_0000_0000 / segment_size.max(1);
+    format!("{timeline:08X}{:08X}{:08X}", number / per_log, number % per_log)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, segment_name, segment_number};
+
+    #[test]
+    fn segments_count_across_log_files() {
+        const SIZE: u64 = 16 << 20;
+        assert_eq!(segment_number("0000000200000001000000FF", SIZE), Some((2, 0x1FF)));
+        assert_eq!(segment_name(2, 0x200, SIZE), "000000020000000200000000");
+        assert_eq!(segment_number("00000002.history", SIZE), None);
+        for n in [0, 1, 255, 256, 100_000] {
+            assert_eq!(segment_number(&segment_name(3, n, SIZE), SIZE), Some((3, n)));
+        }
+    }
 
     #[test]
     fn only_postgresql_names_pass() {

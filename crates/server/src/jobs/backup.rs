@@ -1,7 +1,10 @@
-//! The backup job: the engine's dump, streamed through the pipeline into the store.
+//! The backup job: the engine's dump, streamed through the pipeline into the store;
+//! for an instance archiving its write-ahead log, a base backup before it.
 
 use anyhow::Context;
-use store::Job;
+use chrono::Utc;
+use engines::NodeSpec;
+use store::{Backup, BaseBackup, Instance, Job};
 
 use crate::state::AppState;
 
@@ -17,8 +20,32 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .into_iter()
         .find(|s| s.index == node)
         .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
-    let key = state.backup_key(&backup).await?;
-    let stream = state.deployer.backup(&spec).await?;
+    let base = match spec.archive.is_some() && spec.engine.archives_wal() {
+        true => Some(base_backup(state, &instance, &backup, &spec).await?),
+        false => None,
+    };
+    let dumped = dump(state, &backup, &spec).await;
+    match (dumped, base) {
+        (Ok(()), Some(base)) => {
+            state.store.record_base_backup(&base).await?;
+            tracing::info!(backup = backup.seq, bytes = base.size, "base backup recorded");
+            Ok(())
+        }
+        (Ok(()), None) => Ok(()),
+        (Err(e), base) => {
+            if let Some(base) = base
+                && let Err(gone) = state.storage.delete_with_leftovers(&base.object_key).await
+            {
+                tracing::warn!(backup = backup.seq, error = format!("{gone:#}"), "could not remove a base backup");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn dump(state: &AppState, backup: &Backup, spec: &NodeSpec) -> anyhow::Result<()> {
+    let key = state.backup_key(backup).await?;
+    let stream = state.deployer.backup(spec).await?;
     let stored = backup::upload(
         &state.storage,
         &backup.object_key,
@@ -32,4 +59,48 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     state.store.record_backup_object(backup.id, size, &stored.sha256).await?;
     tracing::info!(backup = backup.seq, bytes = stored.size, plain_bytes = stored.plain_size, "backup stored");
     Ok(())
+}
+
+/// A physical base backup, encrypted like the write-ahead log with the instance's
+/// generated key (only svcdash reads it back). The server waits until the log it
+/// needs is archived before the stream ends; it is recorded with its backup.
+async fn base_backup(
+    state: &AppState,
+    instance: &Instance,
+    backup: &Backup,
+    spec: &NodeSpec,
+) -> anyhow::Result<BaseBackup> {
+    let started_at = Utc::now();
+    let key = state.generated_key(instance).await?;
+    let recipient = state.key_by_id(key.id).await?.recipient();
+    let base = state.deployer.base_backup(spec).await?;
+    let object_key = crate::pitr::base_backup_key(instance, backup);
+    let stored = backup::upload(
+        &state.storage,
+        &object_key,
+        base.stream.reader,
+        base.stream.done,
+        recipient,
+        &state.config.backups.pipeline(),
+    )
+    .await
+    .context("taking the base backup")?;
+    // Moments from here on are reachable from it (rounded up to the API's precision).
+    let finished_at = crate::pitr::ceil_millis(Utc::now());
+    let end = state.deployer.wal_position(spec).await?;
+    tracing::info!(backup = backup.seq, bytes = stored.size, plain_bytes = stored.plain_size, "base backup stored");
+    Ok(BaseBackup {
+        backup_id: backup.id,
+        instance_id: instance.id,
+        object_key,
+        key_id: key.id,
+        size: i64::try_from(stored.size).context("base backup size")?,
+        sha256: stored.sha256,
+        plain_size: i64::try_from(stored.plain_size).context("base backup size")?,
+        timeline: i64::from(base.start.timeline),
+        start_wal: base.start.file,
+        end_wal: end.file,
+        started_at,
+        finished_at,
+    })
 }

@@ -28,6 +28,15 @@ pub async fn recover(state: &AppState) -> anyhow::Result<()> {
             // An object may exist if the process died between completing the upload and
             // recording it; the backup is failed, so its object must go.
             let backup = state.store.backup(backup_id).await?;
+            let instance = state.store.instance(backup.instance_id).await?;
+            let base = crate::pitr::base_backup_key(&instance, &backup);
+            if let Err(e) = state.storage.delete_with_leftovers(&base).await {
+                tracing::warn!(
+                    backup = backup.id,
+                    error = format!("{e:#}"),
+                    "could not remove an interrupted base backup"
+                );
+            }
             if let Err(e) = state.storage.delete_with_leftovers(&backup.object_key).await {
                 tracing::warn!(
                     backup = backup.id,

@@ -1,16 +1,26 @@
 //! The restore job (one per node): the object is read back, authenticated, hashed
 //! and loaded beside the node's data; only when all of that succeeded does the node
 //! switch over to it. A failure leaves the instance's data as it was.
+//!
+//! A restore to a point in time loads a base backup the same way, and its commit
+//! replays the archived write-ahead log up to the target beside the live data
+//! (fetched through the node's fetch socket, served here while it runs).
+
+use std::time::Duration;
 
 use anyhow::Context;
-use store::Job;
+use chrono::{DateTime, Utc};
+use engines::{NodeSpec, RecoveryTarget, WalSocket};
+use store::{Instance, Job, Restore};
 
 use crate::state::AppState;
 
+/// How long the file closed before a restore to a point in time may take to be
+/// archived.
+const SEAL_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let backup_id = job.backup_id.context("a restore job without a backup")?;
-    let backup = state.store.backup(backup_id).await?;
-    let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let instance = state.store.instance(job.instance_id).await?;
     crate::metrics::parachute::ensure_released(state, &instance).await?;
     let node = job.node_index.unwrap_or(0);
@@ -20,6 +30,14 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         .into_iter()
         .find(|s| s.index == node)
         .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
+    if let Some(restore_id) = job.restore_id {
+        let restore = state.store.restore(restore_id).await?;
+        if let Some(target) = restore.target_time {
+            return point_in_time(state, &instance, &spec, &restore, target).await;
+        }
+    }
+    let backup = state.store.backup(backup_id).await?;
+    let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let key = state.backup_key(&backup).await?;
     let sink = state.deployer.begin_restore(&spec).await?;
     match backup::download(&state.storage, &backup.object_key, &expected, key.identity(), sink.writer).await {
@@ -32,4 +50,69 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
             Err(e)
         }
     }
+}
+
+async fn point_in_time(
+    state: &AppState,
+    instance: &Instance,
+    spec: &NodeSpec,
+    restore: &Restore,
+    target: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    // Replay stops at the first commit after the target: make sure the archive holds
+    // one, and everything written up to now.
+    match state.deployer.seal_wal(spec).await {
+        Ok(file) => wait_for_segment(state, instance, &file).await?,
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "could not close the current write-ahead log file"),
+    }
+    // The window may have changed since the restore was queued (retention, say).
+    let window = state.pitr_window(instance).await.map_err(|e| anyhow::anyhow!(e.description()))?;
+    let plan = window.plan(target).map_err(anyhow::Error::msg)?;
+    let base = state.store.base_backup(plan.backup_id).await?.context("the base backup is gone")?;
+    let key = state.key_by_id(base.key_id).await?;
+
+    let listener = state.deployer.listen_for_wal(spec, WalSocket::Fetch).await?;
+    let server = tokio::spawn(crate::archive::fetch::serve(state.clone(), instance.clone(), listener));
+    let mut users = Vec::new();
+    for binding in state.store.bindings(instance.id).await? {
+        users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
+    }
+    let recovery = RecoveryTarget { time: target, timeline: plan.timeline, users };
+    let result = async {
+        let sink = state.deployer.begin_point_in_time_restore(spec, &recovery).await?;
+        match backup::download(&state.storage, &base.object_key, &base.sha256, key.identity(), sink.writer).await {
+            Ok(bytes) => {
+                tracing::info!(plain_bytes = bytes, target = %target, "base backup loaded; replaying the archive");
+                state.deployer.commit_restore(spec, sink.staged).await
+            }
+            Err(e) => {
+                state.deployer.abort_restore(spec, sink.staged).await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    server.abort();
+    result?;
+    // Closing the first file of the new timeline at once puts it in the archive.
+    if let Err(e) = state.deployer.seal_wal(spec).await {
+        tracing::warn!(error = format!("{e:#}"), "could not close the first write-ahead log file of the new timeline");
+    }
+    let position = state.deployer.wal_position(spec).await?;
+    state.store.set_restore_timeline(restore.id, i64::from(position.timeline)).await?;
+    tracing::info!(timeline = position.timeline, target = %target, "restored to a point in time");
+    Ok(())
+}
+
+async fn wait_for_segment(state: &AppState, instance: &Instance, name: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while state.store.wal_segment(instance.id, name).await?.is_none() {
+        anyhow::ensure!(
+            started.elapsed() < SEAL_TIMEOUT,
+            "write-ahead log file {name} was not archived within {} s; the backup store may be unreachable",
+            SEAL_TIMEOUT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
-use crate::models::WalSegment;
+use crate::models::{BaseBackup, WalSegment};
 use crate::{ArchiveStore, StoreResult};
 
 const COLUMNS: &str = "instance_id, name, timeline, object_key, key_id, size, sha256, plain_size, plain_sha256, \
@@ -23,6 +23,44 @@ struct SegmentRow {
     plain_sha256: String,
     handed_over_at: DateTime<Utc>,
     archived_at: DateTime<Utc>,
+}
+
+const BASE_COLUMNS: &str = "b.backup_id, b.instance_id, b.object_key, b.key_id, b.size, b.sha256, b.plain_size, \
+     b.timeline, b.start_wal, b.end_wal, b.started_at, b.finished_at";
+
+#[derive(sqlx::FromRow)]
+struct BaseRow {
+    backup_id: i64,
+    instance_id: i64,
+    object_key: String,
+    key_id: i64,
+    size: i64,
+    sha256: String,
+    plain_size: i64,
+    timeline: i64,
+    start_wal: String,
+    end_wal: String,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+impl From<BaseRow> for BaseBackup {
+    fn from(r: BaseRow) -> Self {
+        BaseBackup {
+            backup_id: r.backup_id,
+            instance_id: r.instance_id,
+            object_key: r.object_key,
+            key_id: r.key_id,
+            size: r.size,
+            sha256: r.sha256,
+            plain_size: r.plain_size,
+            timeline: r.timeline,
+            start_wal: r.start_wal,
+            end_wal: r.end_wal,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
 }
 
 impl From<SegmentRow> for WalSegment {
@@ -84,5 +122,62 @@ impl ArchiveStore for SqliteStore {
         let rows =
             sqlx::query_as::<_, SegmentRow>(sqlx::AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn record_base_backup(&self, b: &BaseBackup) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO base_backups (backup_id, instance_id, object_key, key_id, size, sha256, plain_size, \
+             timeline, start_wal, end_wal, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(b.backup_id)
+        .bind(b.instance_id)
+        .bind(&b.object_key)
+        .bind(b.key_id)
+        .bind(b.size)
+        .bind(&b.sha256)
+        .bind(b.plain_size)
+        .bind(b.timeline)
+        .bind(&b.start_wal)
+        .bind(&b.end_wal)
+        .bind(b.started_at)
+        .bind(b.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn base_backups(&self, instance_id: i64) -> StoreResult<Vec<BaseBackup>> {
+        let sql = format!(
+            "SELECT {BASE_COLUMNS} FROM base_backups b JOIN backups k ON k.id = b.backup_id \
+             WHERE b.instance_id = ? AND k.deleted_at IS NULL ORDER BY b.finished_at, b.backup_id"
+        );
+        let rows =
+            sqlx::query_as::<_, BaseRow>(sqlx::AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn base_backup(&self, backup_id: i64) -> StoreResult<Option<BaseBackup>> {
+        let sql = format!(
+            "SELECT {BASE_COLUMNS} FROM base_backups b JOIN backups k ON k.id = b.backup_id \
+             WHERE b.backup_id = ? AND k.deleted_at IS NULL"
+        );
+        let row =
+            sqlx::query_as::<_, BaseRow>(sqlx::AssertSqlSafe(sql)).bind(backup_id).fetch_optional(&self.pool).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn forget_wal_segments(&self, instance_id: i64, names: &[String]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for name in names {
+            sqlx::query("DELETE FROM wal_segments WHERE instance_id = ? AND name = ?")
+                .bind(instance_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
 use super::instances::insert_job;
@@ -11,7 +12,8 @@ use super::{SqliteStore, now};
 use crate::models::*;
 use crate::{BackupStore, StoreResult};
 
-const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.seq AS backup_seq, r.created_at \
+const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.seq AS backup_seq, r.created_at, \
+     r.target_time, r.timeline \
      FROM restores r JOIN backups b ON b.id = r.backup_id";
 
 impl SqliteStore {
@@ -51,6 +53,8 @@ impl SqliteStore {
                 backup_id: r.backup_id,
                 backup_seq: r.backup_seq,
                 created_at: r.created_at,
+                target_time: r.target_time,
+                timeline: r.timeline,
             })
             .collect())
     }
@@ -98,39 +102,23 @@ impl BackupStore for SqliteStore {
     }
 
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore> {
+        self.insert_restore(instance_id, backup_id, None, node_indexes).await
+    }
+
+    async fn enqueue_point_in_time_restore(
+        &self,
+        instance_id: i64,
+        backup_id: i64,
+        target_time: DateTime<Utc>,
+    ) -> StoreResult<Restore> {
+        self.insert_restore(instance_id, backup_id, Some(target_time), &[0]).await
+    }
+
+    async fn set_restore_timeline(&self, id: i64, timeline: i64) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let queued: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT r.seq, b.seq FROM restores r JOIN backups b ON b.id = r.backup_id \
-             WHERE r.instance_id = ? AND EXISTS (\
-                SELECT 1 FROM jobs j WHERE j.restore_id = r.id AND j.status = 'queued') \
-             ORDER BY r.id LIMIT 1",
-        )
-        .bind(instance_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((restore, backup)) = queued {
-            return Err(crate::StoreError::Conflict(format!(
-                "restore {restore} (of backup {backup}) is queued; a second restore can be queued once it runs"
-            )));
-        }
-        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM restores WHERE instance_id = ?")
-            .bind(instance_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO restores (instance_id, seq, backup_id, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(instance_id)
-        .bind(seq)
-        .bind(backup_id)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
-        for &node in node_indexes {
-            insert_job(&mut tx, instance_id, JobKind::Restore, Some(backup_id), Some(id), Some(node)).await?;
-        }
+        sqlx::query("UPDATE restores SET timeline = ? WHERE id = ?").bind(timeline).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.restore(id).await
+        Ok(())
     }
 
     async fn restore(&self, id: i64) -> StoreResult<Restore> {
@@ -285,4 +273,50 @@ async fn insert_backup(tx: &mut sqlx::SqliteConnection, new: &NewBackup) -> Stor
     .await?;
     sqlx::query("UPDATE jobs SET backup_id = ? WHERE id = ?").bind(id).bind(job.id).execute(&mut *tx).await?;
     Ok(id)
+}
+
+impl SqliteStore {
+    async fn insert_restore(
+        &self,
+        instance_id: i64,
+        backup_id: i64,
+        target_time: Option<DateTime<Utc>>,
+        node_indexes: &[i64],
+    ) -> StoreResult<Restore> {
+        let mut tx = self.write().await?;
+        let queued: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT r.seq, b.seq FROM restores r JOIN backups b ON b.id = r.backup_id \
+             WHERE r.instance_id = ? AND EXISTS (\
+                SELECT 1 FROM jobs j WHERE j.restore_id = r.id AND j.status = 'queued') \
+             ORDER BY r.id LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((restore, backup)) = queued {
+            return Err(crate::StoreError::Conflict(format!(
+                "restore {restore} (of backup {backup}) is queued; a second restore can be queued once it runs"
+            )));
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM restores WHERE instance_id = ?")
+            .bind(instance_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO restores (instance_id, seq, backup_id, created_at, target_time) VALUES (?, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(instance_id)
+        .bind(seq)
+        .bind(backup_id)
+        .bind(now())
+        .bind(target_time)
+        .fetch_one(&mut *tx)
+        .await?;
+        for &node in node_indexes {
+            insert_job(&mut tx, instance_id, JobKind::Restore, Some(backup_id), Some(id), Some(node)).await?;
+        }
+        tx.commit().await?;
+        self.restore(id).await
+    }
 }

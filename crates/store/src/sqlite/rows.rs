@@ -237,6 +237,8 @@ pub(super) struct RestoreRow {
     pub backup_id: i64,
     pub backup_seq: i64,
     pub created_at: DateTime<Utc>,
+    pub target_time: Option<DateTime<Utc>>,
+    pub timeline: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -82,6 +82,11 @@ impl TestApp {
         }
     }
 
+    /// Keeps `dir` (holding the data folder of [`Self::start_in`]) until the test ends.
+    pub fn keep_dir(&mut self, dir: tempfile::TempDir) {
+        self._dir = Some(dir);
+    }
+
     pub fn state(&self) -> &AppState {
         &self.server.as_ref().unwrap().state
     }

@@ -24,6 +24,7 @@ mod metrics;
 mod new_engines;
 mod pages;
 mod parachute;
+mod pitr;
 mod retention;
 mod s3;
 mod schedule;

@@ -4,6 +4,7 @@ mod backups;
 mod disaster_recovery;
 mod lifecycle;
 mod metrics;
+mod pitr;
 mod restores;
 mod settings;
 
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(disaster_recovery::router())
         .merge(lifecycle::router())
         .merge(metrics::router())
+        .merge(pitr::router())
 }

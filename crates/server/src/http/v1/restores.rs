@@ -18,13 +18,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/instances/{instance_id}/restores/{id}", get(show_restore))
 }
 
-fn to_v1(restore: &Restore) -> v1::Restore {
+pub(super) fn to_v1(restore: &Restore) -> v1::Restore {
     v1::Restore {
         id: restore.seq,
         backup_id: restore.backup_seq,
         status: restore.status(),
         triggered_at: restore.created_at,
         finished_at: restore.updated_at(),
+        target_time: restore.target_time,
     }
 }
 

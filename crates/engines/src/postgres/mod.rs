@@ -12,7 +12,9 @@
 //! owner role's rights anyway). Their passwords are made for one job and cleared
 //! after it.
 
-use std::path::PathBuf;
+mod pitr;
+
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -26,7 +28,10 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::engine::{
+    BackupStream, BaseBackupStream, Engine, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    WalPosition,
+};
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
 /// The application database and the role that owns it.
@@ -39,6 +44,8 @@ const REPLACED: &str = "app_replaced";
 const BACKUP_ROLE: &str = "svcdash_backup";
 /// The role restores connect as: a member of the owner role, nothing more.
 const RESTORE_ROLE: &str = "svcdash_restore";
+/// The role base backups connect as: replication, nothing else.
+const BASE_BACKUP_ROLE: &str = "svcdash_basebackup";
 
 pub struct Postgres;
 
@@ -59,7 +66,7 @@ impl Engine for Postgres {
     }
 
     fn programs(&self) -> &'static [&'static str] {
-        &["initdb", "postgres", "pg_dump", "pg_restore"]
+        &["initdb", "postgres", "pg_dump", "pg_restore", "pg_basebackup"]
     }
 
     fn package(&self) -> &'static str {
@@ -96,6 +103,30 @@ impl Engine for Postgres {
         true
     }
 
+    async fn base_backup(&self, node: &Node<'_>) -> anyhow::Result<BaseBackupStream> {
+        pitr::base_backup(node).await
+    }
+
+    async fn wal_position(&self, node: &Node<'_>) -> anyhow::Result<WalPosition> {
+        pitr::wal_position(node.spec).await
+    }
+
+    async fn close_wal(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        pitr::close_wal(node.spec).await
+    }
+
+    async fn seal_wal(&self, node: &Node<'_>) -> anyhow::Result<String> {
+        pitr::seal_wal(node.spec).await
+    }
+
+    async fn begin_point_in_time_restore(
+        &self,
+        node: &Node<'_>,
+        target: &RecoveryTarget,
+    ) -> anyhow::Result<RestoreSink> {
+        pitr::begin(node, target).await
+    }
+
     /// Creates the cluster unless it exists already (so a resumed provision is safe).
     async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
         let (layout, spec) = (node.layout, node.spec);
@@ -122,31 +153,7 @@ impl Engine for Postgres {
     }
 
     fn start_command(&self, node: &Node<'_>, _mode: StartMode) -> anyhow::Result<Command> {
-        let mut cmd = node.command("postgres")?;
-        cmd.arg("-D")
-            .arg(node.layout.data_dir())
-            .arg("-c")
-            .arg(format!("port={}", node.spec.port))
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", "logging_collector=off"]);
-        if let Some(archive) = &node.spec.archive {
-            // PostgreSQL runs the command with the data folder as working directory
-            // (%p is relative to it) and removes a file only after it exited 0,
-            // which `wal-push` does once svcdash has the file in the backup store.
-            let command = format!(
-                "{} wal-push {} %p %f",
-                archive_quote(&archive.client)?,
-                crate::layout::ARCHIVE_SOCKET_FROM_DATA
-            );
-            cmd.args(["-c", "archive_mode=on"])
-                .arg("-c")
-                .arg(format!("archive_command={command}"))
-                .arg("-c")
-                .arg(format!("archive_timeout={}", archive.timeout_secs));
-        }
-        Ok(cmd)
+        server_command(node, &node.layout.data_dir(), node.spec.port)
     }
 
     async fn is_ready(&self, node: &Node<'_>) -> bool {
@@ -196,13 +203,7 @@ impl Engine for Postgres {
         crate::check_identifier(username)?;
         crate::check_identifier(password)?;
         let mut conn = connect(spec, "postgres").await?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
-            .bind(username)
-            .fetch_optional(&mut conn)
-            .await?;
-        let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
-        exec(&mut conn, format!("{verb} ROLE {username} LOGIN PASSWORD '{password}'")).await?;
-        exec(&mut conn, format!("GRANT {OWNER} TO {username}; ALTER ROLE {username} SET role = '{OWNER}'")).await?;
+        ensure_user(&mut conn, username, password).await?;
         conn.close().await?;
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
@@ -270,6 +271,33 @@ impl Engine for Postgres {
     }
 }
 
+/// The server on `data`, listening on `port` of the loopback only, archiving when
+/// the instance archives.
+fn server_command(node: &Node<'_>, data: &Path, port: u16) -> anyhow::Result<Command> {
+    let mut cmd = node.command("postgres")?;
+    cmd.arg("-D")
+        .arg(data)
+        .arg("-c")
+        .arg(format!("port={port}"))
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", "logging_collector=off"]);
+    if let Some(archive) = &node.spec.archive {
+        // PostgreSQL runs the command with the data folder as working directory
+        // (%p is relative to it) and removes a file only after it exited 0,
+        // which `wal-push` does once svcdash has the file in the backup store.
+        let command =
+            format!("{} wal-push {} %p %f", archive_quote(&archive.client)?, crate::layout::ARCHIVE_SOCKET_FROM_DATA);
+        cmd.args(["-c", "archive_mode=on"])
+            .arg("-c")
+            .arg(format!("archive_command={command}"))
+            .arg("-c")
+            .arg(format!("archive_timeout={}", archive.timeout_secs));
+    }
+    Ok(cmd)
+}
+
 /// A path as one word of `archive_command`, which a shell runs after PostgreSQL
 /// replaced its `%` escapes: single-quoted, so only `'` and `%` cannot be in it.
 fn archive_quote(path: &std::path::Path) -> anyhow::Result<String> {
@@ -297,6 +325,20 @@ async fn connect(spec: &NodeSpec, database: &str) -> anyhow::Result<PgConnection
         .with_context(|| format!("connecting to PostgreSQL on port {}", spec.port))
 }
 
+/// Creates or resets an application's user: a member of the owner role, acting as it.
+async fn ensure_user(conn: &mut PgConnection, username: &str, password: &str) -> anyhow::Result<()> {
+    crate::check_identifier(username)?;
+    crate::check_identifier(password)?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
+    exec(conn, format!("{verb} ROLE {username} LOGIN PASSWORD '{password}'")).await?;
+    exec(conn, format!("GRANT {OWNER} TO {username}; ALTER ROLE {username} SET role = '{OWNER}'")).await?;
+    Ok(())
+}
+
 /// Runs statements built only from this module's constants and checked identifiers.
 async fn exec(conn: &mut PgConnection, sql: String) -> sqlx::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
@@ -319,10 +361,12 @@ fn client_command(node: &Node<'_>, program: &str, role: &str, password: &str) ->
 /// rights it needs, creating it if missing; returns the password.
 async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
     let (attributes, member_of) = match role {
-        BACKUP_ROLE => ("BYPASSRLS", format!("pg_read_all_data, {OWNER}")),
-        RESTORE_ROLE => ("NOBYPASSRLS", OWNER.to_owned()),
+        BACKUP_ROLE => ("NOREPLICATION BYPASSRLS", Some(format!("pg_read_all_data, {OWNER}"))),
+        RESTORE_ROLE => ("NOREPLICATION NOBYPASSRLS", Some(OWNER.to_owned())),
+        BASE_BACKUP_ROLE => ("REPLICATION NOBYPASSRLS", None),
         other => bail!("{other:?} is not a job role"),
     };
+    let grant = member_of.map(|roles| format!("; GRANT {roles} TO {role}")).unwrap_or_default();
     let password = crate::generate_secret(32);
     let mut conn = connect(spec, "postgres").await?;
     let exists: Option<i32> =
@@ -331,8 +375,7 @@ async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
     exec(
         &mut conn,
         format!(
-            "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION {attributes} \
-             PASSWORD '{password}'; GRANT {member_of} TO {role}"
+            "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {attributes} PASSWORD '{password}'{grant}"
         ),
     )
     .await

@@ -1,0 +1,296 @@
+//! Physical base backups and restores to a point in time (docs/pitr.md).
+//!
+//! A base backup is `pg_basebackup` over a replication connection as a job role of
+//! its own (`REPLICATION`, nothing else), as a tar stream without write-ahead log:
+//! the server's `pg_backup_stop` waits until the files the backup needs are
+//! archived, so a backup that ended is restorable from the archive.
+//!
+//! A restore unpacks a base backup into `persistent/pitr`, beside the live data,
+//! as the node's account, and starts a second server there on a free port with
+//! `recovery.signal`, a `restore_command` that fetches segments through the node's
+//! fetch socket, and the target. Once that server promoted, the result is checked,
+//! the server stopped and the folders switched as for a MariaDB restore; until
+//! then the live server runs untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use async_trait::async_trait;
+use futures::FutureExt;
+use nix::sys::signal::Signal;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, PgConnection};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+
+use super::{
+    BASE_BACKUP_ROLE, DATABASE, OWNER, archive_quote, client_command, connect, end_job_role, ensure_user, exec,
+    job_role, options,
+};
+use crate::engine::{
+    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    WalPosition,
+};
+use crate::{NodeLayout, NodeSpec, files, process};
+
+/// How long the staging server may take to stop after it promoted.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn staging_dir(layout: &NodeLayout) -> PathBuf {
+    layout.persistent().join("pitr")
+}
+
+fn replaced_dir(layout: &NodeLayout) -> PathBuf {
+    layout.persistent().join("replaced")
+}
+
+/// `pg_basebackup` of the whole cluster as a tar stream, uncompressed (svcdash
+/// compresses), as the base backup role, whose password ends with the backup.
+pub(super) async fn base_backup(node: &Node<'_>) -> anyhow::Result<BaseBackupStream> {
+    let start = wal_position(node.spec).await?;
+    let password = job_role(node.spec, BASE_BACKUP_ROLE).await?;
+    let mut cmd = client_command(node, "pg_basebackup", BASE_BACKUP_ROLE, &password)?;
+    cmd.args(["--pgdata=-", "--format=tar", "--wal-method=none", "--checkpoint=fast", "--no-manifest"]);
+    let spec = node.spec.clone();
+    let (reader, done) = process::stream_stdout(cmd, "pg_basebackup")?;
+    let done = async move {
+        let result = done.await;
+        end_job_role(&spec, BASE_BACKUP_ROLE).await;
+        result
+    };
+    Ok(BaseBackupStream { stream: BackupStream { reader: Box::new(reader), done: done.boxed() }, start })
+}
+
+/// The file being written now; its first eight digits are the timeline.
+pub(super) async fn wal_position(spec: &NodeSpec) -> anyhow::Result<WalPosition> {
+    let mut conn = connect(spec, "postgres").await?;
+    let file: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    position(file)
+}
+
+fn position(file: String) -> anyhow::Result<WalPosition> {
+    let timeline = file.get(..8).and_then(|t| u32::from_str_radix(t, 16).ok());
+    let timeline = timeline.with_context(|| format!("{file:?} is not the name of a write-ahead log file"))?;
+    Ok(WalPosition { timeline, file })
+}
+
+/// `pg_switch_wal()`, which does nothing when nothing was written since the last
+/// switch.
+pub(super) async fn close_wal(spec: &NodeSpec) -> anyhow::Result<()> {
+    let mut conn = connect(spec, "postgres").await?;
+    sqlx::query("SELECT pg_switch_wal()").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A transaction that writes a commit record now, then a switch to a new file.
+pub(super) async fn seal_wal(spec: &NodeSpec) -> anyhow::Result<String> {
+    let mut conn = connect(spec, "postgres").await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx).await?;
+    tx.commit().await?;
+    // The returned position is the end of the closed file: its name is that file's.
+    let file: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(file)
+}
+
+/// Makes the staging folder and starts unpacking into it as the node's account.
+pub(super) async fn begin(node: &Node<'_>, target: &RecoveryTarget) -> anyhow::Result<RestoreSink> {
+    ensure!(node.spec.archive.is_some(), "the instance does not archive its write-ahead log");
+    let staging = staging_dir(node.layout);
+    files::remove_tree(&staging)?;
+    let (_, engine) = crate::layout::owners(node.run_as);
+    files::folder(&staging, engine, 0o700)?;
+    let tar = crate::tools::on_path("tar").context("tar was not found on PATH: install the tar package")?;
+    let mut cmd = process::command(&tar, node.run_as);
+    cmd.arg("--extract")
+        .arg("--file=-")
+        .arg("--no-same-owner")
+        .arg("--directory")
+        .arg(&staging)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().context("starting tar")?;
+    let stdin = child.stdin.take().context("tar has no stdin")?;
+    process::widen_pipe(&stdin);
+    let stderr = process::collect_tail(child.stderr.take().context("tar has no stderr")?);
+    Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(PointInTime { child, stderr, target: target.clone() }) })
+}
+
+/// A base backup being unpacked, and where its replay is to stop.
+struct PointInTime {
+    child: Child,
+    stderr: JoinHandle<String>,
+    target: RecoveryTarget,
+}
+
+#[async_trait]
+impl StagedRestore for PointInTime {
+    async fn commit(self: Box<Self>, node: &Node<'_>, control: &dyn NodeControl) -> anyhow::Result<()> {
+        let staging = staging_dir(node.layout);
+        let replayed = async {
+            process::finish(self.child, self.stderr, "tar").await?;
+            ensure!(
+                files::read_small(&staging.join("backup_label")).is_some(),
+                "the base backup has no backup_label; the instance was not changed"
+            );
+            replay(node, &staging, &self.target).await
+        }
+        .await;
+        if let Err(e) = replayed {
+            let _ = files::remove_tree(&staging);
+            return Err(e);
+        }
+        switch(node, control, &staging).await
+    }
+
+    async fn abort(mut self: Box<Self>, node: &Node<'_>) {
+        let _ = self.child.kill().await;
+        self.stderr.abort();
+        if let Err(e) = files::remove_tree(&staging_dir(node.layout)) {
+            tracing::warn!(error = format!("{e:#}"), "could not remove the staging folder of a failed restore");
+        }
+    }
+}
+
+/// Runs a server on the staging folder until it reached the target and promoted,
+/// checks it, and stops it cleanly.
+async fn replay(node: &Node<'_>, staging: &Path, target: &RecoveryTarget) -> anyhow::Result<()> {
+    let archive = node.spec.archive.as_ref().context("the instance does not archive its write-ahead log")?;
+    let (svcdash, engine) = crate::layout::owners(node.run_as);
+    files::write_new(&staging.join("recovery.signal"), b"", engine, 0o600)?;
+    let port = free_port()?;
+    let fetch =
+        format!("{} wal-fetch {} %f %p", archive_quote(&archive.client)?, crate::layout::FETCH_SOCKET_FROM_DATA);
+    let mut cmd = super::server_command(node, staging, port)?;
+    cmd.arg("-c")
+        .arg(format!("restore_command={fetch}"))
+        .arg("-c")
+        .arg(format!("recovery_target_time={}", target.time.format("%Y-%m-%d %H:%M:%S%.6f+00")))
+        .arg("-c")
+        .arg(format!("recovery_target_timeline={}", target.timeline))
+        .args(["-c", "recovery_target_action=promote"]);
+    let log_path = node.layout.log_file("pg-pitr");
+    let log = files::append(&log_path, svcdash, 0o640)?;
+    cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).kill_on_drop(true);
+    let mut server = cmd.spawn().context("starting PostgreSQL on the restored data")?;
+    tracing::info!(port, timeline = target.timeline, target = %target.time, "replaying the archive beside the live data");
+    let result = async {
+        wait_for_promotion(node.spec, port, &mut server, &log_path).await?;
+        let mut conn = PgConnection::connect_with(&options(node.spec, DATABASE).port(port))
+            .await
+            .context("connecting to the application database of the restored data")?;
+        sqlx::query("SELECT count(*) FROM pg_class").execute(&mut conn).await?;
+        set_users(&mut conn, &target.users).await?;
+        sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+        conn.close().await?;
+        stop(&mut server).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = server.kill().await;
+    }
+    result
+}
+
+/// Gives the restored data the applications' users of now: those made since the
+/// target come back, and those removed since lose their login.
+async fn set_users(conn: &mut PgConnection, users: &[(String, SecretString)]) -> anyhow::Result<()> {
+    for (username, password) in users {
+        ensure_user(conn, username, password.expose_secret()).await?;
+    }
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT r.rolname FROM pg_roles r WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname NOT LIKE 'svcdash\\_%' \
+         AND pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER')",
+    )
+    .bind(OWNER)
+    .fetch_all(&mut *conn)
+    .await?;
+    for stale in members.iter().filter(|m| !users.iter().any(|(u, _)| u == *m)) {
+        crate::check_identifier(stale)?;
+        exec(conn, format!("ALTER ROLE {stale} NOLOGIN PASSWORD NULL")).await?;
+        if let Err(e) = exec(conn, format!("DROP ROLE {stale}")).await {
+            tracing::info!(role = %stale, error = %e, "a removed user of the restored data keeps its objects, without login");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_promotion(spec: &NodeSpec, port: u16, server: &mut Child, log: &Path) -> anyhow::Result<()> {
+    loop {
+        if let Some(status) = server.try_wait()? {
+            bail!(
+                "PostgreSQL stopped while replaying the archive ({status}); the instance was not changed: {}",
+                process::tail(&files::read_tail(log))
+            );
+        }
+        if let Ok(mut conn) = PgConnection::connect_with(&options(spec, "postgres").port(port)).await {
+            let recovering: Option<bool> =
+                sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await.ok();
+            let _ = conn.close().await;
+            if recovering == Some(false) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn stop(server: &mut Child) -> anyhow::Result<()> {
+    let pid = server.id().context("the restored server is gone")?;
+    process::signal(pid, Signal::SIGINT);
+    match tokio::time::timeout(STOP_TIMEOUT, server.wait()).await {
+        Ok(status) => ensure!(status?.success(), "the restored server did not stop cleanly"),
+        Err(_) => bail!("the restored server did not stop within {} s", STOP_TIMEOUT.as_secs()),
+    }
+    Ok(())
+}
+
+/// Swaps the replayed folder in for the live one; puts the old data back if the
+/// server does not start on it.
+async fn switch(node: &Node<'_>, control: &dyn NodeControl, staging: &Path) -> anyhow::Result<()> {
+    let layout = node.layout;
+    control.stop().await?;
+    let (data, replaced) = (layout.data_dir(), replaced_dir(layout));
+    files::remove_tree(&replaced)?;
+    // Renames inside `persistent`, which svcdash owns: no link is followed.
+    std::fs::rename(&data, &replaced).context("moving the live data aside")?;
+    std::fs::rename(staging, &data).context("moving the restored data in place")?;
+    if let Err(e) = control.start(StartMode::AfterRestore).await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "PostgreSQL did not start on the restored data; putting the old data back"
+        );
+        control.stop().await?;
+        files::remove_tree(&data)?;
+        std::fs::rename(&replaced, &data).context("putting the old data back")?;
+        control.start(StartMode::Normal).await?;
+        return Err(e.context("the server did not start on the restored data; the instance has its old data"));
+    }
+    files::remove_tree(&replaced)?;
+    Ok(())
+}
+
+/// A port nothing listens on now. Another process may take it before the staging
+/// server does; its start then fails and the restore with it, harmlessly.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position;
+
+    #[test]
+    fn the_timeline_is_the_start_of_the_file_name() {
+        assert_eq!(position("0000000A0000000000000003".into()).unwrap().timeline, 10);
+        assert!(position("xyz".into()).is_err());
+    }
+}

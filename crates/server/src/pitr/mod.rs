@@ -1,0 +1,138 @@
+//! Restores to a point in time of archiving PostgreSQL instances (docs/pitr.md):
+//! the window they can reach, the checks before one is queued, and pruning the
+//! archive along with retention.
+
+pub mod window;
+
+use anyhow::Context;
+use chrono::{DateTime, SubsecRound, Utc};
+use store::{Instance, Restore, StoreError};
+
+use crate::archive::names;
+use crate::auth::Caller;
+use crate::domain_error::{DomainError, DomainResult};
+use crate::state::AppState;
+use window::{Fork, Window};
+
+/// A moment rounded up to whole milliseconds, the precision the API shows: a
+/// window's start read back from the API is then inside the window.
+pub fn ceil_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    let down = t.trunc_subsecs(3);
+    if down == t { t } else { down + chrono::Duration::milliseconds(1) }
+}
+
+/// Where the base backup taken with `backup` goes: beside the instance's other
+/// objects, named by the backup's number (so an interrupted job's leftover can be
+/// found and removed).
+pub fn base_backup_key(instance: &Instance, backup: &store::Backup) -> String {
+    format!("{}/base/{}.tar.zst.age", instance.backup_guid, backup.seq)
+}
+
+/// The restores to a point in time that succeeded, in order: where the history forked.
+fn forks(restores: &[Restore]) -> Vec<Fork> {
+    let mut forks: Vec<Fork> = restores
+        .iter()
+        .filter(|r| r.status() == api_types::TaskStatus::Done)
+        .filter_map(|r| {
+            Some(Fork {
+                seq: r.seq,
+                target_time: r.target_time?,
+                finished_at: r.updated_at(),
+                timeline: u32::try_from(r.timeline?).ok()?,
+            })
+        })
+        .collect();
+    forks.sort_by_key(|f| f.seq);
+    forks
+}
+
+impl AppState {
+    /// The window of an instance that archives its write-ahead log; 404 for others.
+    pub async fn pitr_window(&self, instance: &Instance) -> DomainResult<Window> {
+        if !instance.continuous_archiving {
+            return Err(DomainError::NotFound(format!(
+                "service instance {} does not archive its write-ahead log: point-in-time recovery is for PostgreSQL \
+                 instances created with continuous archiving",
+                instance.guid
+            )));
+        }
+        let bases = self.store.base_backups(instance.id).await?;
+        let segments = self.store.wal_segments(instance.id).await?;
+        let forks = forks(&self.store.restores(instance.id).await?);
+        Ok(Window::compute(&bases, &segments, &forks))
+    }
+
+    /// Checks `target` (ISO 8601) against the window and queues the restore.
+    pub async fn trigger_point_in_time_restore(
+        &self,
+        caller: &Caller,
+        instance: &Instance,
+        target: &str,
+    ) -> DomainResult<Restore> {
+        let result = self.queue_point_in_time_restore(instance, target).await;
+        let detail = match &result {
+            Ok(restore) => format!("restore {} to {target} queued", restore.seq),
+            Err(e) => format!("restore to {target:?}: {}", e.description()),
+        };
+        self.audit(caller, "restore.create", Some(&instance.guid), crate::backups::outcome(&result), Some(&detail))
+            .await;
+        result
+    }
+
+    async fn queue_point_in_time_restore(&self, instance: &Instance, target: &str) -> DomainResult<Restore> {
+        let window = self.pitr_window(instance).await?;
+        let shown = match (window.start(), window.end()) {
+            (Some(start), Some(end)) => {
+                format!(
+                    "the window is {} to {}",
+                    api_types::timestamp::format(&start),
+                    api_types::timestamp::format(&end)
+                )
+            }
+            _ => "no point in time can be restored yet".to_owned(),
+        };
+        let target = DateTime::parse_from_rfc3339(target).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            DomainError::invalid(
+                "InvalidTargetTime",
+                format!("target_time {target:?} is not an ISO 8601 time such as 2026-11-30T10:15:00.000Z; {shown}"),
+            )
+        })?;
+        crate::backups::ensure_running(instance)?;
+        let plan = window.plan(target).map_err(|why| DomainError::invalid("TargetTimeOutOfRange", why))?;
+        let restore = match self.store.enqueue_point_in_time_restore(instance.id, plan.backup_id, target).await {
+            Ok(restore) => restore,
+            Err(StoreError::Conflict(queued)) => return Err(DomainError::conflict("RestoreInProgress", queued)),
+            Err(e) => return Err(e.into()),
+        };
+        self.jobs.notify_one();
+        Ok(restore)
+    }
+
+    /// Removes the archived segments no retained base backup needs: those before
+    /// the first segment of the oldest one. With no base backup left, a deleted
+    /// instance's archive goes entirely; a live one's stays for its next base backup.
+    pub async fn prune_wal(&self, instance: &Instance) -> anyhow::Result<usize> {
+        let bases = self.store.base_backups(instance.id).await?;
+        let segments = self.store.wal_segments(instance.id).await?;
+        let size = segments.iter().find(|s| s.name.len() == 24).map_or(16 << 20, |s| s.plain_size as u64);
+        let oldest = bases.iter().filter_map(|b| names::segment_number(&b.start_wal, size)).map(|(_, n)| n).min();
+        let doomed: Vec<_> = match oldest {
+            Some(first) => segments
+                .iter()
+                .filter(|s| names::segment_number(s.name.get(..24).unwrap_or(""), size).is_some_and(|(_, n)| n < first))
+                .collect(),
+            None if instance.state == store::InstanceState::Deleted => segments.iter().collect(),
+            None => Vec::new(),
+        };
+        let mut gone = Vec::new();
+        for segment in doomed {
+            self.storage
+                .delete(&segment.object_key)
+                .await
+                .with_context(|| format!("removing archived segment {}", segment.name))?;
+            gone.push(segment.name.clone());
+        }
+        self.store.forget_wal_segments(instance.id, &gone).await?;
+        Ok(gone.len())
+    }
+}

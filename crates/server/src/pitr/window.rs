@@ -1,0 +1,382 @@
+//! The times a restore to a point in time can reach, worked out from what the
+//! store holds: base backups, archived segments, and the restores that started new
+//! timelines. No I/O here, so every case is a unit test.
+//!
+//! The instance's history is a chain of spans, one per timeline: timeline 1 from
+//! the start, then each restore to a point in time cut the history at its target
+//! `T` and went on, from the moment `R` it finished, on a new timeline. Between
+//! `T` and `R` the history as lived is gone (the restore undid it): that stretch is
+//! a gap. A base backup makes every moment from its end on reachable for as long
+//! as the segments after it follow each other without a hole, along the spans.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use store::{BaseBackup, WalSegment};
+
+use crate::archive::names;
+
+/// PostgreSQL's segment size unless `initdb` chose another.
+const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
+
+/// A restore to a point in time that succeeded.
+#[derive(Debug, Clone)]
+pub struct Fork {
+    pub seq: i64,
+    pub target_time: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub timeline: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Span {
+    timeline: u32,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl Span {
+    fn holds(&self, t: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| from <= t) && self.to.is_none_or(|to| t <= to)
+    }
+}
+
+/// A stretch no restore can reach, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// What a restore to a time starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub backup_id: i64,
+    /// The timeline whose history holds the target.
+    pub timeline: u32,
+}
+
+/// A base backup and the last moment its unbroken run of segments reaches.
+#[derive(Debug, Clone)]
+struct Reach {
+    backup_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    spans: Vec<Span>,
+    reaches: Vec<Reach>,
+    /// The reachable stretches, in order, without overlaps.
+    intervals: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    pub gaps: Vec<Gap>,
+    pub last_archived_at: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    pub fn compute(bases: &[BaseBackup], segments: &[WalSegment], forks: &[Fork]) -> Self {
+        let spans = spans(forks);
+        let segment_size = segments
+            .iter()
+            .find(|s| s.name.len() == 24)
+            .and_then(|s| u64::try_from(s.plain_size).ok())
+            .unwrap_or(DEFAULT_SEGMENT_SIZE);
+        let lineage = lineage(&spans, segments, segment_size);
+
+        let mut reaches = Vec::new();
+        for base in bases {
+            let in_lineage = spans.iter().any(|s| s.timeline as i64 == base.timeline && s.holds(base.finished_at));
+            let (Some((_, first)), Some((_, last))) = (
+                names::segment_number(&base.start_wal, segment_size),
+                names::segment_number(&base.end_wal, segment_size),
+            ) else {
+                continue;
+            };
+            if !in_lineage || !(first..=last).all(|n| lineage.contains_key(&n)) {
+                continue;
+            }
+            let mut end = last;
+            while lineage.contains_key(&(end + 1)) {
+                end += 1;
+            }
+            let reached = lineage[&end];
+            if reached >= base.finished_at {
+                reaches.push(Reach { backup_id: base.backup_id, start: base.finished_at, end: reached });
+            }
+        }
+
+        let fork_gaps: Vec<Gap> = spans
+            .windows(2)
+            .filter_map(|pair| {
+                let (start, end) = (pair[0].to?, pair[1].from?);
+                let fork = forks.iter().find(|f| f.timeline == pair[1].timeline)?;
+                Some(Gap {
+                    start,
+                    end,
+                    reason: format!(
+                        "restore {} went back to {} and the instance continued on timeline {} from {}",
+                        fork.seq,
+                        fork.target_time.to_rfc3339(),
+                        fork.timeline,
+                        fork.finished_at.to_rfc3339()
+                    ),
+                })
+            })
+            .collect();
+
+        let mut intervals: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        let mut sorted: Vec<_> = reaches.iter().map(|r| (r.start, r.end)).collect();
+        sorted.sort();
+        for (start, end) in sorted {
+            match intervals.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => intervals.push((start, end)),
+            }
+        }
+        for gap in &fork_gaps {
+            intervals = intervals.into_iter().flat_map(|(s, e)| cut(s, e, gap.start, gap.end)).collect();
+        }
+
+        let mut gaps: Vec<Gap> = Vec::new();
+        for pair in intervals.windows(2) {
+            let (start, end) = (pair[0].1, pair[1].0);
+            let reason = match fork_gaps.iter().find(|g| g.start <= end && start <= g.end) {
+                Some(fork) => fork.reason.clone(),
+                None => missing_reason(&lineage, start, end, segment_size, &spans),
+            };
+            gaps.push(Gap { start, end, reason });
+        }
+
+        let last_archived_at = segments.iter().map(|s| s.archived_at).max();
+        Window { spans, reaches, intervals, gaps, last_archived_at }
+    }
+
+    pub fn start(&self) -> Option<DateTime<Utc>> {
+        self.intervals.first().map(|i| i.0)
+    }
+
+    pub fn end(&self) -> Option<DateTime<Utc>> {
+        self.intervals.last().map(|i| i.1)
+    }
+
+    /// The timeline a new restore goes on from: that of the newest span.
+    pub fn current_timeline(&self) -> u32 {
+        self.spans.last().map_or(1, |s| s.timeline)
+    }
+
+    /// What a restore to `target` starts from, or why it cannot be reached.
+    pub fn plan(&self, target: DateTime<Utc>) -> Result<Plan, String> {
+        let (Some(start), Some(end)) = (self.start(), self.end()) else {
+            return Err(
+                "no point in time can be restored yet: no base backup with its write-ahead log is archived".to_owned()
+            );
+        };
+        let window = format!("the window is {} to {}", start.to_rfc3339(), end.to_rfc3339());
+        if target < start || target > end {
+            return Err(format!("{} is outside the recovery window: {window}", target.to_rfc3339()));
+        }
+        if !self.intervals.iter().any(|(s, e)| *s <= target && target <= *e) {
+            let gap = self.gaps.iter().find(|g| g.start <= target && target <= g.end);
+            let why = gap.map_or_else(String::new, |g| format!(" ({})", g.reason));
+            return Err(format!("{} falls in a gap of the recovery window{why}; {window}", target.to_rfc3339()));
+        }
+        let timeline = self.spans.iter().rev().find(|s| s.holds(target)).map_or(1, |s| s.timeline);
+        let base = self
+            .reaches
+            .iter()
+            .filter(|r| r.start <= target && target <= r.end)
+            .max_by_key(|r| r.start)
+            .ok_or_else(|| format!("no base backup reaches {}; {window}", target.to_rfc3339()))?;
+        Ok(Plan { backup_id: base.backup_id, timeline })
+    }
+}
+
+/// Timeline 1 from the start; each fork cuts the history at its target and goes on
+/// from when it finished.
+fn spans(forks: &[Fork]) -> Vec<Span> {
+    let mut spans = vec![Span { timeline: 1, from: None, to: None }];
+    for fork in forks {
+        spans.retain(|s| s.from.is_none_or(|from| from <= fork.target_time));
+        if let Some(last) = spans.last_mut() {
+            last.to = Some(fork.target_time);
+        }
+        spans.push(Span { timeline: fork.timeline, from: Some(fork.finished_at), to: None });
+    }
+    spans
+}
+
+/// The segments along the spans, by number, with their hand-over times: each
+/// span's timeline up to where the next span's timeline begins.
+fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> BTreeMap<u64, DateTime<Utc>> {
+    let mut by_timeline: HashMap<u32, BTreeMap<u64, DateTime<Utc>>> = HashMap::new();
+    for segment in segments {
+        if let Some((timeline, number)) = names::segment_number(&segment.name, segment_size) {
+            by_timeline.entry(timeline).or_default().insert(number, segment.handed_over_at);
+        }
+    }
+    let first = |timeline: u32| by_timeline.get(&timeline).and_then(|s| s.keys().next().copied());
+    let mut lineage = BTreeMap::new();
+    for (i, span) in spans.iter().enumerate() {
+        let from = if i == 0 { 0 } else { first(span.timeline).unwrap_or(u64::MAX) };
+        let to = spans.get(i + 1).and_then(|next| first(next.timeline)).unwrap_or(u64::MAX);
+        if let Some(own) = by_timeline.get(&span.timeline) {
+            lineage.extend(own.range(from..to).map(|(n, t)| (*n, *t)));
+        }
+    }
+    lineage
+}
+
+/// Why nothing between `start` and `end` can be reached: the segments missing
+/// after the one handed over at `start`.
+fn missing_reason(
+    lineage: &BTreeMap<u64, DateTime<Utc>>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    segment_size: u64,
+    spans: &[Span],
+) -> String {
+    let before = lineage.iter().filter(|(_, t)| **t <= start).map(|(n, _)| *n).max();
+    let after = lineage.iter().filter(|(_, t)| **t >= end).map(|(n, _)| *n).min();
+    match (before, after) {
+        (Some(b), Some(a)) if a > b + 1 => {
+            let timeline = spans.iter().rev().find(|s| s.holds(start)).map_or(1, |s| s.timeline);
+            let first = names::segment_name(timeline, b + 1, segment_size);
+            let last = names::segment_name(timeline, a - 1, segment_size);
+            if a == b + 2 {
+                format!("write-ahead log segment {first} is missing from the archive")
+            } else {
+                format!("write-ahead log segments {first} to {last} are missing from the archive")
+            }
+        }
+        _ => "no base backup covers it".to_owned(),
+    }
+}
+
+/// `[s, e]` without the open stretch `(gap_start, gap_end)`.
+fn cut(
+    s: DateTime<Utc>,
+    e: DateTime<Utc>,
+    gap_start: DateTime<Utc>,
+    gap_end: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    if e <= gap_start || s >= gap_end {
+        return vec![(s, e)];
+    }
+    let mut parts = Vec::new();
+    if s <= gap_start {
+        parts.push((s, gap_start));
+    }
+    if e >= gap_end {
+        parts.push((gap_end, e));
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const SIZE: i64 = 16 << 20;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap() + chrono::Duration::minutes(minute.into())
+    }
+
+    fn segment(timeline: u32, number: u64, minute: u32) -> WalSegment {
+        WalSegment {
+            instance_id: 1,
+            name: names::segment_name(timeline, number, SIZE as u64),
+            timeline: timeline.into(),
+            object_key: String::new(),
+            key_id: 1,
+            size: 1,
+            sha256: String::new(),
+            plain_size: SIZE,
+            plain_sha256: String::new(),
+            handed_over_at: at(minute),
+            archived_at: at(minute),
+        }
+    }
+
+    fn base(backup_id: i64, timeline: u32, first: u64, last: u64, minute: u32) -> BaseBackup {
+        BaseBackup {
+            backup_id,
+            instance_id: 1,
+            object_key: String::new(),
+            key_id: 1,
+            size: 1,
+            sha256: String::new(),
+            plain_size: 1,
+            timeline: timeline.into(),
+            start_wal: names::segment_name(timeline, first, SIZE as u64),
+            end_wal: names::segment_name(timeline, last, SIZE as u64),
+            started_at: at(minute),
+            finished_at: at(minute),
+        }
+    }
+
+    #[test]
+    fn a_base_backup_reaches_as_far_as_its_segments_follow_each_other() {
+        let segments: Vec<_> = (1..=5).map(|n| segment(1, n, n as u32 * 10)).collect();
+        let window = Window::compute(&[base(7, 1, 1, 2, 5)], &segments, &[]);
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(50))));
+        assert!(window.gaps.is_empty());
+        assert_eq!(window.plan(at(30)), Ok(Plan { backup_id: 7, timeline: 1 }));
+        assert!(window.plan(at(4)).unwrap_err().contains("outside the recovery window"));
+        assert!(window.plan(at(51)).unwrap_err().contains("outside the recovery window"));
+    }
+
+    #[test]
+    fn a_missing_segment_is_a_gap_that_a_later_base_backup_closes() {
+        let segments: Vec<_> = [1, 2, 3, 5, 6, 7].iter().map(|&n| segment(1, n, n as u32 * 10)).collect();
+        let window = Window::compute(&[base(1, 1, 1, 1, 5), base(2, 1, 5, 5, 45)], &segments, &[]);
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(70))));
+        assert_eq!(window.gaps.len(), 1);
+        assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(30), at(45)));
+        assert!(window.gaps[0].reason.contains("000000010000000000000004 is missing"), "{:?}", window.gaps);
+        assert!(window.plan(at(40)).unwrap_err().contains("falls in a gap"));
+        assert_eq!(window.plan(at(20)).unwrap().backup_id, 1);
+        assert_eq!(window.plan(at(60)).unwrap().backup_id, 2);
+        // Without the later base backup, nothing after the hole can be reached.
+        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, &[]);
+        assert_eq!(window.end(), Some(at(30)));
+    }
+
+    #[test]
+    fn a_base_backup_whose_segments_are_not_archived_yet_reaches_nothing() {
+        let window = Window::compute(&[base(1, 1, 3, 4, 5)], &[segment(1, 3, 6)], &[]);
+        assert_eq!(window.start(), None);
+        assert!(window.plan(at(6)).unwrap_err().contains("no point in time"));
+    }
+
+    #[test]
+    fn a_restore_to_a_time_forks_the_history() {
+        // Timeline 1: segments 1..=6 at minutes 10..60. A restore at minute 62 went
+        // back to minute 25 (inside segment 3) and went on as timeline 2 from there.
+        let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
+        segments.extend([segment(2, 3, 70), segment(2, 4, 80)]);
+        let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 2 };
+        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork));
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(80))));
+        assert_eq!(window.gaps.len(), 1);
+        assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(25), at(62)));
+        assert!(window.gaps[0].reason.contains("restore 1 went back"), "{:?}", window.gaps);
+        assert_eq!(window.plan(at(20)), Ok(Plan { backup_id: 1, timeline: 1 }));
+        assert_eq!(window.plan(at(75)), Ok(Plan { backup_id: 1, timeline: 2 }));
+        assert!(window.plan(at(40)).unwrap_err().contains("restore 1 went back"));
+        assert_eq!(window.current_timeline(), 2);
+
+        // A second restore to before the first one's target leaves timeline 2 behind.
+        segments.extend([segment(3, 2, 90)]);
+        let second = Fork { seq: 2, target_time: at(15), finished_at: at(85), timeline: 3 };
+        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, &[fork, second]);
+        assert_eq!(window.plan(at(12)), Ok(Plan { backup_id: 1, timeline: 1 }));
+        assert_eq!(window.plan(at(88)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert!(window.plan(at(75)).is_err(), "timeline 2 is no longer part of the history");
+        assert_eq!(window.current_timeline(), 3);
+    }
+}

@@ -1,0 +1,217 @@
+//! Point-in-time recovery of an archiving PostgreSQL instance, against a real
+//! server archiving every 2 s: the window, restores that bring back exactly the
+//! rows committed before their target, targets refused with nothing touched, and
+//! restores along the timelines earlier restores made.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use crate::helpers::*;
+
+async fn start() -> TestApp {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let mut config = config(&data);
+    config.backups.wal_archive_timeout_secs = 2;
+    let mut app = TestApp::start_in(&data, config).await;
+    app.keep_dir(dir);
+    app
+}
+
+async fn bind_with_id(app: &TestApp, id: &str) -> (String, Value) {
+    let binding = server::instances::new_guid();
+    let (status, body) = app
+        .broker(
+            Method::PUT,
+            &format!("/v2/service_instances/{id}/service_bindings/{binding}"),
+            Some(json!({"service_id": PG_SERVICE, "plan_id": PG_PLAN})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (binding, body["credentials"].clone())
+}
+
+async fn pg_connect(credentials: &Value) -> sqlx::Result<PgConnection> {
+    use sqlx::Connection;
+    PgConnection::connect(credentials["uri"].as_str().unwrap()).await
+}
+
+async fn rows(conn: &mut PgConnection) -> Vec<i32> {
+    sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(conn).await.unwrap()
+}
+
+async fn insert(conn: &mut PgConnection, id: i32) {
+    sqlx::query("INSERT INTO events (id) VALUES ($1)").bind(id).execute(conn).await.unwrap();
+}
+
+/// A moment strictly between the commits before and after it.
+async fn mark() -> DateTime<Utc> {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = Utc::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    t
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    api_types::timestamp::format(&t)
+}
+
+async fn window(app: &TestApp, id: &str) -> (StatusCode, Value) {
+    app.api(Method::GET, &format!("/v1/instances/{id}/pitr")).await
+}
+
+/// Waits until the window reaches `t`.
+async fn window_reaching(app: &TestApp, id: &str, t: DateTime<Utc>) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = window(app, id).await;
+        let end = body["end_time"].as_str().and_then(|e| DateTime::parse_from_rfc3339(e).ok());
+        if status == StatusCode::OK && end.is_some_and(|end| end >= t) {
+            return body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the window did not reach {t}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn restore_to(app: &TestApp, id: &str, target: &str) -> (StatusCode, Value) {
+    let body = json!({ "target_time": target }).to_string();
+    app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await
+}
+
+/// Restores to `target` and waits until it is done; returns the history entry.
+async fn restored_to(app: &TestApp, id: &str, target: DateTime<Utc>) -> Value {
+    let (status, body) = restore_to(app, id, &iso(target)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "queued");
+    let seq = body["id"].as_i64().unwrap();
+    let done = app.wait_finished(&format!("/v1/instances/{id}/restores/{seq}")).await;
+    assert_eq!(done["status"], "done", "{done}");
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restores_to_a_point_in_time_bring_back_exactly_what_was_committed_before_it() {
+    let app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let credentials = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let (gone, gone_credentials) = bind_with_id(&app, &id).await;
+
+    // Nothing to restore to before the first base backup.
+    let (status, body) = window(&app, &id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "NoRecoveryWindow");
+
+    let mut conn = pg(&credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let backup = app.create_backup(&id).await;
+    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let bases = app.state().store.base_backups(instance.id).await.unwrap();
+    assert_eq!(bases.len(), 1);
+    let stored = app.data.join("backups").join(&bases[0].object_key);
+    assert!(std::fs::read(&stored).unwrap().starts_with(b"age-encryption.org/v1"), "the base backup is encrypted");
+
+    let t0 = mark().await;
+    insert(&mut conn, 1).await;
+    let t1 = mark().await;
+    insert(&mut conn, 2).await;
+    let t2 = mark().await;
+    insert(&mut conn, 3).await;
+    let t3 = mark().await;
+
+    // Bindings change after the targets: the restored data must follow them.
+    let late = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let offering = format!("service_id={PG_SERVICE}&plan_id={PG_PLAN}");
+    let (status, body) = app
+        .broker(Method::DELETE, &format!("/v2/service_instances/{id}/service_bindings/{gone}?{offering}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(pg_connect(&gone_credentials).await.is_err(), "an unbound user cannot log in");
+
+    let shown = window_reaching(&app, &id, t3).await;
+    let start = DateTime::parse_from_rfc3339(shown["start_time"].as_str().unwrap()).unwrap();
+    assert!(start <= t0, "the window starts with the base backup: {shown}");
+    assert_eq!(shown["gaps"], json!([]));
+    assert_eq!(shown["timeline"], 1);
+    assert!(shown["last_archived_at"].is_string(), "{shown}");
+
+    // Refused, with the window named, and nothing queued.
+    let long_before = iso(start.with_timezone(&Utc) - chrono::Duration::hours(1));
+    for (target, error, says) in [
+        ("yesterday", "InvalidTargetTime", "not an ISO 8601 time"),
+        ("2026-13-01T00:00:00Z", "InvalidTargetTime", "the window is"),
+        (long_before.as_str(), "TargetTimeOutOfRange", "outside the recovery window: the window is"),
+        ("2999-01-01T00:00:00Z", "TargetTimeOutOfRange", "outside the recovery window"),
+    ] {
+        let (status, body) = restore_to(&app, &id, target).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{target}: {body}");
+        assert_eq!(body["error"], error, "{target}: {body}");
+        assert!(body["description"].as_str().unwrap().contains(says), "{target}: {body}");
+    }
+    let (status, body) = app
+        .api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some("{\"target\": 1}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(app.state().store.restores(instance.id).await.unwrap().is_empty(), "nothing was queued");
+    assert_eq!(rows(&mut conn).await, [1, 2, 3], "nothing was touched");
+
+    // Back to between the second and third commit.
+    let first = restored_to(&app, &id, t2).await;
+    assert_eq!(first["target_time"], iso(t2));
+    assert_eq!(first["backup_id"], backup);
+    let mut conn = pg(&credentials).await;
+    assert_eq!(rows(&mut conn).await, [1, 2]);
+
+    // The instance goes on, on a new timeline, and keeps archiving.
+    insert(&mut conn, 4).await;
+    let t4 = mark().await;
+    insert(&mut conn, 5).await;
+    let t5 = mark().await;
+    let shown = window_reaching(&app, &id, t5).await;
+    assert_eq!(shown["timeline"], 2, "{shown}");
+    let gaps = shown["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "what the first restore undid is a gap: {shown}");
+    assert!(gaps[0]["reason"].as_str().unwrap().contains("restore 1 went back"), "{shown}");
+
+    // Inside what the first restore undid: refused.
+    let (status, body) = restore_to(&app, &id, &iso(t3)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("falls in a gap"), "{body}");
+
+    // After the first restore, on its timeline.
+    restored_to(&app, &id, t4).await;
+    let mut conn = pg(&credentials).await;
+    assert_eq!(rows(&mut conn).await, [1, 2, 4]);
+
+    // Before the first restore's target: the history before it is kept.
+    restored_to(&app, &id, t1).await;
+    let mut conn = pg(&credentials).await;
+    assert_eq!(rows(&mut conn).await, [1]);
+    insert(&mut conn, 6).await;
+    assert_eq!(rows(&mut conn).await, [1, 6]);
+    assert_eq!(rows(&mut pg(&late).await).await, [1, 6], "a user bound after the target keeps its access");
+    assert!(pg_connect(&gone_credentials).await.is_err(), "a user unbound after the target stays locked out");
+
+    let restores = app.state().store.restores(instance.id).await.unwrap();
+    let timelines: Vec<_> = restores.iter().rev().map(|r| r.timeline).collect();
+    assert_eq!(timelines, [Some(2), Some(3), Some(4)]);
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_archiving_instances_have_a_window() {
+    let app = TestApp::start().await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let (status, body) = window(&app, &id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("does not archive"), "{body}");
+    let (status, body) = restore_to(&app, &id, "2026-11-30T10:00:00Z").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
