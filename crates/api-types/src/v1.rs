@@ -120,6 +120,22 @@ pub struct Instance {
     /// reached its threshold (svcdash's addition).
     #[serde(default)]
     pub parachute_activated: bool,
+    /// For instances archiving their write-ahead log: how it is going (svcdash's
+    /// addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous_archiving: Option<ArchivingStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivingStatus {
+    /// When the newest write-ahead log file reached the backup store.
+    #[serde(with = "crate::timestamp::option")]
+    pub last_archived_at: Option<DateTime<Utc>>,
+    /// Whether the newest hand-over failed: PostgreSQL keeps its files and retries.
+    pub behind: bool,
+    /// Why it failed, while behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

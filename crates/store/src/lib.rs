@@ -218,6 +218,8 @@ pub trait ArchiveStore: Send + Sync {
     async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>>;
     /// Every segment of the instance, by name (so by timeline, then position).
     async fn wal_segments(&self, instance_id: i64) -> StoreResult<Vec<WalSegment>>;
+    /// The segment archived last.
+    async fn last_wal_segment(&self, instance_id: i64) -> StoreResult<Option<WalSegment>>;
     /// Records a base backup whose object is complete in the store.
     async fn record_base_backup(&self, base: &BaseBackup) -> StoreResult<()>;
     /// The instance's base backups whose backups are not deleted, oldest first.

@@ -481,6 +481,30 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                     ),
                     None => println!("archiving:  on; no write-ahead log file archived yet"),
                 }
+                // The CLI is its own process: only the window can be shown, not how the
+                // running server's hand-overs go (the API's overview says that).
+                match state.pitr_window(&i).await {
+                    Ok(window) => match (window.start(), window.end()) {
+                        (Some(start), Some(end)) => {
+                            println!(
+                                "recovery:   to any moment from {} to {} (timeline {})",
+                                api_types::timestamp::format(&start),
+                                api_types::timestamp::format(&end),
+                                window.current_timeline()
+                            );
+                            for gap in &window.gaps {
+                                println!(
+                                    "            except {} to {}: {}",
+                                    api_types::timestamp::format(&gap.start),
+                                    api_types::timestamp::format(&gap.end),
+                                    gap.reason
+                                );
+                            }
+                        }
+                        _ => println!("recovery:   not possible yet: the first base backup comes with the next backup"),
+                    },
+                    Err(e) => println!("recovery:   {}", e.description()),
+                }
             }
             println!("tenant:     {}", i.tenant_id);
             println!("subtenant:  {}", i.subtenant_id);

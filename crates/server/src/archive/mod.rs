@@ -4,6 +4,7 @@
 //! through the backup pipeline before it answers.
 
 pub mod fetch;
+pub mod health;
 pub mod names;
 mod push;
 

@@ -26,11 +26,15 @@ pub async fn handle(state: AppState, instance: Instance, peer_uid: Option<u32>, 
     let answer = match result {
         Ok(name) => {
             tracing::debug!(instance = %instance.guid, file = %name, "archived a write-ahead log file");
+            state.metrics.archive.archived(&instance.guid);
+            state.metrics.prometheus.observe_wal_handover("archived");
             "OK\n".to_owned()
         }
         Err(e) => {
             let why = format!("{e:#}").replace('\n', " ");
             tracing::warn!(instance = %instance.guid, error = %why, "a write-ahead log hand-over failed");
+            state.metrics.archive.failed(&instance.guid, &why);
+            state.metrics.prometheus.observe_wal_handover("failed");
             format!("ERR {why}\n")
         }
     };

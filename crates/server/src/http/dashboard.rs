@@ -129,9 +129,14 @@ fn respond_error_html(html: bool, e: ApiError) -> Response {
     if html { ui::PageError(e).into_response() } else { e.into_response() }
 }
 
-pub fn to_v1(state: &AppState, instance: &Instance, role: Role, parachute_activated: bool) -> v1::Instance {
+pub async fn to_v1(state: &AppState, instance: &Instance, role: Role) -> Result<v1::Instance> {
+    let parachute_activated = state.parachute_activated(instance).await?;
+    let continuous_archiving = match instance.continuous_archiving {
+        true => Some(state.archiving_status(instance).await?),
+        false => None,
+    };
     let dashboard = state.dashboard_url(&instance.guid);
-    v1::Instance {
+    Ok(v1::Instance {
         available_updates: state.available_updates(instance),
         created_at: instance.created_at,
         id: instance.id,
@@ -161,13 +166,14 @@ pub fn to_v1(state: &AppState, instance: &Instance, role: Role, parachute_activa
         version: state.version_of(instance),
         state_description: instance.state_reason.clone().filter(|_| instance.state == InstanceState::Failed),
         parachute_activated,
-    }
+        continuous_archiving,
+    })
 }
 
 async fn instance_json(state: &AppState, caller: &Caller, guid: &str) -> Result<Json<v1::Instance>> {
     let instance = state.authorized_instance(caller, guid, Role::Read).await?;
     let role = state.auth.role(&caller.principal, &instance).await?.unwrap_or(Role::Read);
-    Ok(Json(to_v1(state, &instance, role, state.parachute_activated(&instance).await?)))
+    Ok(Json(to_v1(state, &instance, role).await?))
 }
 
 /// The instances the caller may see, oldest first.
@@ -178,7 +184,7 @@ async fn list_instances(State(state): State<AppState>, caller: Caller) -> Result
             continue;
         }
         if let Some(role) = state.auth.role(&caller.principal, &instance).await? {
-            visible.push(to_v1(&state, &instance, role, state.parachute_activated(&instance).await?));
+            visible.push(to_v1(&state, &instance, role).await?);
         }
     }
     Ok(Json(visible))

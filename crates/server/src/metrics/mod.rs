@@ -26,11 +26,17 @@ use crate::state::AppState;
 pub struct Metrics {
     pub history: History,
     pub prometheus: prometheus::Prometheus,
+    /// How the archiving instances' write-ahead log hand-overs are going.
+    pub archive: crate::archive::health::ArchiveHealth,
 }
 
 impl Metrics {
     pub fn new(config: &config::MetricsConfig) -> Self {
-        Self { history: History::new(config.capacity()), prometheus: prometheus::Prometheus::new() }
+        Self {
+            history: History::new(config.capacity()),
+            prometheus: prometheus::Prometheus::new(),
+            archive: Default::default(),
+        }
     }
 }
 

@@ -26,6 +26,16 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
     kind: String,
     status: String,
@@ -41,6 +51,8 @@ pub struct Prometheus {
     request_seconds: Histograms<RequestLabels>,
     job_seconds: Histograms<JobLabels>,
     jobs: Family<JobLabels, Gauge>,
+    wal_handovers: Family<OutcomeLabels, Counter>,
+    wal_behind: Family<InstanceLabels, Gauge>,
 }
 
 fn request_buckets() -> Histogram {
@@ -62,11 +74,36 @@ impl Prometheus {
         registry.register("job_duration_seconds", "Time jobs ran, by kind and outcome", job_seconds.clone());
         let jobs = Family::<JobLabels, Gauge>::default();
         registry.register("jobs", "Jobs in the state store, by kind and status", jobs.clone());
-        Self { registry, render: tokio::sync::Mutex::new(()), requests, request_seconds, job_seconds, jobs }
+        let wal_handovers = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "wal_handovers",
+            "Write-ahead log files PostgreSQL handed to svcdash, archived or failed",
+            wal_handovers.clone(),
+        );
+        let wal_behind = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "wal_archiving_behind",
+            "1 while an instance's newest write-ahead log hand-over failed: PostgreSQL keeps its files and retries",
+            wal_behind.clone(),
+        );
+        Self {
+            registry,
+            render: tokio::sync::Mutex::new(()),
+            requests,
+            request_seconds,
+            job_seconds,
+            jobs,
+            wal_handovers,
+            wal_behind,
+        }
     }
 
     pub fn observe_job(&self, kind: &str, status: &str, seconds: f64) {
         self.job_seconds.get_or_create(&JobLabels { kind: kind.into(), status: status.into() }).observe(seconds);
+    }
+
+    pub fn observe_wal_handover(&self, outcome: &str) {
+        self.wal_handovers.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
     }
 
     /// The exposition text, with the job counts read now.
@@ -76,6 +113,10 @@ impl Prometheus {
         self.jobs.clear();
         for (kind, status, count) in counts {
             self.jobs.get_or_create(&JobLabels { kind, status }).set(count);
+        }
+        self.wal_behind.clear();
+        for (instance, health) in state.metrics.archive.all() {
+            self.wal_behind.get_or_create(&InstanceLabels { instance }).set(i64::from(health.behind()));
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;

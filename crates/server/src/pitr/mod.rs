@@ -62,6 +62,19 @@ impl AppState {
         Ok(Window::compute(&bases, &segments, &forks))
     }
 
+    /// How the instance's archiving is going: its newest archived file, and whether
+    /// the newest hand-over failed.
+    pub async fn archiving_status(&self, instance: &Instance) -> anyhow::Result<api_types::v1::ArchivingStatus> {
+        let last = self.store.last_wal_segment(instance.id).await?;
+        let health = self.metrics.archive.get(&instance.guid);
+        let behind = health.behind();
+        Ok(api_types::v1::ArchivingStatus {
+            last_archived_at: last.map(|s| s.archived_at),
+            behind,
+            error: health.last_error.filter(|_| behind).map(|(_, why)| why),
+        })
+    }
+
     /// Checks `target` (ISO 8601) against the window and queues the restore.
     pub async fn trigger_point_in_time_restore(
         &self,

@@ -124,6 +124,17 @@ impl ArchiveStore for SqliteStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    async fn last_wal_segment(&self, instance_id: i64) -> StoreResult<Option<WalSegment>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM wal_segments WHERE instance_id = ? ORDER BY archived_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query_as::<_, SegmentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
     async fn record_base_backup(&self, b: &BaseBackup) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(

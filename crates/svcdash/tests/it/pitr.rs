@@ -12,11 +12,14 @@ use sqlx::PgConnection;
 
 use crate::helpers::*;
 
+const SCRAPE_TOKEN: &str = "scrape-secret-0123456789";
+
 async fn start() -> TestApp {
     let dir = data_dir();
     let data = dir.path().join("data");
     let mut config = config(&data);
     config.backups.wal_archive_timeout_secs = 2;
+    config.metrics.prometheus_token = Some(SCRAPE_TOKEN.to_owned().into());
     let mut app = TestApp::start_in(&data, config).await;
     app.keep_dir(dir);
     app
@@ -213,5 +216,69 @@ async fn only_archiving_instances_have_a_window() {
     assert!(body["description"].as_str().unwrap().contains("does not archive"), "{body}");
     let (status, body) = restore_to(&app, &id, "2026-11-30T10:00:00Z").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
+
+/// What the overview says of the instance's archiving.
+async fn archiving_status(app: &TestApp, id: &str) -> Value {
+    let (status, body) = app.api(Method::GET, &format!("/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["continuous_archiving"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_the_store_is_unreachable_postgresql_keeps_its_log_and_archiving_catches_up() {
+    let app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let credentials = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let backup = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    insert(&mut conn, 1).await;
+    let t1 = mark().await;
+    window_reaching(&app, &id, t1).await;
+    assert_eq!(archiving_status(&app, &id).await["behind"], false);
+
+    // The store's folder for the timeline becomes a file: every upload into it
+    // fails, as against a store that is down.
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let timeline = app.data.join("backups").join(&instance.backup_guid).join("wal").join("00000001");
+    let aside = timeline.with_extension("aside");
+    std::fs::rename(&timeline, &aside).unwrap();
+    std::fs::write(&timeline, b"the store is down").unwrap();
+
+    insert(&mut conn, 2).await;
+    let t2 = mark().await;
+    insert(&mut conn, 3).await;
+    let status = app
+        .wait_for("the overview to say archiving is behind", Duration::from_secs(60), || async {
+            let status = archiving_status(&app, &id).await;
+            (status["behind"] == true).then_some(status)
+        })
+        .await;
+    assert!(status["error"].as_str().is_some_and(|e| !e.is_empty()), "{status}");
+    let url = format!("{}/metrics", app.base);
+    let metrics = app.client.get(&url).bearer_auth(SCRAPE_TOKEN).send().await.unwrap().text().await.unwrap();
+    let behind = format!("svcdash_wal_archiving_behind{{instance=\"{id}\"}} 1");
+    assert!(metrics.contains(&behind), "Prometheus says it too: {metrics}");
+    assert!(metrics.contains("svcdash_wal_handovers_total{outcome=\"failed\"}"), "{metrics}");
+    let mut admin = pg_admin(&app.node(&id).await, "postgres").await;
+    let failed: i64 =
+        sqlx::query_scalar("SELECT failed_count FROM pg_stat_archiver").fetch_one(&mut admin).await.unwrap();
+    assert!(failed > 0, "PostgreSQL saw the hand-overs fail and keeps its files");
+
+    // The store is back: archiving catches up and nothing is missing.
+    std::fs::remove_file(&timeline).unwrap();
+    std::fs::rename(&aside, &timeline).unwrap();
+    let t3 = mark().await;
+    let shown = window_reaching(&app, &id, t3).await;
+    assert_eq!(shown["gaps"], json!([]), "{shown}");
+    app.wait_for("archiving to be on time again", Duration::from_secs(60), || async {
+        (archiving_status(&app, &id).await["behind"] == false).then_some(())
+    })
+    .await;
+    restored_to(&app, &id, t2).await;
+    assert_eq!(rows(&mut pg(&credentials).await).await, [1, 2], "the commits made during the outage were kept");
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }
