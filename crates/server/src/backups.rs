@@ -85,7 +85,7 @@ impl AppState {
         result
     }
 
-    async fn queue_backup(&self, instance: &Instance) -> DomainResult<BackupRequest> {
+    pub(crate) async fn queue_backup(&self, instance: &Instance) -> DomainResult<BackupRequest> {
         ensure_running(instance)?;
         let new = self.new_backup(instance).await?;
         let request = self.store.enqueue_backup(new).await?;

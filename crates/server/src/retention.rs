@@ -67,8 +67,13 @@ pub async fn apply(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<Pass>
                 }
             }
         }
-        // The archive goes with the base backups that needed it, never before.
+        // The archive goes with the base backups that needed it, never before; files
+        // lost from the store show as gaps.
         if instance.continuous_archiving {
+            if let Err(e) = state.check_archive(&instance).await {
+                tracing::warn!(instance = %instance.guid, error = format!("{e:#}"), "could not check the archive");
+                pass.failed += 1;
+            }
             match state.prune_wal(&instance).await {
                 Ok(0) => {}
                 Ok(n) => {

@@ -66,7 +66,10 @@ pub(super) async fn base_backup(node: &Node<'_>) -> anyhow::Result<BaseBackupStr
 /// The file being written now; its first eight digits are the timeline.
 pub(super) async fn wal_position(spec: &NodeSpec) -> anyhow::Result<WalPosition> {
     let mut conn = connect(spec, "postgres").await?;
-    let file: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())").fetch_one(&mut conn).await?;
+    // `pg_walfile_name` names the file before a position on a file boundary (where
+    // a switch leaves it): one byte on, it names the file that position is in.
+    let file: String =
+        sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn() + 1)").fetch_one(&mut conn).await?;
     conn.close().await?;
     position(file)
 }
@@ -159,30 +162,34 @@ impl StagedRestore for PointInTime {
     }
 }
 
+/// What PostgreSQL says when the archive ends before a commit after the target.
+const ENDED_BEFORE_TARGET: &str = "recovery ended before configured recovery target was reached";
+
 /// Runs a server on the staging folder until it reached the target and promoted,
 /// checks it, and stops it cleanly.
+///
+/// Replay stops at the first commit after the target. When the archive the window
+/// promised ends before one (the target is just before a gap, and nothing was
+/// committed between it and the gap), every commit up to the target was replayed
+/// already: replay starts again without the time and promotes at the archive's end,
+/// which is the same state.
 async fn replay(node: &Node<'_>, staging: &Path, target: &RecoveryTarget) -> anyhow::Result<()> {
-    let archive = node.spec.archive.as_ref().context("the instance does not archive its write-ahead log")?;
-    let (svcdash, engine) = crate::layout::owners(node.run_as);
+    let (_, engine) = crate::layout::owners(node.run_as);
     files::write_new(&staging.join("recovery.signal"), b"", engine, 0o600)?;
     let port = free_port()?;
-    let fetch =
-        format!("{} wal-fetch {} %f %p", archive_quote(&archive.client)?, crate::layout::FETCH_SOCKET_FROM_DATA);
-    let mut cmd = super::server_command(node, staging, port)?;
-    cmd.arg("-c")
-        .arg(format!("restore_command={fetch}"))
-        .arg("-c")
-        .arg(format!("recovery_target_time={}", target.time.format("%Y-%m-%d %H:%M:%S%.6f+00")))
-        .arg("-c")
-        .arg(format!("recovery_target_timeline={}", target.timeline))
-        .args(["-c", "recovery_target_action=promote"]);
-    let log_path = node.layout.log_file("pg-pitr");
-    let log = files::append(&log_path, svcdash, 0o640)?;
-    cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).kill_on_drop(true);
-    let mut server = cmd.spawn().context("starting PostgreSQL on the restored data")?;
-    tracing::info!(port, timeline = target.timeline, target = %target.time, "replaying the archive beside the live data");
+    let mut server = match start_replay(node, staging, port, target, true).await? {
+        Replay::Promoted(server) => server,
+        Replay::EndedBeforeTarget => {
+            tracing::info!("the archive ends before a commit after the target; replaying it to its end");
+            match start_replay(node, staging, port, target, false).await? {
+                Replay::Promoted(server) => server,
+                Replay::EndedBeforeTarget => {
+                    bail!("PostgreSQL could not replay the archive; the instance was not changed")
+                }
+            }
+        }
+    };
     let result = async {
-        wait_for_promotion(node.spec, port, &mut server, &log_path).await?;
         let mut conn = PgConnection::connect_with(&options(node.spec, DATABASE).port(port))
             .await
             .context("connecting to the application database of the restored data")?;
@@ -197,6 +204,77 @@ async fn replay(node: &Node<'_>, staging: &Path, target: &RecoveryTarget) -> any
         let _ = server.kill().await;
     }
     result
+}
+
+enum Replay {
+    Promoted(Child),
+    EndedBeforeTarget,
+}
+
+/// Starts the staging server replaying the archive (up to the target's time, or to
+/// its end) and waits until it promoted or stopped.
+async fn start_replay(
+    node: &Node<'_>,
+    staging: &Path,
+    port: u16,
+    target: &RecoveryTarget,
+    to_time: bool,
+) -> anyhow::Result<Replay> {
+    let archive = node.spec.archive.as_ref().context("the instance does not archive its write-ahead log")?;
+    let (svcdash, _) = crate::layout::owners(node.run_as);
+    let fetch =
+        format!("{} wal-fetch {} %f %p", archive_quote(&archive.client)?, crate::layout::FETCH_SOCKET_FROM_DATA);
+    let mut cmd = super::server_command(node, staging, port)?;
+    cmd.arg("-c")
+        .arg(format!("restore_command={fetch}"))
+        .arg("-c")
+        .arg(format!("recovery_target_timeline={}", target.timeline));
+    if to_time {
+        cmd.arg("-c")
+            .arg(format!("recovery_target_time={}", target.time.format("%Y-%m-%d %H:%M:%S%.6f+00")))
+            .args(["-c", "recovery_target_action=promote"]);
+    }
+    let log_path = node.layout.log_file("pg-pitr");
+    let log = files::append(&log_path, svcdash, 0o640)?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).kill_on_drop(true);
+    let mut server = cmd.spawn().context("starting PostgreSQL on the restored data")?;
+    tracing::info!(port, timeline = target.timeline, target = %target.time, to_time, "replaying the archive beside the live data");
+    loop {
+        if let Some(status) = server.try_wait()? {
+            let said = read_from(&log_path, log_start);
+            if said.contains(ENDED_BEFORE_TARGET) {
+                return Ok(Replay::EndedBeforeTarget);
+            }
+            bail!(
+                "PostgreSQL stopped while replaying the archive ({status}); the instance was not changed: {}",
+                process::tail(&said)
+            );
+        }
+        if let Ok(mut conn) = PgConnection::connect_with(&options(node.spec, "postgres").port(port)).await {
+            let recovering: Option<bool> =
+                sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await.ok();
+            let _ = conn.close().await;
+            if recovering == Some(false) {
+                return Ok(Replay::Promoted(server));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What the log (a file svcdash owns) got from `offset` on, at most its last 64 KiB.
+fn read_from(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = offset.max(len.saturating_sub(64 << 10));
+        if file.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = file.take(64 << 10).read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Gives the restored data the applications' users of now: those made since the
@@ -220,26 +298,6 @@ async fn set_users(conn: &mut PgConnection, users: &[(String, SecretString)]) ->
         }
     }
     Ok(())
-}
-
-async fn wait_for_promotion(spec: &NodeSpec, port: u16, server: &mut Child, log: &Path) -> anyhow::Result<()> {
-    loop {
-        if let Some(status) = server.try_wait()? {
-            bail!(
-                "PostgreSQL stopped while replaying the archive ({status}); the instance was not changed: {}",
-                process::tail(&files::read_tail(log))
-            );
-        }
-        if let Ok(mut conn) = PgConnection::connect_with(&options(spec, "postgres").port(port)).await {
-            let recovering: Option<bool> =
-                sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await.ok();
-            let _ = conn.close().await;
-            if recovering == Some(false) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn stop(server: &mut Child) -> anyhow::Result<()> {

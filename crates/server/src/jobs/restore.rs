@@ -101,6 +101,30 @@ async fn point_in_time(
     let position = state.deployer.wal_position(spec).await?;
     state.store.set_restore_timeline(restore.id, i64::from(position.timeline)).await?;
     tracing::info!(timeline = position.timeline, target = %target, "restored to a point in time");
+    // Base backups taken after the target lie on the abandoned history: the new
+    // timeline gets one of its own at once, so the window grows again from here.
+    match state.queue_backup(instance).await {
+        Ok(request) => {
+            let detail = format!(
+                "backup {} queued after restore {} to {}, for a base backup on timeline {}",
+                request.backup().seq,
+                restore.seq,
+                api_types::timestamp::format(&target),
+                position.timeline
+            );
+            state
+                .audit_as(
+                    "restore",
+                    None,
+                    "backup.create",
+                    Some(&instance.guid),
+                    store::AuditOutcome::Success,
+                    Some(&detail),
+                )
+                .await;
+        }
+        Err(e) => tracing::warn!(error = %e.description(), "could not queue a backup after the restore"),
+    }
     Ok(())
 }
 

@@ -121,6 +121,38 @@ impl AppState {
         Ok(restore)
     }
 
+    /// Forgets the archived files whose objects are gone from the store (lost, or
+    /// removed by hand), so the window shows the hole instead of promising what a
+    /// restore could not fetch. Returns their names.
+    pub async fn check_archive(&self, instance: &Instance) -> anyhow::Result<Vec<String>> {
+        use futures::TryStreamExt;
+        // Read before listing: a file recorded by then has its object already.
+        let segments = self.store.wal_segments(instance.id).await?;
+        let prefix = self.storage.path(&format!("{}/wal", instance.backup_guid));
+        let present: std::collections::HashSet<String> = self
+            .storage
+            .store()
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .context("listing the archive")?;
+        let missing: Vec<String> = segments
+            .into_iter()
+            .filter(|s| !present.contains(&self.storage.path(&s.object_key).to_string()))
+            .map(|s| s.name)
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                instance = %instance.guid,
+                files = ?missing,
+                "archived write-ahead log files are missing from the backup store; the recovery window has a gap"
+            );
+            self.store.forget_wal_segments(instance.id, &missing).await?;
+        }
+        Ok(missing)
+    }
+
     /// Removes the archived segments no retained base backup needs: those before
     /// the first segment of the oldest one. With no base backup left, a deleted
     /// instance's archive goes entirely; a live one's stays for its next base backup.

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use store::{BaseBackup, WalSegment};
 
+use api_types::timestamp::format as shown;
+
 use crate::archive::names;
 
 /// PostgreSQL's segment size unless `initdb` chose another.
@@ -118,9 +120,9 @@ impl Window {
                     reason: format!(
                         "restore {} went back to {} and the instance continued on timeline {} from {}",
                         fork.seq,
-                        fork.target_time.to_rfc3339(),
+                        shown(&fork.target_time),
                         fork.timeline,
-                        fork.finished_at.to_rfc3339()
+                        shown(&fork.finished_at)
                     ),
                 })
             })
@@ -144,7 +146,7 @@ impl Window {
             let (start, end) = (pair[0].1, pair[1].0);
             let reason = match fork_gaps.iter().find(|g| g.start <= end && start <= g.end) {
                 Some(fork) => fork.reason.clone(),
-                None => missing_reason(&lineage, start, end, segment_size, &spans),
+                None => missing_reason(&lineage, start, segment_size, &spans),
             };
             gaps.push(Gap { start, end, reason });
         }
@@ -173,14 +175,14 @@ impl Window {
                 "no point in time can be restored yet: no base backup with its write-ahead log is archived".to_owned()
             );
         };
-        let window = format!("the window is {} to {}", start.to_rfc3339(), end.to_rfc3339());
+        let window = format!("the window is {} to {}", shown(&start), shown(&end));
         if target < start || target > end {
-            return Err(format!("{} is outside the recovery window: {window}", target.to_rfc3339()));
+            return Err(format!("{} is outside the recovery window: {window}", shown(&target)));
         }
         if !self.intervals.iter().any(|(s, e)| *s <= target && target <= *e) {
             let gap = self.gaps.iter().find(|g| g.start <= target && target <= g.end);
             let why = gap.map_or_else(String::new, |g| format!(" ({})", g.reason));
-            return Err(format!("{} falls in a gap of the recovery window{why}; {window}", target.to_rfc3339()));
+            return Err(format!("{} falls in a gap of the recovery window{why}; {window}", shown(&target)));
         }
         let timeline = self.spans.iter().rev().find(|s| s.holds(target)).map_or(1, |s| s.timeline);
         let base = self
@@ -188,7 +190,7 @@ impl Window {
             .iter()
             .filter(|r| r.start <= target && target <= r.end)
             .max_by_key(|r| r.start)
-            .ok_or_else(|| format!("no base backup reaches {}; {window}", target.to_rfc3339()))?;
+            .ok_or_else(|| format!("no base backup reaches {}; {window}", shown(&target)))?;
         Ok(Plan { backup_id: base.backup_id, timeline })
     }
 }
@@ -233,12 +235,13 @@ fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> BTreeM
 fn missing_reason(
     lineage: &BTreeMap<u64, DateTime<Utc>>,
     start: DateTime<Utc>,
-    end: DateTime<Utc>,
     segment_size: u64,
     spans: &[Span],
 ) -> String {
-    let before = lineage.iter().filter(|(_, t)| **t <= start).map(|(n, _)| *n).max();
-    let after = lineage.iter().filter(|(_, t)| **t >= end).map(|(n, _)| *n).min();
+    // The run that ended at `start` ends with the segment handed over then; the hole
+    // is what follows it up to the next segment the archive holds.
+    let before = lineage.iter().filter(|(_, t)| **t == start).map(|(n, _)| *n).max();
+    let after = before.and_then(|b| lineage.range(b + 1..).next().map(|(n, _)| *n));
     match (before, after) {
         (Some(b), Some(a)) if a > b + 1 => {
             let timeline = spans.iter().rev().find(|s| s.holds(start)).map_or(1, |s| s.timeline);
@@ -250,6 +253,10 @@ fn missing_reason(
                 format!("write-ahead log segments {first} to {last} are missing from the archive")
             }
         }
+        (Some(b), None) => format!(
+            "write-ahead log after segment {} is missing from the archive",
+            names::segment_name(spans.iter().rev().find(|s| s.holds(start)).map_or(1, |s| s.timeline), b, segment_size)
+        ),
         _ => "no base backup covers it".to_owned(),
     }
 }

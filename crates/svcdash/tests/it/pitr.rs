@@ -15,10 +15,16 @@ use crate::helpers::*;
 const SCRAPE_TOKEN: &str = "scrape-secret-0123456789";
 
 async fn start() -> TestApp {
+    start_closing_every(2).await
+}
+
+/// svcdash closing the current write-ahead log file every `secs` (a test that closes
+/// files itself, to know what each holds, passes an hour).
+async fn start_closing_every(secs: u32) -> TestApp {
     let dir = data_dir();
     let data = dir.path().join("data");
     let mut config = config(&data);
-    config.backups.wal_archive_timeout_secs = 2;
+    config.backups.wal_archive_timeout_secs = secs;
     config.metrics.prometheus_token = Some(SCRAPE_TOKEN.to_owned().into());
     let mut app = TestApp::start_in(&data, config).await;
     app.keep_dir(dir);
@@ -281,4 +287,120 @@ async fn while_the_store_is_unreachable_postgresql_keeps_its_log_and_archiving_c
     restored_to(&app, &id, t2).await;
     assert_eq!(rows(&mut pg(&credentials).await).await, [1, 2], "the commits made during the outage were kept");
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
+
+/// Closes the current write-ahead log file and waits until it is archived.
+async fn archive_now(app: &TestApp, id: &str) -> String {
+    let mut admin = pg_admin(&app.node(id).await, "postgres").await;
+    let name: String =
+        sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())").fetch_one(&mut admin).await.unwrap();
+    let instance = app.state().store.instance_by_guid(id).await.unwrap();
+    let store = app.state().store.clone();
+    app.wait_for(&format!("{name} archived"), Duration::from_secs(60), || {
+        let (store, name) = (store.clone(), name.clone());
+        async move { store.wal_segment(instance.id, &name).await.unwrap() }
+    })
+    .await;
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_window_follows_what_the_store_holds_and_what_retention_keeps() {
+    let app = start_closing_every(3600).await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let credentials = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let first = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+    // Commit 1 and the moment after it are in a file archived before the one lost:
+    // replay to that moment finds no later commit before the hole, and ends there.
+    insert(&mut conn, 1).await;
+    let t1 = mark().await;
+    archive_now(&app, &id).await;
+    insert(&mut conn, 2).await;
+    let lost = archive_now(&app, &id).await;
+    let t2 = mark().await;
+    let second = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{second}")).await["status"], "done");
+    insert(&mut conn, 3).await;
+    let t3 = mark().await;
+    archive_now(&app, &id).await;
+    let whole = window_reaching(&app, &id, t3).await;
+    assert_eq!(whole["gaps"], json!([]), "{whole}");
+
+    // The file holding the second commit goes missing from the store: the next
+    // check makes it a gap, and targets in it are refused.
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let segment = app.state().store.wal_segment(instance.id, &lost).await.unwrap().unwrap();
+    std::fs::remove_file(app.data.join("backups").join(&segment.object_key)).unwrap();
+    server::retention::apply(app.state(), Utc::now()).await.unwrap();
+    let (status, shown) = window(&app, &id).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["start_time"], whole["start_time"]);
+    let gaps = shown["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{shown}");
+    assert!(gaps[0]["reason"].as_str().unwrap().contains(&lost), "the gap names the missing file: {shown}");
+    let (status, body) = restore_to(&app, &id, &iso(t2)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["description"].as_str().unwrap().contains("falls in a gap"), "{body}");
+
+    // Before the gap, restores still work (replay ends with the archive's run, which
+    // holds every commit up to the target).
+    let restore = restored_to(&app, &id, t1).await;
+    assert_eq!(rows(&mut pg(&credentials).await).await, [1]);
+
+    // The new timeline gets a base backup of its own at once: those taken after the
+    // target lie on the abandoned history.
+    let third = second + 1;
+    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{third}")).await;
+    assert_eq!(done["status"], "done", "a backup follows the restore: {done}");
+    assert!(done["triggered_at"].as_str() >= restore["triggered_at"].as_str(), "{done} {restore}");
+    let mut conn = pg(&credentials).await;
+    insert(&mut conn, 4).await;
+    let t4 = mark().await;
+    archive_now(&app, &id).await;
+    window_reaching(&app, &id, t4).await;
+
+    // Retention removes the first two backups with their base backups and the log
+    // only they needed: the window then starts with the third, without a hole.
+    let removed_bases = [
+        app.state().store.base_backup(backup_row(&app, &id, first).await).await.unwrap().unwrap(),
+        app.state().store.base_backup(backup_row(&app, &id, second).await).await.unwrap().unwrap(),
+    ];
+    let settings = json!({"min_backup_count": 1, "retention_time": 1}).to_string();
+    let (status, _) =
+        app.api_as(&app.token, Method::PATCH, &format!("/v1/instances/{id}/backups-config"), Some(&settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    let pass = server::retention::apply(app.state(), Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    assert_eq!(pass.removed, [(id.clone(), second), (id.clone(), first)]);
+    for base in &removed_bases {
+        assert!(!app.data.join("backups").join(&base.object_key).exists(), "{} is gone", base.object_key);
+    }
+    let kept = app.state().store.wal_segments(instance.id).await.unwrap();
+    let base_three = &app.state().store.base_backups(instance.id).await.unwrap()[0];
+    assert_eq!(base_three.timeline, 2);
+    let number = |name: &str| name[8..24].to_owned();
+    assert!(
+        kept.iter().filter(|s| s.name.len() >= 24).all(|s| number(&s.name) >= number(&base_three.start_wal)),
+        "{kept:?}"
+    );
+    for segment in &kept {
+        assert!(app.data.join("backups").join(&segment.object_key).exists(), "{} is kept", segment.name);
+    }
+    let (status, shown) = window(&app, &id).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    let start = DateTime::parse_from_rfc3339(shown["start_time"].as_str().unwrap()).unwrap();
+    assert!(start > DateTime::parse_from_rfc3339(restore["finished_at"].as_str().unwrap()).unwrap(), "{shown}");
+    assert_eq!(shown["gaps"], json!([]), "{shown}");
+    let (status, body) = restore_to(&app, &id, &iso(t1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    restored_to(&app, &id, t4).await;
+    assert_eq!(rows(&mut pg(&credentials).await).await, [1, 4]);
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
+
+async fn backup_row(app: &TestApp, id: &str, seq: i64) -> i64 {
+    let instance = app.state().store.instance_by_guid(id).await.unwrap();
+    app.state().store.backup_by_seq(instance.id, seq).await.unwrap().id
 }
