@@ -135,6 +135,30 @@
         dialog.showModal();
       });
     });
+    document.querySelectorAll('form[data-action="pitr"]').forEach((form) => {
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const error = form.querySelector('[data-slot="error"]');
+        error.textContent = "";
+        // The field holds a UTC time without its zone (and without trailing zeros).
+        const moment = new Date(`${form.elements.target_time.value}Z`);
+        if (Number.isNaN(moment.getTime())) { error.textContent = "Enter a date and time."; return; }
+        const target = moment.toISOString();
+        const shown = `${target.slice(0, 23).replace("T", " ")} UTC`;
+        const dialog = document.getElementById("confirm-pitr");
+        dialog.querySelectorAll('[data-slot="target"]').forEach((slot) => { slot.textContent = shown; });
+        dialog.returnValue = "";
+        dialog.onclose = async () => {
+          if (dialog.returnValue !== "yes") return;
+          try {
+            const body = await call(form.dataset.url, "POST", { target_time: target });
+            say(`Restore ${body.id} to ${shown} is queued.`);
+            await reload();
+          } catch (err) { error.textContent = err.message; }
+        };
+        dialog.showModal();
+      });
+    });
     document.querySelectorAll('[data-action="update"]').forEach(confirmPatch);
     document.querySelectorAll('[data-action="restore"]').forEach((btn) => {
       btn.addEventListener("click", () => {

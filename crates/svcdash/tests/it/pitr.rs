@@ -404,3 +404,74 @@ async fn backup_row(app: &TestApp, id: &str, seq: i64) -> i64 {
     let instance = app.state().store.instance_by_guid(id).await.unwrap();
     app.state().store.backup_by_seq(instance.id, seq).await.unwrap().id
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_restores_to_a_moment_in_the_browser() {
+    let app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let credentials = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let backup = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    insert(&mut conn, 1).await;
+    let target = mark().await;
+    insert(&mut conn, 2).await;
+    let t2 = mark().await;
+    window_reaching(&app, &id, t2).await;
+
+    let user = app.state().store.user_by_name("alice").await.unwrap();
+    let password = "a long browser password";
+    app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
+    let modules = crate::idp::node_modules();
+    assert!(modules.join("playwright-core").is_dir(), "playwright-core is not installed (`./dev.sh test` installs it)");
+    let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/pitr.mjs");
+    let field = target.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+    let out = tokio::task::spawn_blocking({
+        let (base, id, field, shots) = (app.base.clone(), id.clone(), field.clone(), shots.clone());
+        move || {
+            std::process::Command::new("node")
+                .arg(script)
+                .env("TEST_NODE_MODULES", &modules)
+                .env("BASE_URL", base)
+                .env("INSTANCE", id)
+                .env("USER", "alice")
+                .env("PASSWORD", password)
+                .env("TARGET", field)
+                .env("SCREENSHOTS", &shots)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the browser test failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let findings: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    assert!(
+        findings["window"].as_str().unwrap().starts_with("This instance can be restored to any moment from"),
+        "{findings}"
+    );
+    assert!(findings["bar"].as_str().unwrap().starts_with("Recovery window from"), "{findings}");
+    assert_eq!(findings["barParts"], 1, "one reachable stretch, no gaps: {findings}");
+    assert!(
+        findings["min"].as_str().unwrap() <= field.as_str() && field.as_str() <= findings["max"].as_str().unwrap(),
+        "{findings}"
+    );
+    assert_eq!(findings["tooEarlyValid"], false, "the field is bounded to the window");
+    assert_eq!(findings["targetValid"], true);
+    let shown = field.replace('T', " ");
+    assert!(findings["dialog"].as_str().unwrap().contains(&format!("after {shown} UTC is lost")), "{findings}");
+    assert_eq!(findings["restoresAfterNo"], 0, "No restores nothing: {findings}");
+    let row: Vec<&str> = findings["restoreRow"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(row[1].contains(&format!("to {shown} UTC")), "the history names the moment: {findings}");
+    assert_eq!(findings["pageErrors"], json!([]), "no script errors or blocked content");
+
+    assert_eq!(rows(&mut pg(&credentials).await).await, [1], "the browser's restore brought back that moment");
+    for name in ["pitr-panel", "pitr-dialog", "pitr-restored"] {
+        assert!(std::fs::read(shots.join(format!("{name}.png"))).unwrap().starts_with(b"\x89PNG"), "{name}.png");
+    }
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}

@@ -19,6 +19,11 @@ pub fn time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A moment to restore to: UTC, to the millisecond (what the API takes).
+pub fn time_ms(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+}
+
 /// `1h 02m 03s`, `2m 05s`, `7s`, `0.4s`.
 pub fn duration(from: &DateTime<Utc>, to: &DateTime<Utc>) -> String {
     let ms = (*to - *from).num_milliseconds().max(0);

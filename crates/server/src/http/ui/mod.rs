@@ -8,6 +8,7 @@ mod chart;
 mod format;
 mod metrics;
 mod pages;
+mod pitr;
 mod views;
 
 pub use pages::{backups_page, overview_page};

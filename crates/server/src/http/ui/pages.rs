@@ -75,6 +75,8 @@ struct BackupsPage {
     settings: store::BackupSettings,
     /// What a backup of this instance's engine holds (RabbitMQ: not its messages).
     backup_contents: &'static str,
+    /// The Point-in-Time Recovery panel, for instances archiving their log.
+    pitr: Option<super::pitr::PitrView>,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -87,6 +89,14 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
     page.nav = Some(Nav::new(&instance.guid, "backups", role));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
     let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
+    let pitr = match instance.continuous_archiving {
+        true => {
+            let window = state.pitr_window(&instance).await?;
+            let status = state.archiving_status(&instance).await.map_err(crate::error::ApiError::internal)?;
+            Some(super::pitr::PitrView::new(&window, &status))
+        }
+        false => None,
+    };
     Ok(render(&BackupsPage {
         page,
         i: InstanceView::new(state, &instance),
@@ -97,6 +107,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         has_personal_key: personal_key.is_some(),
         settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
         backup_contents: state.engine_of(&instance).map_or("", |e| e.backup_contents()),
+        pitr,
     }))
 }
 

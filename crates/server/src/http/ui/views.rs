@@ -94,6 +94,8 @@ fn duration(job: &Job) -> String {
 pub struct RestoreView {
     pub id: i64,
     pub backup_id: i64,
+    /// For a restore to a point in time: the moment.
+    pub target_time_text: Option<String>,
     pub backup_created_at_text: String,
     /// One row per node the restore ran on; the backup's columns span them.
     pub nodes: Vec<RestoreNodeView>,
@@ -113,6 +115,7 @@ impl RestoreView {
         RestoreView {
             id: r.seq,
             backup_id: r.backup_seq,
+            target_time_text: r.target_time.as_ref().map(format::time_ms),
             backup_created_at_text: backup.map_or_else(|| "–".into(), |b| format::time(&b.job.created_at)),
             nodes: r
                 .jobs
