@@ -80,6 +80,12 @@ pub struct RecoveryTarget {
     /// target time, so users made since would lose access and users removed since
     /// would get it back. The restored data gets exactly these before it goes live.
     pub users: Vec<(String, SecretString)>,
+    /// svcdash's own program, absolute: the replaying server runs it to fetch files.
+    pub client: PathBuf,
+    /// When the base backup is another instance's (a new instance made at a moment
+    /// of another): the admin password its data has. Replay connects with it and
+    /// gives the node's own before the data goes live.
+    pub source_admin_password: Option<SecretString>,
 }
 
 /// Stops and starts the node a restore is switching over; the deployer provides it.

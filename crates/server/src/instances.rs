@@ -18,6 +18,15 @@ pub struct Tenancy {
     pub subtenant_name: Option<String>,
 }
 
+/// How a new instance begins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start {
+    /// Whether it archives its write-ahead log ([`AppState::continuous_archiving`]).
+    pub continuous_archiving: bool,
+    /// The moment of another instance it starts from, instead of empty.
+    pub restore_from: Option<store::RestoreFrom>,
+}
+
 impl AppState {
     /// Whether a new instance of `plan` archives its write-ahead log: as its creator
     /// asked, else as the plan says. The error says why a request cannot be met.
@@ -42,7 +51,7 @@ impl AppState {
         service: &Service,
         plan: &Plan,
         tenancy: Tenancy,
-        continuous_archiving: bool,
+        start: Start,
     ) -> store::StoreResult<(Instance, Job)> {
         let created = self
             .store
@@ -58,7 +67,8 @@ impl AppState {
                 backup_guid: uuid::Uuid::new_v4().to_string(),
                 local_name: engines::new_local_name(),
                 version: service.version.clone(),
-                continuous_archiving,
+                continuous_archiving: start.continuous_archiving,
+                restore_from: start.restore_from,
             })
             .await?;
         self.jobs.notify_one();

@@ -33,6 +33,8 @@ pub trait InstanceStore: Send + Sync {
 
     /// Records the catalog version the instance now runs.
     async fn set_instance_version(&self, id: i64, version: &str) -> StoreResult<()>;
+    /// Records the timeline an instance made at a moment of another starts on.
+    async fn set_start_timeline(&self, id: i64, timeline: i64) -> StoreResult<()>;
 
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node>;
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;

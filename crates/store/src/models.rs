@@ -88,9 +88,21 @@ pub struct Instance {
     /// Whether its engine's write-ahead log goes to the backup store as it is
     /// written (PostgreSQL), for point-in-time recovery.
     pub continuous_archiving: bool,
+    /// Made at a moment of another instance's history (provisioning restores it).
+    pub restore_from: Option<RestoreFrom>,
+    /// The write-ahead log timeline the instance started on: 1, or for one made at
+    /// a moment of another, that one's plus one (once made).
+    pub start_timeline: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Another instance, and the moment of its history a new instance starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreFrom {
+    pub instance_id: i64,
+    pub target_time: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +119,7 @@ pub struct NewInstance {
     pub local_name: String,
     pub version: String,
     pub continuous_archiving: bool,
+    pub restore_from: Option<RestoreFrom>,
 }
 
 /// A write-ahead log file of an instance, complete in the backup store.

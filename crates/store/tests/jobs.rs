@@ -21,6 +21,7 @@ fn new_instance_of(tenant: &str, name: &str, guid: &str) -> NewInstance {
         local_name: format!("sd-{name}"),
         version: "1".into(),
         continuous_archiving: false,
+        restore_from: None,
     }
 }
 

@@ -400,7 +400,17 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                 _ => None,
             };
             let archiving = state.continuous_archiving(svc, pl, asked).map_err(anyhow::Error::msg)?;
-            match state.create_instance(&guid, &name, svc, pl, tenancy, archiving).await {
+            match state
+                .create_instance(
+                    &guid,
+                    &name,
+                    svc,
+                    pl,
+                    tenancy,
+                    server::instances::Start { continuous_archiving: archiving, restore_from: None },
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(StoreError::Conflict(_)) => bail!("an instance named {name:?} exists already"),
                 Err(e) => return Err(e.into()),

@@ -103,7 +103,6 @@ pub(super) async fn seal_wal(spec: &NodeSpec) -> anyhow::Result<String> {
 
 /// Makes the staging folder and starts unpacking into it as the node's account.
 pub(super) async fn begin(node: &Node<'_>, target: &RecoveryTarget) -> anyhow::Result<RestoreSink> {
-    ensure!(node.spec.archive.is_some(), "the instance does not archive its write-ahead log");
     let staging = staging_dir(node.layout);
     files::remove_tree(&staging)?;
     let (_, engine) = crate::layout::owners(node.run_as);
@@ -190,10 +189,17 @@ async fn replay(node: &Node<'_>, staging: &Path, target: &RecoveryTarget) -> any
         }
     };
     let result = async {
-        let mut conn = PgConnection::connect_with(&options(node.spec, DATABASE).port(port))
+        let mut conn = PgConnection::connect_with(&replay_options(node.spec, target, DATABASE, port))
             .await
             .context("connecting to the application database of the restored data")?;
         sqlx::query("SELECT count(*) FROM pg_class").execute(&mut conn).await?;
+        if target.source_admin_password.is_some() {
+            // The data is another instance's: from here on, svcdash reaches it as this node.
+            let password = node.spec.admin_password.expose_secret();
+            crate::check_identifier(&node.spec.admin_user)?;
+            crate::check_identifier(password)?;
+            exec(&mut conn, format!("ALTER ROLE {} PASSWORD '{password}'", node.spec.admin_user)).await?;
+        }
         set_users(&mut conn, &target.users).await?;
         sqlx::query("CHECKPOINT").execute(&mut conn).await?;
         conn.close().await?;
@@ -220,10 +226,8 @@ async fn start_replay(
     target: &RecoveryTarget,
     to_time: bool,
 ) -> anyhow::Result<Replay> {
-    let archive = node.spec.archive.as_ref().context("the instance does not archive its write-ahead log")?;
     let (svcdash, _) = crate::layout::owners(node.run_as);
-    let fetch =
-        format!("{} wal-fetch {} %f %p", archive_quote(&archive.client)?, crate::layout::FETCH_SOCKET_FROM_DATA);
+    let fetch = format!("{} wal-fetch {} %f %p", archive_quote(&target.client)?, crate::layout::FETCH_SOCKET_FROM_DATA);
     let mut cmd = super::server_command(node, staging, port)?;
     cmd.arg("-c")
         .arg(format!("restore_command={fetch}"))
@@ -251,7 +255,7 @@ async fn start_replay(
                 process::tail(&said)
             );
         }
-        if let Ok(mut conn) = PgConnection::connect_with(&options(node.spec, "postgres").port(port)).await {
+        if let Ok(mut conn) = PgConnection::connect_with(&replay_options(node.spec, target, "postgres", port)).await {
             let recovering: Option<bool> =
                 sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await.ok();
             let _ = conn.close().await;
@@ -260,6 +264,21 @@ async fn start_replay(
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// svcdash's admin connection to the replaying server: with the password the
+/// base backup's data has.
+fn replay_options(
+    spec: &NodeSpec,
+    target: &RecoveryTarget,
+    database: &str,
+    port: u16,
+) -> sqlx::postgres::PgConnectOptions {
+    let options = options(spec, database).port(port);
+    match &target.source_admin_password {
+        Some(password) => options.password(password.expose_secret()),
+        None => options,
     }
 }
 

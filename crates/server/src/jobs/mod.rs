@@ -4,7 +4,7 @@
 mod backup;
 mod lifecycle;
 mod provision;
-mod restore;
+pub(crate) mod restore;
 
 use std::time::Duration;
 

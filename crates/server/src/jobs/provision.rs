@@ -39,12 +39,24 @@ pub async fn provision(state: &AppState, job: &Job) -> anyhow::Result<()> {
             };
             let spec = state.node_spec(&instance, &engine, &node)?;
             state.deployer.provision(&spec).await?;
+            if let Some(from) = instance.restore_from.filter(|_| index == 0) {
+                let origin = state.store.instance(from.instance_id).await?;
+                super::restore::new_instance_at(state, &instance, &spec, &origin, from.target_time)
+                    .await
+                    .with_context(|| format!("restoring {} as of {}", origin.guid, from.target_time))?;
+            }
         }
         anyhow::Ok(())
     }
     .await;
     match &result {
-        Ok(()) => state.store.set_instance_state(instance.id, InstanceState::Provisioned, None).await?,
+        Ok(()) => {
+            state.store.set_instance_state(instance.id, InstanceState::Provisioned, None).await?;
+            if let Some(from) = instance.restore_from.filter(|_| instance.continuous_archiving) {
+                let what = format!("its start at {}", api_types::timestamp::format(&from.target_time));
+                super::restore::backup_after(state, &state.store.instance(instance.id).await?, &what).await;
+            }
+        }
         Err(e) => state.store.set_instance_state(instance.id, InstanceState::Failed, Some(&format!("{e:#}"))).await?,
     }
     result

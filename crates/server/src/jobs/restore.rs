@@ -59,25 +59,71 @@ async fn point_in_time(
     restore: &Restore,
     target: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let mut users = Vec::new();
+    for binding in state.store.bindings(instance.id).await? {
+        users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
+    }
+    let timeline = replay_into(state, instance, spec, target, users, None).await?;
+    state.store.set_restore_timeline(restore.id, i64::from(timeline)).await?;
+    tracing::info!(timeline, target = %target, "restored to a point in time");
+    backup_after(state, instance, &format!("restore {} to {}", restore.seq, api_types::timestamp::format(&target)))
+        .await;
+    Ok(())
+}
+
+/// Makes `into` a new instance at `target` of `origin`'s history (the provision
+/// parameter `restore_from`): origin's base backup and archive, replayed into the
+/// new instance's node, with none of origin's users.
+pub async fn new_instance_at(
+    state: &AppState,
+    into: &Instance,
+    spec: &NodeSpec,
+    origin: &Instance,
+    target: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let origin_spec = state.node_specs(origin).await?.into_iter().next().context("the origin has no node")?;
+    let password = origin_spec.admin_password.clone();
+    let timeline = replay_into(state, origin, spec, target, Vec::new(), Some(password)).await?;
+    state.store.set_start_timeline(into.id, i64::from(timeline)).await?;
+    tracing::info!(into = %into.guid, origin = %origin.guid, timeline, target = %target, "made at a moment of another instance");
+    Ok(())
+}
+
+/// Restores `spec` to `target` of `source`'s history (its own, or another
+/// instance's); returns the timeline the node goes on with.
+async fn replay_into(
+    state: &AppState,
+    source: &Instance,
+    spec: &NodeSpec,
+    target: DateTime<Utc>,
+    users: Vec<(String, secrecy::SecretString)>,
+    source_admin_password: Option<secrecy::SecretString>,
+) -> anyhow::Result<u32> {
     // Replay stops at the first commit after the target: make sure the archive holds
     // one, and everything written up to now.
-    match state.deployer.seal_wal(spec).await {
-        Ok(file) => wait_for_segment(state, instance, &file).await?,
-        Err(e) => tracing::warn!(error = format!("{e:#}"), "could not close the current write-ahead log file"),
+    let source_spec = state.node_specs(source).await?.into_iter().next();
+    match source_spec {
+        Some(source_spec) => match state.deployer.seal_wal(&source_spec).await {
+            Ok(file) => wait_for_segment(state, source, &file).await?,
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not close the current write-ahead log file"),
+        },
+        None => tracing::warn!(instance = %source.guid, "the instance restored from has no node"),
     }
-    // The window may have changed since the restore was queued (retention, say).
-    let window = state.pitr_window(instance).await.map_err(|e| anyhow::anyhow!(e.description()))?;
+    // The window may have changed since the restore was asked for (retention, say).
+    let window = state.pitr_window(source).await.map_err(|e| anyhow::anyhow!(e.description()))?;
     let plan = window.plan(target).map_err(anyhow::Error::msg)?;
     let base = state.store.base_backup(plan.backup_id).await?.context("the base backup is gone")?;
     let key = state.key_by_id(base.key_id).await?;
 
     let listener = state.deployer.listen_for_wal(spec, WalSocket::Fetch).await?;
-    let server = tokio::spawn(crate::archive::fetch::serve(state.clone(), instance.clone(), listener));
-    let mut users = Vec::new();
-    for binding in state.store.bindings(instance.id).await? {
-        users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
-    }
-    let recovery = RecoveryTarget { time: target, timeline: plan.timeline, users };
+    let server = tokio::spawn(crate::archive::fetch::serve(state.clone(), source.clone(), listener));
+    let recovery = RecoveryTarget {
+        time: target,
+        timeline: plan.timeline,
+        users,
+        client: crate::archive::client_program(&state.config)?,
+        source_admin_password,
+    };
     let result = async {
         let sink = state.deployer.begin_point_in_time_restore(spec, &recovery).await?;
         match backup::download(&state.storage, &base.object_key, &base.sha256, key.identity(), sink.writer).await {
@@ -95,23 +141,20 @@ async fn point_in_time(
     server.abort();
     result?;
     // Closing the first file of the new timeline at once puts it in the archive.
-    if let Err(e) = state.deployer.seal_wal(spec).await {
+    if spec.archive.is_some()
+        && let Err(e) = state.deployer.seal_wal(spec).await
+    {
         tracing::warn!(error = format!("{e:#}"), "could not close the first write-ahead log file of the new timeline");
     }
-    let position = state.deployer.wal_position(spec).await?;
-    state.store.set_restore_timeline(restore.id, i64::from(position.timeline)).await?;
-    tracing::info!(timeline = position.timeline, target = %target, "restored to a point in time");
-    // Base backups taken after the target lie on the abandoned history: the new
-    // timeline gets one of its own at once, so the window grows again from here.
+    Ok(state.deployer.wal_position(spec).await?.timeline)
+}
+
+/// Base backups taken after a restore's target lie on the abandoned history: the
+/// new timeline gets one of its own at once, so the window grows again from here.
+pub(crate) async fn backup_after(state: &AppState, instance: &Instance, what: &str) {
     match state.queue_backup(instance).await {
         Ok(request) => {
-            let detail = format!(
-                "backup {} queued after restore {} to {}, for a base backup on timeline {}",
-                request.backup().seq,
-                restore.seq,
-                api_types::timestamp::format(&target),
-                position.timeline
-            );
+            let detail = format!("backup {} queued after {what}, for a base backup", request.backup().seq);
             state
                 .audit_as(
                     "restore",
@@ -125,7 +168,6 @@ async fn point_in_time(
         }
         Err(e) => tracing::warn!(error = %e.description(), "could not queue a backup after the restore"),
     }
-    Ok(())
 }
 
 async fn wait_for_segment(state: &AppState, instance: &Instance, name: &str) -> anyhow::Result<()> {

@@ -59,7 +59,8 @@ impl AppState {
         let bases = self.store.base_backups(instance.id).await?;
         let segments = self.store.wal_segments(instance.id).await?;
         let forks = forks(&self.store.restores(instance.id).await?);
-        Ok(Window::compute(&bases, &segments, &forks))
+        let first = u32::try_from(instance.start_timeline).unwrap_or(1);
+        Ok(Window::compute(first, &bases, &segments, &forks))
     }
 
     /// How the instance's archiving is going: its newest archived file, and whether
@@ -151,6 +152,41 @@ impl AppState {
             self.store.forget_wal_segments(instance.id, &missing).await?;
         }
         Ok(missing)
+    }
+
+    /// Checks the provision parameter `restore_from`, `{"instance_id": ..,
+    /// "target_time": ..}`: an instance of the same service and tenant (so of the
+    /// same people) that archives, and a moment inside its window.
+    pub async fn check_restore_from(
+        &self,
+        asked: &serde_json::Value,
+        service: &crate::catalog::Service,
+        tenant_id: &str,
+    ) -> Result<store::RestoreFrom, String> {
+        let field = |name: &str| asked.get(name).and_then(|v| v.as_str()).filter(|v| !v.trim().is_empty());
+        let (Some(origin), Some(target)) = (field("instance_id"), field("target_time")) else {
+            return Err(
+                "parameter restore_from must be {\"instance_id\": \"...\", \"target_time\": \"<ISO 8601>\"}".into()
+            );
+        };
+        let unknown = || format!("restore_from: there is no instance {origin:?} of this service in this organization");
+        let origin = match self.store.instance_by_guid(origin).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => return Err(unknown()),
+            Err(e) => return Err(format!("restore_from: {e}")),
+        };
+        if origin.tenant_id != tenant_id
+            || origin.service_id != service.id
+            || origin.state == store::InstanceState::Deleted
+        {
+            return Err(unknown());
+        }
+        let window = self.pitr_window(&origin).await.map_err(|e| format!("restore_from: {}", e.description()))?;
+        let target_time = DateTime::parse_from_rfc3339(target).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            format!("restore_from: target_time {target:?} is not an ISO 8601 time such as 2026-11-30T10:15:00.000Z")
+        })?;
+        window.plan(target_time).map_err(|why| format!("restore_from: {why}"))?;
+        Ok(store::RestoreFrom { instance_id: origin.id, target_time })
     }
 
     /// Removes the archived segments no retained base backup needs: those before

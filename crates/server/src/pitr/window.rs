@@ -78,8 +78,10 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn compute(bases: &[BaseBackup], segments: &[WalSegment], forks: &[Fork]) -> Self {
-        let spans = spans(forks);
+    /// The window of an instance whose history began on timeline `first` (1, or
+    /// for an instance made at a moment of another, a later one).
+    pub fn compute(first: u32, bases: &[BaseBackup], segments: &[WalSegment], forks: &[Fork]) -> Self {
+        let spans = spans(first, forks);
         let segment_size = segments
             .iter()
             .find(|s| s.name.len() == 24)
@@ -195,10 +197,10 @@ impl Window {
     }
 }
 
-/// Timeline 1 from the start; each fork cuts the history at its target and goes on
+/// The first timeline from the start; each fork cuts the history at its target and goes on
 /// from when it finished.
-fn spans(forks: &[Fork]) -> Vec<Span> {
-    let mut spans = vec![Span { timeline: 1, from: None, to: None }];
+fn spans(first: u32, forks: &[Fork]) -> Vec<Span> {
+    let mut spans = vec![Span { timeline: first, from: None, to: None }];
     for fork in forks {
         spans.retain(|s| s.from.is_none_or(|from| from <= fork.target_time));
         if let Some(last) = spans.last_mut() {
@@ -329,7 +331,7 @@ mod tests {
     #[test]
     fn a_base_backup_reaches_as_far_as_its_segments_follow_each_other() {
         let segments: Vec<_> = (1..=5).map(|n| segment(1, n, n as u32 * 10)).collect();
-        let window = Window::compute(&[base(7, 1, 1, 2, 5)], &segments, &[]);
+        let window = Window::compute(1, &[base(7, 1, 1, 2, 5)], &segments, &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(50))));
         assert!(window.gaps.is_empty());
         assert_eq!(window.plan(at(30)), Ok(Plan { backup_id: 7, timeline: 1 }));
@@ -340,7 +342,7 @@ mod tests {
     #[test]
     fn a_missing_segment_is_a_gap_that_a_later_base_backup_closes() {
         let segments: Vec<_> = [1, 2, 3, 5, 6, 7].iter().map(|&n| segment(1, n, n as u32 * 10)).collect();
-        let window = Window::compute(&[base(1, 1, 1, 1, 5), base(2, 1, 5, 5, 45)], &segments, &[]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 1, 5, 5, 45)], &segments, &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(70))));
         assert_eq!(window.gaps.len(), 1);
         assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(30), at(45)));
@@ -349,13 +351,13 @@ mod tests {
         assert_eq!(window.plan(at(20)).unwrap().backup_id, 1);
         assert_eq!(window.plan(at(60)).unwrap().backup_id, 2);
         // Without the later base backup, nothing after the hole can be reached.
-        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, &[]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[]);
         assert_eq!(window.end(), Some(at(30)));
     }
 
     #[test]
     fn a_base_backup_whose_segments_are_not_archived_yet_reaches_nothing() {
-        let window = Window::compute(&[base(1, 1, 3, 4, 5)], &[segment(1, 3, 6)], &[]);
+        let window = Window::compute(1, &[base(1, 1, 3, 4, 5)], &[segment(1, 3, 6)], &[]);
         assert_eq!(window.start(), None);
         assert!(window.plan(at(6)).unwrap_err().contains("no point in time"));
     }
@@ -367,7 +369,7 @@ mod tests {
         let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
         segments.extend([segment(2, 3, 70), segment(2, 4, 80)]);
         let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 2 };
-        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork));
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork));
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(80))));
         assert_eq!(window.gaps.len(), 1);
         assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(25), at(62)));
@@ -380,7 +382,7 @@ mod tests {
         // A second restore to before the first one's target leaves timeline 2 behind.
         segments.extend([segment(3, 2, 90)]);
         let second = Fork { seq: 2, target_time: at(15), finished_at: at(85), timeline: 3 };
-        let window = Window::compute(&[base(1, 1, 1, 1, 5)], &segments, &[fork, second]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[fork, second]);
         assert_eq!(window.plan(at(12)), Ok(Plan { backup_id: 1, timeline: 1 }));
         assert_eq!(window.plan(at(88)), Ok(Plan { backup_id: 1, timeline: 3 }));
         assert!(window.plan(at(75)).is_err(), "timeline 2 is no longer part of the history");

@@ -9,8 +9,8 @@ use crate::models::*;
 use crate::{InstanceStore, StoreError, StoreResult};
 
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
-     subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, created_at, updated_at, \
-     deleted_at";
+     subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, restore_from_instance_id, \
+     restore_from_time, start_timeline, created_at, updated_at, deleted_at";
 const NODE_COLUMNS: &str =
     "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at";
 
@@ -28,8 +28,9 @@ impl InstanceStore for SqliteStore {
         let mut tx = self.write().await?;
         let sql = format!(
             "INSERT INTO instances (guid, name, service_id, plan_id, state, tenant_id, tenant_name, subtenant_id, \
-             subtenant_name, backup_guid, local_name, version, continuous_archiving, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             subtenant_name, backup_guid, local_name, version, continuous_archiving, restore_from_instance_id, \
+             restore_from_time, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {INSTANCE_COLUMNS}"
         );
         let instance: Instance = sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql))
@@ -46,6 +47,8 @@ impl InstanceStore for SqliteStore {
             .bind(&new.local_name)
             .bind(&new.version)
             .bind(new.continuous_archiving)
+            .bind(new.restore_from.map(|r| r.instance_id))
+            .bind(new.restore_from.map(|r| r.target_time))
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -120,6 +123,18 @@ impl InstanceStore for SqliteStore {
         let job = insert_job(&mut tx, id, kind, None, None, None).await?;
         tx.commit().await?;
         Ok(job)
+    }
+
+    async fn set_start_timeline(&self, id: i64, timeline: i64) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE instances SET start_timeline = ? WHERE id = ?")
+            .bind(timeline)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn set_instance_version(&self, id: i64, version: &str) -> StoreResult<()> {

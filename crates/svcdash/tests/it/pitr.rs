@@ -475,3 +475,75 @@ async fn a_person_restores_to_a_moment_in_the_browser() {
     }
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_instance_made_at_a_moment_of_another_leaves_that_one_untouched() {
+    let app = start().await;
+    let origin = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let origin_credentials = app.bind(&origin, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&origin_credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let backup = app.create_backup(&origin).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{origin}/backups/{backup}")).await["status"], "done");
+    insert(&mut conn, 1).await;
+    let t1 = mark().await;
+    insert(&mut conn, 2).await;
+    let t2 = mark().await;
+    window_reaching(&app, &origin, t2).await;
+
+    // Refused before anything is made: another organization's instance, a moment
+    // outside the window, a malformed parameter.
+    for (org, parameter, says) in [
+        ("org-b", json!({"instance_id": origin, "target_time": iso(t1)}), "there is no instance"),
+        ("org-a", json!({"instance_id": origin, "target_time": "2000-01-01T00:00:00Z"}), "outside the recovery window"),
+        ("org-a", json!({"instance_id": origin}), "parameter restore_from must be"),
+    ] {
+        let id = server::instances::new_guid();
+        let (status, body) = app
+            .broker(
+                Method::PUT,
+                &format!("/v2/service_instances/{id}?accepts_incomplete=true"),
+                Some(json!({"service_id": PG_SERVICE, "plan_id": PG_PLAN, "organization_guid": org,
+                            "space_guid": "space-1", "parameters": {"restore_from": parameter}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["description"].as_str().unwrap().contains(says), "{body}");
+        assert!(app.state().store.instance_by_guid(&id).await.is_err(), "nothing was recorded");
+    }
+
+    let copy = app
+        .provision_with(
+            PG_SERVICE,
+            PG_PLAN,
+            "org-a",
+            json!({"continuous_archiving": true, "restore_from": {"instance_id": origin, "target_time": iso(t1)}}),
+        )
+        .await;
+    let copy_credentials = app.bind(&copy, PG_SERVICE, PG_PLAN).await;
+    assert_eq!(rows(&mut pg(&copy_credentials).await).await, [1], "the new instance holds that moment");
+    assert_eq!(rows(&mut pg(&origin_credentials).await).await, [1, 2], "the origin is untouched");
+    // The origin's applications have no access to the copy.
+    let mut foreign = origin_credentials.clone();
+    foreign["uri"] = json!(
+        origin_credentials["uri"]
+            .as_str()
+            .unwrap()
+            .replace(&format!(":{}/", origin_credentials["port"]), &format!(":{}/", copy_credentials["port"]))
+    );
+    assert!(pg_connect(&foreign).await.is_err(), "{foreign}");
+
+    // The copy archives on a timeline of its own, from a base backup of its own.
+    let mut copy_conn = pg(&copy_credentials).await;
+    let first_backup = app.wait_finished(&format!("/v1/instances/{copy}/backups/1")).await;
+    assert_eq!(first_backup["status"], "done", "{first_backup}");
+    insert(&mut copy_conn, 10).await;
+    let t3 = mark().await;
+    let shown = window_reaching(&app, &copy, t3).await;
+    assert_eq!(shown["timeline"], 2, "{shown}");
+    restored_to(&app, &copy, t3).await;
+    assert_eq!(rows(&mut pg(&copy_credentials).await).await, [1, 10]);
+    assert_eq!(rows(&mut pg(&origin_credentials).await).await, [1, 2]);
+    app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
+    app.deprovision(&origin, PG_SERVICE, PG_PLAN).await;
+}

@@ -122,6 +122,12 @@ async fn provision(
     };
     let continuous_archiving = state.continuous_archiving(service, plan, asked).map_err(Failure::bad_request)?;
     let tenants = tenancy(&req);
+    let restore_from = match req.parameters.as_ref().and_then(|p| p.get("restore_from")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(asked) => {
+            Some(state.check_restore_from(asked, service, &tenants.tenant_id).await.map_err(Failure::bad_request)?)
+        }
+    };
     let instance_id = instance_id.as_str();
     let dashboard_url = state.dashboard_url(instance_id);
 
@@ -150,11 +156,13 @@ async fn provision(
     }
 
     let name = string(req.context.as_ref(), "instance_name").unwrap_or_else(|| instance_id.to_owned());
-    let (_, job) = match state.create_instance(instance_id, &name, service, plan, tenants, continuous_archiving).await {
+    let start = crate::instances::Start { continuous_archiving, restore_from };
+    let created = state.create_instance(instance_id, &name, service, plan, tenants, start).await;
+    let (_, job) = match created {
         Ok(created) => created,
         // Another instance holds the name: fall back to the id, which is unique.
         Err(StoreError::Conflict(_)) if name != instance_id => state
-            .create_instance(instance_id, instance_id, service, plan, tenancy(&req), continuous_archiving)
+            .create_instance(instance_id, instance_id, service, plan, tenancy(&req), start)
             .await
             .map_err(internal)?,
         Err(StoreError::Conflict(_)) => return Ok(empty(StatusCode::CONFLICT)),
