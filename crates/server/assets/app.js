@@ -136,6 +136,12 @@
       });
     });
     document.querySelectorAll('form[data-action="pitr"]').forEach((form) => {
+      // The new-instance command follows the chosen moment.
+      form.elements.target_time.addEventListener("input", () => {
+        const moment = new Date(`${form.elements.target_time.value}Z`);
+        const slot = document.querySelector('[data-slot="pitr-target"]');
+        if (slot && !Number.isNaN(moment.getTime())) slot.textContent = moment.toISOString();
+      });
       form.addEventListener("submit", (e) => {
         e.preventDefault();
         const error = form.querySelector('[data-slot="error"]');

@@ -462,6 +462,9 @@ async fn a_person_restores_to_a_moment_in_the_browser() {
     );
     assert_eq!(findings["tooEarlyValid"], false, "the field is bounded to the window");
     assert_eq!(findings["targetValid"], true);
+    let command = findings["newInstanceCommand"].as_str().unwrap();
+    let restore_from = format!(r#"{{"restore_from": {{"instance_id": "{id}", "target_time": "{}"}}}}"#, iso(target));
+    assert!(command.starts_with("cf create-service ") && command.contains(&restore_from), "{command}");
     let shown = field.replace('T', " ");
     assert!(findings["dialog"].as_str().unwrap().contains(&format!("after {shown} UTC is lost")), "{findings}");
     assert_eq!(findings["restoresAfterNo"], 0, "No restores nothing: {findings}");

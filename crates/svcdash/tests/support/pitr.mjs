@@ -41,6 +41,8 @@ await run(async (browser, findings) => {
   findings.tooEarlyValid = await field.evaluate((input) => input.checkValidity());
   await field.fill(target);
   findings.targetValid = await field.evaluate((input) => input.checkValidity());
+  await panel.getByText("Restore into a new instance instead").click();
+  findings.newInstanceCommand = (await panel.locator("#pitr-new-instance code").innerText()).trim();
   await page.screenshot({ path: path.join(shots, "pitr-panel.png"), fullPage: true });
 
   // A dialog names what is lost; No leaves everything as it was.

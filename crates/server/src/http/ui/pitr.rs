@@ -14,6 +14,8 @@ pub struct PitrView {
     /// The field's bounds and first value (`datetime-local`, in UTC).
     pub start_input: String,
     pub end_input: String,
+    /// The window's end as the API takes it.
+    pub end_iso: String,
     pub parts: Vec<BarPart>,
     pub gaps: Vec<GapView>,
     pub last_archived_text: Option<String>,
@@ -56,6 +58,7 @@ impl PitrView {
                 end_text: String::new(),
                 start_input: String::new(),
                 end_input: String::new(),
+                end_iso: String::new(),
                 parts: Vec::new(),
                 gaps: Vec::new(),
                 last_archived_text,
@@ -87,6 +90,7 @@ impl PitrView {
             end_text: format::time_ms(&end),
             start_input: input(&start),
             end_input: input(&end),
+            end_iso: api_types::timestamp::format(&end),
             parts,
             gaps: window
                 .gaps
