@@ -126,6 +126,15 @@ enum InstancesCommand {
     Recreate {
         name: String,
     },
+    /// Write the age identity that opens an instance's archived write-ahead log and
+    /// base backups to a new file (mode 0600), to keep somewhere safe: with it, the
+    /// archive can be restored by hand with standard tools if svcdash is gone.
+    ArchiveKey {
+        name: String,
+        /// The file to create; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -531,6 +540,39 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
             let i = find_instance(&state, &name).await?;
             state.delete_instance(&i).await?;
             println!("deleting {name} ({}); its backups are kept", i.guid);
+            Ok(())
+        }
+        InstancesCommand::ArchiveKey { name, out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let i = find_instance(&state, &name).await?;
+            anyhow::ensure!(i.continuous_archiving, "{name} does not archive its write-ahead log");
+            let key = state.generated_key(&i).await?;
+            let sealed = state.master.unseal(&key.sealed_key)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            writeln!(file, "# age identity of the archive of {name} ({}), {}", i.guid, i.backup_guid)?;
+            writeln!(file, "{}", secrecy::ExposeSecret::expose_secret(&sealed))?;
+            file.sync_all()?;
+            let detail = format!("archive key written to {}", out.display());
+            state
+                .audit_as(
+                    "cli",
+                    None,
+                    "instance.archive-key",
+                    Some(&i.guid),
+                    store::AuditOutcome::Success,
+                    Some(&detail),
+                )
+                .await;
+            println!(
+                "wrote the archive key of {name} to {}; anyone with it can read the instance's archive",
+                out.display()
+            );
             Ok(())
         }
         InstancesCommand::Restart { name } => queue_lifecycle(&state, &name, store::JobKind::Restart).await,

@@ -550,3 +550,136 @@ async fn a_new_instance_made_at_a_moment_of_another_leaves_that_one_untouched() 
     app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
     app.deprovision(&origin, PG_SERVICE, PG_PLAN).await;
 }
+
+/// Runs a program as the `postgres` account (PostgreSQL refuses root), or as this
+/// user when the tests do not run as root.
+fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = if nix::unistd::Uid::effective().is_root() {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]);
+        cmd
+    } else {
+        std::process::Command::new(program)
+    };
+    cmd.args(args).output().unwrap()
+}
+
+/// What README's "Recovering by hand" says, step by step, with nothing but the
+/// archive key, the objects, and Debian's age, zstd, tar and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_archive_restores_by_hand_with_standard_tools() {
+    let app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let credentials = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&credentials).await;
+    sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    let backup = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    insert(&mut conn, 1).await;
+    let t1 = mark().await;
+    insert(&mut conn, 2).await;
+    let t2 = mark().await;
+    window_reaching(&app, &id, t2).await;
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+
+    // The operator kept the archive key; the instance's objects were copied out of
+    // the store (here: the local store's folder, as `aws s3 cp --recursive` would).
+    let work = tempfile::Builder::new().prefix("svcdash-by-hand-").tempdir().unwrap();
+    let dir = work.path();
+    let key = dir.join("archive.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svcdash"))
+        .args(["instances", "archive-key", &instance.name, "--out"])
+        .arg(&key)
+        .env("SVCDASH_DATA", &app.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let objects = dir.join("objects");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(app.data.join("backups").join(&instance.backup_guid))
+        .arg(&objects)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    let shell = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // 1. The newest base backup before the moment, unpacked.
+    shell("mkdir -m 700 restored && age -d -i archive.key objects/base/1.tar.zst.age | zstd -d | tar -x -C restored");
+    // 2. Every archived file, decrypted into one folder.
+    shell(
+        "mkdir wal && for f in objects/wal/*/*.zst.age; do n=$(basename \"$f\" .zst.age); \
+         age -d -i archive.key \"$f\" | zstd -d > \"wal/$n\"; done",
+    );
+    // 3. Recovery settings, local connections without password, and the account.
+    let target = t1.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+    shell(&format!(
+        "touch restored/recovery.signal && echo 'local all all trust' > restored/pg_hba.conf && \
+         cat >> restored/postgresql.auto.conf <<EOF\nrestore_command = 'cp {wal}/%f %p'\n\
+         recovery_target_time = '{target}'\nrecovery_target_action = 'promote'\nEOF\n\
+         mkdir run && chmod -R go+rX . && chmod 700 restored && {chown}",
+        wal = dir.join("wal").display(),
+        chown =
+            if nix::unistd::Uid::effective().is_root() { "chown -R postgres:postgres restored run" } else { "true" },
+    ));
+    // 4. Start it and wait until it promoted.
+    let bin = std::path::Path::new("/usr/lib/postgresql")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .max()
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let data = dir.join("restored");
+    let (run, log) = (dir.join("run"), dir.join("run/restored.log"));
+    let started = as_postgres(
+        bin.join("pg_ctl").to_str().unwrap(),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-o",
+            &format!("-c port={port} -c listen_addresses= -c unix_socket_directories={}", run.display()),
+            "start",
+        ],
+    );
+    assert!(
+        started.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&started.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let psql = |sql: &str| {
+        let out = as_postgres(
+            bin.join("psql").to_str().unwrap(),
+            &["-h", run.to_str().unwrap(), "-p", &port, "-U", "svcdash_admin", "-d", "app", "-Atc", sql],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let promoted = app
+        .wait_for("the restored server to promote", Duration::from_secs(60), || {
+            let answer = psql("SELECT pg_is_in_recovery()");
+            async move { (answer == "f").then_some(()) }
+        })
+        .await;
+    assert_eq!(promoted, ());
+    let rows = psql("SELECT id FROM events ORDER BY id");
+    as_postgres(bin.join("pg_ctl").to_str().unwrap(), &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+    assert_eq!(
+        rows,
+        "1",
+        "exactly what was committed before the moment: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
