@@ -77,7 +77,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         })
     };
     tokio::spawn(auth::session::sweep(state.clone(), shutdown.clone()));
-    tokio::spawn(archive::run(state.clone(), shutdown.clone()));
+    // Archiving stops only once running jobs have finished: a base backup waits until
+    // its log is archived, and a shutdown would otherwise wait for it forever.
+    let archiving = CancellationToken::new();
+    let archive = tokio::spawn(archive::run(state.clone(), archiving.clone()));
     let every = std::time::Duration::from_secs(state.config.backups.retention_check_secs.max(60));
     tokio::spawn(retention::run(state.clone(), every, shutdown.clone()));
     if !state.config.backups.schedule.trim().is_empty() {
@@ -92,6 +95,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             .with_graceful_shutdown(stopping.cancelled_owned())
             .await;
         let _ = workers.await;
+        archiving.cancel();
+        let _ = archive.await;
         task_state.deployer.stop_all().await;
         served.context("serving HTTP")
     });

@@ -683,3 +683,20 @@ async fn the_archive_restores_by_hand_with_standard_tools() {
     );
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }
+
+/// A base backup waits until its log is archived: svcdash stopping while one runs
+/// keeps archiving until the job has finished, instead of waiting for it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn svcdash_stops_while_a_base_backup_runs() {
+    let mut app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let backup = app.create_backup(&id).await;
+    let path = format!("/v1/instances/{id}/backups/{backup}");
+    app.wait_for("the backup to run", Duration::from_secs(60), || async {
+        let (_, body) = app.api(Method::GET, &path).await;
+        (body["status"] != "queued").then_some(())
+    })
+    .await;
+    let stopped = tokio::time::timeout(Duration::from_secs(120), app.stop()).await;
+    assert!(stopped.is_ok(), "svcdash did not stop while a base backup ran");
+}
