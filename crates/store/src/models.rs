@@ -135,7 +135,8 @@ pub struct WalSegment {
     pub sha256: String,
     pub plain_size: i64,
     pub plain_sha256: String,
-    /// When PostgreSQL handed it over: it holds everything written before.
+    /// When PostgreSQL last wrote it (no later than its hand-over): it holds
+    /// everything written before.
     pub handed_over_at: DateTime<Utc>,
     pub archived_at: DateTime<Utc>,
 }

@@ -13,11 +13,20 @@ use tokio::net::UnixStream;
 
 pub async fn run(socket: &Path, file: &Path, name: &str) -> anyhow::Result<()> {
     let mut source = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
-    let size = source.metadata().await?.len();
+    let metadata = source.metadata().await?;
+    let size = metadata.len();
+    // When PostgreSQL last wrote the file, which then holds everything written before:
+    // svcdash may be handed it much later (after it or the store was down), while the
+    // files after it hold what was written meanwhile, so the hand-over is no such bound.
+    let written = metadata.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let mut stream =
         UnixStream::connect(socket).await.with_context(|| format!("connecting to svcdash at {}", socket.display()))?;
     let sent: anyhow::Result<()> = async {
-        stream.write_all(format!("PUSH {name} {size}\n").as_bytes()).await?;
+        let header = match written {
+            Some(written) => format!("PUSH {name} {size} {}\n", written.as_millis()),
+            None => format!("PUSH {name} {size}\n"),
+        };
+        stream.write_all(header.as_bytes()).await?;
         let sent = tokio::io::copy(&mut (&mut source).take(size), &mut stream).await?;
         if sent != size {
             bail!("{} ended after {sent} of {size} bytes", file.display());

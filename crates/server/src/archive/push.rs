@@ -1,5 +1,6 @@
 //! One hand-over of a write-ahead log file. `svcdash wal-push` sends
-//! `PUSH <name> <size>\n` and the file's bytes; svcdash stores them through the
+//! `PUSH <name> <size> [<written>]\n` (`written`: when PostgreSQL last wrote the
+//! file, in ms since the epoch) and the file's bytes; svcdash stores them through the
 //! backup pipeline and answers `OK\n` once the object is complete and recorded, or
 //! `ERR <why>\n`. PostgreSQL removes its file only after an `OK`.
 
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail, ensure};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use store::{Instance, WalSegment};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -70,13 +71,21 @@ async fn store_file(
     let mut header = Vec::new();
     (&mut reader).take(256).read_until(b'\n', &mut header).await.context("reading the request")?;
     let header = std::str::from_utf8(&header).ok().and_then(|h| h.strip_suffix('\n')).context("malformed request")?;
-    let (name, size) = match header.split(' ').collect::<Vec<_>>()[..] {
-        ["PUSH", name, size] => (name, size.parse::<u64>().context("malformed size")?),
+    let (name, size, written) = match header.split(' ').collect::<Vec<_>>()[..] {
+        ["PUSH", name, size] => (name, size, None),
+        ["PUSH", name, size, written] => (name, size, Some(written.parse::<i64>().context("malformed time")?)),
         _ => bail!("malformed request"),
     };
+    let size = size.parse::<u64>().context("malformed size")?;
     let wal = names::parse(name).with_context(|| format!("{name:?} is not the name of a write-ahead log file"))?;
     ensure!(size <= MAX_FILE, "{name} has {size} bytes, more than a write-ahead log file can");
-    let handed_over_at = Utc::now();
+    // The window takes a segment to hold everything written before this moment. A
+    // segment handed over late (a backlog after svcdash or the store was down) does
+    // not: the files after it, not archived yet, hold what was written meanwhile. So
+    // it is when PostgreSQL last wrote the file (`wal-push` sends it), never later
+    // than now.
+    let now = Utc::now();
+    let handed_over_at = written.and_then(DateTime::from_timestamp_millis).map_or(now, |written| written.min(now));
 
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let count = Arc::new(AtomicU64::new(0));
