@@ -11,13 +11,17 @@
 #      bench/gen-data.sql rows up to BENCH_GIB;
 #   2. a base backup (pgBackRest: backup --type=full; svcdash: a backup, which
 #      takes the base backup and then the dump: both times are printed);
-#   3. a write load of BENCH_WAL_GIB of write-ahead log (more gen-data.sql rows),
-#      timed from its start to the moment the archive caught up with it: the
-#      archive throughput in segments per second, and the lag after the load;
-#   4. a restore to a moment just after the load (pgBackRest: restore --delta
-#      --type=time --target-action=promote, then the server's start and replay
+#   3. a write load of BENCH_WAL_GIB of write-ahead log at one 16 MiB file a
+#      second (updates of random stretches of bench_events), looking each second
+#      how many complete files the archiver has not taken yet: the most it fell
+#      behind, the time it needed after the load to take every complete file, and
+#      files archived per second from the load's start;
+#   4. BENCH_ROUNDS restores of each, alternating, to a moment just after the
+#      load (pgBackRest: restore --delta --type=time --target-timeline=current
+#      --target-action=promote, then the server's start and replay
 #      until it promoted; svcdash: POST /v1/instances/:id/pitr/restore, polled
-#      until done), checked by counting the rows.
+#      until done), checked against a fingerprint of bench_events (row count and
+#      the sum of the times the load updated) taken before the target.
 # Peak RSS: pgBackRest's processes under GNU time; svcdash's server VmHWM, reset
 # before each step.
 #
@@ -27,7 +31,7 @@
 #   BENCH_GIB=0.25 BENCH_WAL_GIB=0.25 bench/pitr.sh
 #
 # Environment: SVCDASH_BIN (default target/release/svcdash), BENCH_GIB,
-# BENCH_WAL_GIB, BENCH_OUT (a copy of the report, default bench/out),
+# BENCH_WAL_GIB, BENCH_ROUNDS (restores of each, alternating, default 3), BENCH_OUT (a copy of the report, default bench/out),
 # BENCH_KEEP_TMP=1 (keep the temporary folder).
 #
 # Needs root (pgBackRest's cluster runs as the postgres account), pgbackrest (Debian
@@ -42,6 +46,7 @@ BENCH="$ROOT/bench"
 SVCDASH_BIN=${SVCDASH_BIN:-$ROOT/target/release/svcdash}
 BENCH_GIB=${BENCH_GIB:-1}
 BENCH_WAL_GIB=${BENCH_WAL_GIB:-1}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out}
 PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PATH="$PGBIN:$PATH"
@@ -66,7 +71,12 @@ cleanup() {
     [ -n "$PG_STARTED" ] && as_pg pg_ctl -D "$tmp/pgbr/data" -m immediate stop >/dev/null 2>&1
     if [ -n "$SVC_PID" ] && kill -0 "$SVC_PID" 2>/dev/null; then
         svcdash instances delete bench >/dev/null 2>&1
-        sleep 3
+        # Deleting is a job (it removes the instance's OS account too): let it finish.
+        for _ in $(seq 120); do
+            svcdash instances show bench 2>/dev/null | grep -q '^state: *provisioned' || break
+            sleep 0.5
+        done
+        sleep 2
         kill -TERM "$SVC_PID"; wait "$SVC_PID" 2>/dev/null
     fi
     if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
@@ -95,20 +105,59 @@ fill() {
     log "  database: $(mib "$size") MiB"
 }
 
-# load PSQL...: writes WAL_BYTES of write-ahead log; prints the LSN it ended at.
-load() {
-    local start lsn
-    start=$("$@" -Atqc 'SELECT pg_current_wal_lsn()')
-    while :; do
-        "$@" -q -v ON_ERROR_STOP=1 -v rows=100000 -f "$BENCH/gen-data.sql" >/dev/null
-        lsn=$("$@" -Atqc "SELECT pg_current_wal_lsn() - '$start'::pg_lsn")
-        [ "${lsn%.*}" -lt "$WAL_BYTES" ] || break
-    done
-    "$@" -Atqc 'SELECT pg_current_wal_lsn()'
+SEG=16777216
+# fingerprint PSQL...: bench_events' row count and the sum of its times, which the
+# load changes.
+fingerprint() { "$@" -Atqc 'SELECT count(*) || $$:$$ || sum(extract(epoch FROM created_at)) FROM bench_events'; }
+
+# seg_no: the number of the write-ahead log file named by the SQL expression $1.
+seg_no() { echo "('x' || substr($1, 9, 8))::bit(32)::bigint * 256 + ('x' || substr($1, 17, 8))::bit(32)::bigint"; }
+
+# behind PSQL...: how many complete write-ahead log files the archiver has not
+# taken yet (the file being written is not complete).
+behind() {
+    "$@" -Atqc "SELECT $(seg_no 'pg_walfile_name(pg_current_wal_insert_lsn())') - 1
+        - coalesce($(seg_no last_archived_wal), 0) FROM pg_stat_archiver"
 }
 
-# caught_up PSQL...: waits until the archiver archived every file before the
-# current one (after a switch); prints the number of files it archived so far.
+# paced PSQL...: writes WAL_BYTES of write-ahead log at one 16 MiB file a second
+# (updates of random stretches of bench_events, as an application changing its
+# rows), and looks each second how far the archiver is behind. Sets P_late (the
+# seconds in which the load could not write its file) and P_max_behind (files).
+paced() {
+    local n=$((WAL_BYTES / SEG)) i next b
+    P_late=0 P_max_behind=0
+    next=$(now)
+    for ((i = 0; i < n; i++)); do
+        next=$(awk -v t="$next" 'BEGIN { printf "%.3f", t + 1 }')
+        "$@" -q -v ON_ERROR_STOP=1 -c "DO \$\$ DECLARE
+                s pg_lsn := pg_current_wal_insert_lsn();
+                top bigint := (SELECT max(id) FROM bench_events);
+                lo bigint;
+            BEGIN
+                WHILE pg_current_wal_insert_lsn() - s < $SEG LOOP
+                    lo := (random() * top)::bigint;
+                    UPDATE bench_events SET created_at = created_at + interval '1 ms' WHERE id > lo AND id <= lo + 2000;
+                END LOOP;
+            END \$\$"
+        b=$(behind "$@")
+        [ "$b" -le "$P_max_behind" ] || P_max_behind=$b
+        left=$(awk -v t="$next" -v n="$(now)" 'BEGIN { printf "%.3f", t - n }')
+        case $left in -*) P_late=$((P_late + 1)) ;; *) sleep "$left" ;; esac
+    done
+}
+
+# archived PSQL...: waits until the archiver took every complete file.
+archived() {
+    for _ in $(seq 36000); do
+        [ "$(behind "$@")" -gt 0 ] || return 0
+        sleep 0.1
+    done
+    die "the archiver did not catch up within an hour"
+}
+
+# caught_up PSQL...: switches to a new file (as a superuser) and waits until the
+# archiver took the one it closed.
 caught_up() {
     local current
     current=$("$@" -Atqc "SELECT pg_walfile_name(pg_switch_wal())")
@@ -116,7 +165,25 @@ caught_up() {
         "$@" -Atqc "SELECT coalesce(last_archived_wal, '') >= '$current' FROM pg_stat_archiver" | grep -q t && break
         sleep 0.1
     done
-    "$@" -Atqc 'SELECT archived_count FROM pg_stat_archiver'
+}
+
+# write_load NAME PSQL...: the paced load and the archiver's figures, into R.
+write_load() {
+    local name=$1 a0 a1 t0 t1 t2
+    shift
+    a0=$("$@" -Atqc 'SELECT archived_count FROM pg_stat_archiver')
+    t0=$(now)
+    paced "$@"
+    t1=$(now)
+    archived "$@"
+    t2=$(now)
+    a1=$("$@" -Atqc 'SELECT archived_count FROM pg_stat_archiver')
+    R[${name}_files]=$((a1 - a0))
+    R[${name}_load]=$(secs "$t0" "$t1")
+    R[${name}_late]=$P_late
+    R[${name}_behind]=$P_max_behind
+    R[${name}_lag]=$(secs "$t1" "$t2")
+    R[${name}_rate]=$(awk -v n="$((a1 - a0))" -v s="$(secs "$t0" "$t2")" 'BEGIN { printf "%.2f", n / s }')
 }
 
 declare -A R
@@ -169,40 +236,41 @@ t0=$(now)
 R[pgbr_backup]=$(secs "$t0" "$(now)")
 R[pgbr_backup_rss]=$(( $(cat "$tmp/pgbr/backup.rss") / 1024 ))
 
-log "pgBackRest: $(mib "$WAL_BYTES") MiB of write-ahead log"
-a0=$("${PGBR_PSQL[@]}" -Atqc 'SELECT archived_count FROM pg_stat_archiver')
-t0=$(now)
-load "${PGBR_PSQL[@]}" >/dev/null
-t1=$(now)
-a1=$(caught_up "${PGBR_PSQL[@]}")
-t2=$(now)
-R[pgbr_files]=$((a1 - a0))
-R[pgbr_load]=$(secs "$t0" "$t1")
-R[pgbr_lag]=$(secs "$t1" "$t2")
-R[pgbr_rate]=$(awk -v n="${R[pgbr_files]}" -v s="$(secs "$t0" "$t2")" 'BEGIN { printf "%.1f", n / s }')
-PGBR_ROWS=$("${PGBR_PSQL[@]}" -Atqc 'SELECT count(*) FROM bench_events')
+log "pgBackRest: $(mib "$WAL_BYTES") MiB of write-ahead log, a file a second"
+write_load pgbr "${PGBR_PSQL[@]}"
+PGBR_ROWS=$(fingerprint "${PGBR_PSQL[@]}")
 sleep 1; TARGET=$(date -u +'%Y-%m-%d %H:%M:%S.%6N+00'); sleep 1
 "${PGBR_PSQL[@]}" -q -c "INSERT INTO bench_events (created_at, trace_id, span_id, payload) VALUES (now(), 'x', 'y', '{}')"
 caught_up "${PGBR_PSQL[@]}" >/dev/null
 
-log "pgBackRest: restore to $TARGET"
+PGBR_TARGET=$TARGET
 as_pg pg_ctl -D "$tmp/pgbr/data" -m fast -w stop >/dev/null
 PG_STARTED=
-t0=$(now)
-/usr/bin/time -f '%M' -o "$tmp/pgbr/restore.rss" runuser -u postgres -- "${PGBR[@]}" restore --delta \
-    --type=time "--target=$TARGET" --target-action=promote >/dev/null
-t1=$(now)
-as_pg pg_ctl -D "$tmp/pgbr/data" -l "$tmp/pgbr/log/postgres.log" -w start >/dev/null
-PG_STARTED=1
-until [ "$("${PGBR_PSQL[@]}" -Atqc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do sleep 0.1; done
-t2=$(now)
-R[pgbr_restore]=$(secs "$t0" "$t2")
-R[pgbr_restore_files]=$(secs "$t0" "$t1")
-R[pgbr_restore_rss]=$(( $(cat "$tmp/pgbr/restore.rss") / 1024 ))
-got=$("${PGBR_PSQL[@]}" -Atqc 'SELECT count(*) FROM bench_events')
-[ "$got" = "$PGBR_ROWS" ] || die "pgBackRest restored $got rows of bench_events, $PGBR_ROWS were committed before the target"
-as_pg pg_ctl -D "$tmp/pgbr/data" -m fast -w stop >/dev/null
-PG_STARTED=
+
+# pgbr_restore: one restore to PGBR_TARGET, until promoted and checked; its times
+# are added to R.
+pgbr_restore() {
+    local t0 t1 t2 got
+    log "pgBackRest: restore to $PGBR_TARGET"
+    t0=$(now)
+    /usr/bin/time -f '%M' -o "$tmp/pgbr/restore.rss" runuser -u postgres -- "${PGBR[@]}" restore --delta \
+        --type=time "--target=$PGBR_TARGET" --target-timeline=current --target-action=promote >/dev/null
+    t1=$(now)
+    as_pg pg_ctl -D "$tmp/pgbr/data" -l "$tmp/pgbr/log/postgres.log" -w start >/dev/null
+    PG_STARTED=1
+    until [ "$("${PGBR_PSQL[@]}" -Atqc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
+        as_pg pg_ctl -D "$tmp/pgbr/data" status >/dev/null || die "PostgreSQL stopped while replaying: $(tail -n 3 "$tmp/pgbr/log/postgres.log")"
+        sleep 0.1
+    done
+    t2=$(now)
+    R[pgbr_restore]+=" $(secs "$t0" "$t2")"
+    R[pgbr_restore_files]+=" $(secs "$t0" "$t1")"
+    R[pgbr_restore_rss]+=" $(( $(cat "$tmp/pgbr/restore.rss") / 1024 ))"
+    got=$(fingerprint "${PGBR_PSQL[@]}")
+    [ "$got" = "$PGBR_ROWS" ] || die "pgBackRest restored bench_events as $got, it was $PGBR_ROWS before the target"
+    as_pg pg_ctl -D "$tmp/pgbr/data" -m fast -w stop >/dev/null
+    PG_STARTED=
+}
 
 # --- svcdash ---------------------------------------------------------------------
 
@@ -268,55 +336,76 @@ print(f"{(parse(end) - parse(start)).total_seconds():.1f}" if start and end else
 EOF
 )
 
-log "svcdash: $(mib "$WAL_BYTES") MiB of write-ahead log"
+log "svcdash: $(mib "$WAL_BYTES") MiB of write-ahead log, a file a second"
 reset_peak
-a0=$("${SVC_PSQL[@]}" -Atqc 'SELECT archived_count FROM pg_stat_archiver')
-t0=$(now)
-load "${SVC_PSQL[@]}" >/dev/null
-t1=$(now)
-# The bound user may not switch files: svcdash closes them every minute at most.
-current=$("${SVC_PSQL[@]}" -Atqc 'SELECT pg_walfile_name(pg_current_wal_lsn())')
-until "${SVC_PSQL[@]}" -Atqc "SELECT coalesce(last_archived_wal, '') >= '$current' FROM pg_stat_archiver" | grep -q t; do sleep 0.1; done
-t2=$(now)
-a1=$("${SVC_PSQL[@]}" -Atqc 'SELECT archived_count FROM pg_stat_archiver')
-R[svc_files]=$((a1 - a0))
-R[svc_load]=$(secs "$t0" "$t1")
-R[svc_lag]=$(secs "$t1" "$t2")
-R[svc_rate]=$(awk -v n="${R[svc_files]}" -v s="$(secs "$t0" "$t2")" 'BEGIN { printf "%.1f", n / s }')
+write_load svc "${SVC_PSQL[@]}"
 R[svc_archive_rss]=$(peak)
-SVC_ROWS=$("${SVC_PSQL[@]}" -Atqc 'SELECT count(*) FROM bench_events')
+SVC_ROWS=$(fingerprint "${SVC_PSQL[@]}")
 sleep 1; TARGET=$(date -u +'%Y-%m-%dT%H:%M:%S.%3NZ'); sleep 1
 "${SVC_PSQL[@]}" -q -c "INSERT INTO bench_events (created_at, trace_id, span_id, payload) VALUES (now(), 'x', 'y', '{}')"
 
-log "svcdash: restore to $TARGET"
+log "svcdash: waiting for the window to reach $TARGET"
 for _ in $(seq 1200); do
     end=$(api "$BASE/v1/instances/$IID/pitr" | json 'd.get("end_time", "")')
     [[ "$end" > "$TARGET" ]] && break
     sleep 0.1
 done
-reset_peak
-t0=$(now)
-seq=$(api -X POST "$BASE/v1/instances/$IID/pitr/restore" --data "{\"target_time\": \"$TARGET\"}" | json 'd["id"]')
-wait_task "/v1/instances/$IID/restores/$seq"
-R[svc_restore]=$(secs "$t0" "$(now)")
-R[svc_restore_rss]=$(peak)
-got=$(psql "$URI" -Atqc 'SELECT count(*) FROM bench_events')
-[ "$got" = "$SVC_ROWS" ] || die "svcdash restored $got rows of bench_events, $SVC_ROWS were committed before the target"
+SVC_TARGET=$TARGET
+
+# svc_restore: one restore to SVC_TARGET through the API, until done and checked;
+# then waits for the backup svcdash queues after it, outside the time.
+svc_restore() {
+    local t0 seq got newest
+    log "svcdash: restore to $SVC_TARGET"
+    reset_peak
+    t0=$(now)
+    seq=$(api -X POST "$BASE/v1/instances/$IID/pitr/restore" --data "{\"target_time\": \"$SVC_TARGET\"}" | json 'd["id"]')
+    wait_task "/v1/instances/$IID/restores/$seq"
+    R[svc_restore]+=" $(secs "$t0" "$(now)")"
+    R[svc_restore_rss]+=" $(peak)"
+    got=$(fingerprint psql "$URI")
+    [ "$got" = "$SVC_ROWS" ] || die "svcdash restored bench_events as $got, it was $SVC_ROWS before the target"
+    newest=$(api "$BASE/v1/instances/$IID/backups" | json 'max(b["id"] for b in d)')
+    wait_task "/v1/instances/$IID/backups/$newest"
+}
+
+# --- restores, in rounds -----------------------------------------------------------
+
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    log "round $round of $BENCH_ROUNDS"
+    pgbr_restore
+    svc_restore
+done
 
 # --- report ----------------------------------------------------------------------
 
+# stats VALUES...: "median (min-max)", or the one value.
+stats() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        if (NR == 1) printf "%s", v[1]; else printf "%.1f (%s-%s)", m, v[1], v[NR] }'
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 report() {
-    echo "PITR benchmark: $(nproc) cores, database $BENCH_GIB GiB, write load $BENCH_WAL_GIB GiB of WAL, $(date -u +%F)"
+    local -a pr sr
+    read -ra pr <<<"${R[pgbr_restore]}"
+    read -ra sr <<<"${R[svc_restore]}"
+    echo "PITR benchmark: $(nproc) cores, database $BENCH_GIB GiB, write load $BENCH_WAL_GIB GiB of WAL, $BENCH_ROUNDS restore rounds, $(date -u +%F)"
     echo
-    echo "| | pgBackRest 2.x (zst 1, aes-256-cbc) | svcdash (zstd, age) |"
+    echo "| | pgBackRest $(pgbackrest version | awk '{ print $2 }') (zst 1, aes-256-cbc) | svcdash (zstd, age) |"
     echo "|---|---|---|"
     echo "| base backup | ${R[pgbr_backup]} s, ${R[pgbr_backup_rss]} MiB | ${R[svc_backup]} s (the whole job with its dump: ${R[svc_backup_job]} s), ${R[svc_backup_rss]} MiB |"
-    echo "| write load (WAL written) | ${R[pgbr_load]} s | ${R[svc_load]} s |"
-    echo "| archive caught up after the load | ${R[pgbr_lag]} s | ${R[svc_lag]} s |"
+    echo "| write load: $((WAL_BYTES / SEG)) files, one a second | ${R[pgbr_load]} s (${R[pgbr_late]} s late) | ${R[svc_load]} s (${R[svc_late]} s late) |"
+    echo "| archiver: most files behind during the load | ${R[pgbr_behind]} | ${R[svc_behind]} |"
+    echo "| archiver: every complete file taken, after the load | ${R[pgbr_lag]} s | ${R[svc_lag]} s |"
     echo "| files archived, per second from the load's start | ${R[pgbr_files]}, ${R[pgbr_rate]}/s | ${R[svc_files]}, ${R[svc_rate]}/s (server peak ${R[svc_archive_rss]} MiB) |"
-    echo "| restore to the end of the load, until promoted | ${R[pgbr_restore]} s (files: ${R[pgbr_restore_files]} s), ${R[pgbr_restore_rss]} MiB | ${R[svc_restore]} s (the whole job: checks, switch, restart), ${R[svc_restore_rss]} MiB |"
+    echo "| restore to the end of the load, until promoted: median (min-max) | $(stats "${pr[@]}") s (files: $(stats ${R[pgbr_restore_files]}) s), $(stats ${R[pgbr_restore_rss]}) MiB | $(stats "${sr[@]}") s (the whole job: checks, switch, restart), $(stats ${R[svc_restore_rss]}) MiB |"
     echo
-    echo "svcdash/pgBackRest restore: $(awk -v a="${R[svc_restore]}" -v b="${R[pgbr_restore]}" 'BEGIN { printf "%.2f", a / b }') (target <= 1.00)"
+    echo "restore times, in order: pgBackRest ${pr[*]}; svcdash ${sr[*]}"
+    local ratios=() i
+    for i in "${!pr[@]}"; do ratios+=("$(awk -v a="${sr[$i]}" -v b="${pr[$i]}" 'BEGIN { printf "%.2f", a / b }')"); done
+    echo "svcdash/pgBackRest restore, by round: ${ratios[*]}; median $(median "${ratios[@]}") (target <= 1.00 in every round)"
 }
 mkdir -p "$BENCH_OUT"
 report | tee "$BENCH_OUT/pitr-$(date -u +%Y%m%dT%H%M%SZ).md"

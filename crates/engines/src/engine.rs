@@ -92,6 +92,10 @@ pub struct RecoveryTarget {
 #[async_trait]
 pub trait NodeControl: Send + Sync {
     async fn stop(&self) -> anyhow::Result<()>;
+    /// Stops the node whose data folder is about to be replaced: nothing it holds
+    /// needs writing out first. Started on that data again, the server recovers
+    /// as after a crash.
+    async fn stop_discarding(&self) -> anyhow::Result<()>;
     async fn start(&self, mode: StartMode) -> anyhow::Result<()>;
 }
 
@@ -138,6 +142,10 @@ pub trait Engine: Send + Sync + 'static {
     /// How the server is asked to stop cleanly.
     fn stop_signal(&self) -> Signal {
         Signal::SIGTERM
+    }
+    /// How the server is stopped when its data is about to be replaced.
+    fn discard_signal(&self) -> Signal {
+        self.stop_signal()
     }
     /// The pid file the server writes (in a folder it owns: read it without trust).
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf;

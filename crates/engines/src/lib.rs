@@ -15,6 +15,7 @@ mod process;
 mod rabbitmq;
 mod redis;
 mod registry;
+mod swap;
 mod tools;
 
 pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener, WalSocket};

@@ -44,6 +44,14 @@ struct Running {
 }
 
 impl LocalDeployer {
+    async fn stop_node_discarding(&self, spec: &NodeSpec) {
+        let node = self.running.lock().await.remove(&(spec.local_name.clone(), spec.index));
+        if let Some(node) = node {
+            process::signal(node.pid, node.engine.discard_signal());
+            wait_or_kill(node).await;
+        }
+    }
+
     /// Instances live under `root`. When svcdash runs as root every instance gets an
     /// account of its own; otherwise engines run as svcdash's own user and are not
     /// isolated from svcdash or from each other ([`Deployer::isolated`] says which).
@@ -465,6 +473,11 @@ struct Control<'a> {
 impl NodeControl for Control<'_> {
     async fn stop(&self) -> anyhow::Result<()> {
         self.deployer.stop(self.spec).await
+    }
+
+    async fn stop_discarding(&self) -> anyhow::Result<()> {
+        self.deployer.stop_node_discarding(self.spec).await;
+        Ok(())
     }
 
     async fn start(&self, mode: StartMode) -> anyhow::Result<()> {

@@ -56,11 +56,6 @@ fn staging_dir(layout: &NodeLayout) -> PathBuf {
     layout.persistent().join("restore")
 }
 
-/// Where the live data goes while a restored copy is switched in.
-fn replaced_dir(layout: &NodeLayout) -> PathBuf {
-    layout.persistent().join("replaced")
-}
-
 /// The OS user name the node's processes run as, which `unix_socket` maps to the
 /// database user of the same name.
 fn os_user(node: &Node<'_>) -> anyhow::Result<String> {
@@ -444,26 +439,9 @@ impl StagedRestore for Restore {
         init.push("FLUSH PRIVILEGES;".to_owned());
         write_init_file(node, &init)?;
 
-        control.stop().await?;
-        let (data, replaced) = (layout.data_dir(), replaced_dir(layout));
-        files::remove_tree(&replaced)?;
-        // Renames inside `persistent`, which svcdash owns: no link is followed.
-        std::fs::rename(&data, &replaced).context("moving the live data aside")?;
-        std::fs::rename(&staging, &data).context("moving the restored data in place")?;
-        let started = control.start(StartMode::AfterRestore).await;
+        let swapped = crate::swap::swap_in(layout, control, &staging).await;
         let _ = files::remove_tree(&init_file(layout));
-        if let Err(e) = started {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "MariaDB did not start on the restored data; putting the old data back"
-            );
-            control.stop().await?;
-            files::remove_tree(&data)?;
-            std::fs::rename(&replaced, &data).context("putting the old data back")?;
-            control.start(StartMode::Normal).await?;
-            return Err(e.context("the server did not start on the restored data; the instance has its old data"));
-        }
-        files::remove_tree(&replaced)?;
+        swapped?;
         // The backup's objects may be defined by users the live server does not have.
         let mut conn = connect(node.spec).await?;
         adopt_orphans_or_warn(&mut conn).await;

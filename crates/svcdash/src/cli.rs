@@ -241,6 +241,17 @@ async fn engines(state: AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The subcommands PostgreSQL runs for every write-ahead log file, as an instance's
+/// account, with no configuration or data folder: plain blocking I/O, started and
+/// done in milliseconds. `None` for the others.
+pub fn run_file_transfer(args: &Args) -> Option<anyhow::Result<()>> {
+    match &args.command {
+        Command::WalPush { socket, file, name } => Some(crate::wal_push::run(socket, file, name)),
+        Command::WalFetch { socket, name, file } => Some(crate::wal_fetch::run(socket, name, file)),
+        _ => None,
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let overrides = match &args.command {
         Command::Serve { listen, public_url } => Overrides { listen: *listen, public_url: public_url.clone() },
@@ -251,9 +262,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             print!("{}", server::config::EXAMPLE);
             return Ok(());
         }
-        // Run by PostgreSQL as an instance's account: no configuration, no data folder.
-        Command::WalPush { socket, file, name } => return crate::wal_push::run(socket, file, name).await,
-        Command::WalFetch { socket, name, file } => return crate::wal_fetch::run(socket, name, file).await,
+        Command::WalPush { .. } | Command::WalFetch { .. } => {
+            anyhow::bail!("wal-push and wal-fetch run without the async runtime")
+        }
         _ => {}
     }
     let config = Config::load(args.config.as_deref(), overrides)?;

@@ -3,34 +3,36 @@
 //! for one archived write-ahead log file and writes its plain bytes to FILE. Exits
 //! 0 with the whole file written, and with an error otherwise (PostgreSQL takes a
 //! failure as "not archived", and a partial file is removed).
+//!
+//! Plain blocking I/O in large writes: replay waits for this on every file.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
-/// The longest a fetch may take: the server reads a segment from the backup store.
+/// The longest svcdash may stay silent: it reads a segment from the backup store.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-pub async fn run(socket: &Path, name: &str, file: &Path) -> anyhow::Result<()> {
-    let fetched = tokio::time::timeout(TIMEOUT, fetch(socket, name, file)).await;
-    let result =
-        fetched.unwrap_or_else(|_| Err(anyhow::anyhow!("svcdash did not answer within {} s", TIMEOUT.as_secs())));
+pub fn run(socket: &Path, name: &str, file: &Path) -> anyhow::Result<()> {
+    let result = fetch(socket, name, file);
     if result.is_err() {
-        let _ = tokio::fs::remove_file(file).await;
+        let _ = std::fs::remove_file(file);
     }
     result
 }
 
-async fn fetch(socket: &Path, name: &str, file: &Path) -> anyhow::Result<()> {
+fn fetch(socket: &Path, name: &str, file: &Path) -> anyhow::Result<()> {
     let mut stream =
-        UnixStream::connect(socket).await.with_context(|| format!("connecting to svcdash at {}", socket.display()))?;
-    stream.write_all(format!("FETCH {name}\n").as_bytes()).await?;
-    let mut reader = BufReader::new(stream);
+        UnixStream::connect(socket).with_context(|| format!("connecting to svcdash at {}", socket.display()))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.write_all(format!("FETCH {name}\n").as_bytes())?;
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut header = String::new();
-    (&mut reader).take(4096).read_line(&mut header).await?;
+    (&mut reader).take(4096).read_line(&mut header).context("waiting for svcdash's answer")?;
     let header = header.strip_suffix('\n').context("svcdash gave no answer")?;
     let size: u64 = match header.split_once(' ') {
         Some(("OK", size)) => size.parse().context("svcdash gave a malformed size")?,
@@ -38,11 +40,19 @@ async fn fetch(socket: &Path, name: &str, file: &Path) -> anyhow::Result<()> {
         Some(("ERR", why)) => bail!("svcdash could not fetch {name}: {why}"),
         _ => bail!("svcdash gave a malformed answer"),
     };
-    let mut out = tokio::fs::File::create(file).await.with_context(|| format!("creating {}", file.display()))?;
-    let copied = tokio::io::copy(&mut (&mut reader).take(size), &mut out).await?;
-    if copied != size {
-        bail!("{name} ended after {copied} of {size} bytes");
+    let mut out = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+    // Written as it arrives, in the reader's large chunks (`std::io::copy` would
+    // write 8 KiB at a time).
+    let mut left = size;
+    while left > 0 {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            bail!("{name} ended after {} of {size} bytes", size - left);
+        }
+        let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        out.write_all(&chunk[..n])?;
+        reader.consume(n);
+        left -= n as u64;
     }
-    out.flush().await?;
     Ok(())
 }

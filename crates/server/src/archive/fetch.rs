@@ -5,7 +5,8 @@
 //! of a timeline after the newest), or `ERR <why>\n`.
 //!
 //! Replay waits on every file it asks for, so the segments after the one asked for
-//! are read, checked and decrypted ahead, a few at a time, while it replays.
+//! are read, checked and decrypted ahead, a few at a time, while it replays; the
+//! first ones while the base backup is still unpacking.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,9 +34,14 @@ struct Ahead {
     files: HashMap<String, Fetched>,
 }
 
-/// Answers fetches on `listener` until the task is aborted.
-pub async fn serve(state: AppState, instance: Instance, listener: WalListener) {
+/// Answers fetches on `listener` until the task is aborted. `first` is the file
+/// replay starts with (the base backup's first): it and those after it are read
+/// at once.
+pub async fn serve(state: AppState, instance: Instance, listener: WalListener, first: &str) {
     let ahead = Arc::new(Mutex::new(Ahead::default()));
+    if let Err(e) = read_ahead(&state, &instance, &mut *ahead.lock().await, first, 0).await {
+        tracing::warn!(instance = %instance.guid, error = format!("{e:#}"), "could not read the first archived files ahead");
+    }
     loop {
         match listener.listener.accept().await {
             Ok((stream, _)) => {
@@ -58,6 +64,7 @@ async fn handle(
     ahead: &Mutex<Ahead>,
     stream: UnixStream,
 ) {
+    let started = std::time::Instant::now();
     let peer = stream.peer_cred().map(|c| c.uid()).ok();
     let (read, mut write) = stream.into_split();
     let answer = async {
@@ -95,6 +102,7 @@ async fn handle(
     if let Err(e) = result {
         tracing::warn!(instance = %instance.guid, error = %e, "could not answer a write-ahead log fetch");
     }
+    tracing::debug!(instance = %instance.guid, ms = started.elapsed().as_millis(), "write-ahead log fetch answered");
     let _ = write.shutdown().await;
 }
 
@@ -109,26 +117,7 @@ async fn fetch(
     let pending = {
         let mut ahead = ahead.lock().await;
         let pending = ahead.files.remove(name);
-        if let Some(segment) = state.store.wal_segment(instance.id, name).await?
-            && let Some((timeline, number)) = names::segment_number(name, segment.plain_size as u64)
-        {
-            // What replay asks for next; anything else fetched ahead is not.
-            let next: Vec<String> =
-                (1..=AHEAD).map(|i| names::segment_name(timeline, number + i, segment.plain_size as u64)).collect();
-            ahead.files.retain(|file, task| {
-                let keep = next.contains(file);
-                if !keep {
-                    task.abort();
-                }
-                keep
-            });
-            for file in next {
-                if let std::collections::hash_map::Entry::Vacant(slot) = ahead.files.entry(file) {
-                    let (state, instance, wanted) = (state.clone(), instance.clone(), slot.key().clone());
-                    slot.insert(tokio::spawn(async move { read(&state, &instance, &wanted).await }));
-                }
-            }
-        }
+        read_ahead(state, instance, &mut ahead, name, 1).await?;
         pending
     };
     match pending {
@@ -137,9 +126,39 @@ async fn fetch(
     }
 }
 
+/// Starts reading the segments `from` + `skip` ..= `from` + `AHEAD` of `from`'s
+/// timeline (what replay asks for next), and stops reading any other.
+async fn read_ahead(
+    state: &AppState,
+    instance: &Instance,
+    ahead: &mut Ahead,
+    from: &str,
+    skip: u64,
+) -> anyhow::Result<()> {
+    let Some(segment) = state.store.wal_segment(instance.id, from).await? else { return Ok(()) };
+    let size = segment.plain_size as u64;
+    let Some((timeline, number)) = names::segment_number(from, size) else { return Ok(()) };
+    let next: Vec<String> = (skip..=AHEAD).map(|i| names::segment_name(timeline, number + i, size)).collect();
+    ahead.files.retain(|file, task| {
+        let keep = next.contains(file);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for file in next {
+        if let std::collections::hash_map::Entry::Vacant(slot) = ahead.files.entry(file) {
+            let (state, instance, wanted) = (state.clone(), instance.clone(), slot.key().clone());
+            slot.insert(tokio::spawn(async move { read(&state, &instance, &wanted).await }));
+        }
+    }
+    Ok(())
+}
+
 /// Reads one archived file back: authenticated, decrypted and checked against the
 /// sha256 recorded when it was archived.
 async fn read(state: &AppState, instance: &Instance, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let started = std::time::Instant::now();
     let Some(segment) = state.store.wal_segment(instance.id, name).await? else {
         return Ok(None);
     };
@@ -157,5 +176,6 @@ async fn read(state: &AppState, instance: &Instance, name: &str) -> anyhow::Resu
     // The object's hash was checked; the plain bytes are checked against the hand-over.
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain));
     anyhow::ensure!(sha == segment.plain_sha256, "archived {name} does not match what PostgreSQL handed over");
+    tracing::debug!(file = name, ms = started.elapsed().as_millis(), "archived write-ahead log file read");
     Ok(Some(plain))
 }

@@ -109,6 +109,7 @@ async fn replay_into(
         },
         None => tracing::warn!(instance = %source.guid, "the instance restored from has no node"),
     }
+    tracing::debug!("the archive holds everything written so far");
     // The window may have changed since the restore was asked for (retention, say).
     let window = state.pitr_window(source).await.map_err(|e| anyhow::anyhow!(e.description()))?;
     let plan = window.plan(target).map_err(anyhow::Error::msg)?;
@@ -116,7 +117,10 @@ async fn replay_into(
     let key = state.key_by_id(base.key_id).await?;
 
     let listener = state.deployer.listen_for_wal(spec, WalSocket::Fetch).await?;
-    let server = tokio::spawn(crate::archive::fetch::serve(state.clone(), source.clone(), listener));
+    let server = {
+        let (state, source, first) = (state.clone(), source.clone(), base.start_wal.clone());
+        tokio::spawn(async move { crate::archive::fetch::serve(state, source, listener, &first).await })
+    };
     let recovery = RecoveryTarget {
         time: target,
         timeline: plan.timeline,
@@ -140,6 +144,7 @@ async fn replay_into(
     .await;
     server.abort();
     result?;
+    tracing::debug!("the node runs on the restored data");
     // Closing the first file of the new timeline at once puts it in the archive.
     if spec.archive.is_some()
         && let Err(e) = state.deployer.seal_wal(spec).await
