@@ -73,7 +73,8 @@ cleanup() {
         svcdash instances delete bench >/dev/null 2>&1
         # Deleting is a job (it removes the instance's OS account too): let it finish.
         for _ in $(seq 120); do
-            svcdash instances show bench 2>/dev/null | grep -q '^state: *provisioned' || break
+            shown=$(svcdash instances show bench 2>/dev/null) || break
+            grep -qE '^state: *(deleted|failed)' <<<"$shown" && break
             sleep 0.5
         done
         sleep 2
