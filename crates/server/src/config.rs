@@ -129,6 +129,10 @@ pub struct BackupsConfig {
     /// Instances that archive their write-ahead log hand over a partly filled
     /// segment after this many seconds: the most a point-in-time recovery can miss.
     pub wal_archive_timeout_secs: u32,
+    /// A base backup that sends nothing for this long fails: `pg_basebackup` waits
+    /// silently until the log it needs is archived, forever while archiving is
+    /// stuck, and the instance's later jobs (restores too) would wait behind it.
+    pub base_backup_idle_timeout_secs: u64,
     /// The svcdash program PostgreSQL runs to hand over write-ahead log files; the
     /// running one by default.
     pub wal_push_program: Option<PathBuf>,
@@ -152,6 +156,7 @@ impl Default for BackupsConfig {
             schedule: "30 1 * * *".into(),
             schedule_spread_secs: 3600,
             wal_archive_timeout_secs: 60,
+            base_backup_idle_timeout_secs: 600,
             wal_push_program: None,
         }
     }
@@ -175,6 +180,7 @@ impl std::fmt::Debug for BackupsConfig {
             .field("schedule", &self.schedule)
             .field("schedule_spread_secs", &self.schedule_spread_secs)
             .field("wal_archive_timeout_secs", &self.wal_archive_timeout_secs)
+            .field("base_backup_idle_timeout_secs", &self.base_backup_idle_timeout_secs)
             .field("wal_push_program", &self.wal_push_program)
             .finish()
     }

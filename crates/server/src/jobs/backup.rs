@@ -1,6 +1,8 @@
 //! The backup job: the engine's dump, streamed through the pipeline into the store;
 //! for an instance archiving its write-ahead log, a base backup before it.
 
+use std::io::ErrorKind;
+
 use anyhow::Context;
 use chrono::Utc;
 use engines::NodeSpec;
@@ -75,16 +77,28 @@ async fn base_backup(
     let recipient = state.key_by_id(key.id).await?.recipient();
     let base = state.deployer.base_backup(spec).await?;
     let object_key = crate::pitr::base_backup_key(instance, backup);
+    let idle = std::time::Duration::from_secs(state.config.backups.base_backup_idle_timeout_secs.max(1));
+    let reader = super::idle_timeout::IdleTimeout::new(base.stream.reader, idle, "pg_basebackup");
     let stored = backup::upload(
         &state.storage,
         &object_key,
-        base.stream.reader,
+        Box::new(reader),
         base.stream.done,
         recipient,
         &state.config.backups.pipeline(),
     )
     .await
-    .context("taking the base backup")?;
+    .map_err(|e| {
+        let silent =
+            e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::TimedOut));
+        match silent {
+            true => e.context(
+                "taking the base backup: it waits until the write-ahead log it needs is archived, and archiving is \
+                 behind (the instance's continuous_archiving says why)",
+            ),
+            false => e.context("taking the base backup"),
+        }
+    })?;
     // Moments from here on are reachable from it (rounded up to the API's precision).
     let finished_at = crate::pitr::ceil_millis(Utc::now());
     let end = state.deployer.wal_position(spec).await?;

@@ -2,6 +2,7 @@
 //! time) and run them. Every job records why it failed.
 
 mod backup;
+mod idle_timeout;
 mod lifecycle;
 mod provision;
 pub(crate) mod restore;

@@ -700,3 +700,45 @@ async fn svcdash_stops_while_a_base_backup_runs() {
     let stopped = tokio::time::timeout(Duration::from_secs(120), app.stop()).await;
     assert!(stopped.is_ok(), "svcdash did not stop while a base backup ran");
 }
+
+/// A base backup waits until the log it needs is archived. While the store refuses
+/// the log, it fails after the idle limit, saying why, instead of holding the
+/// instance's job queue forever; once the store is back, backups work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base_backup_waiting_for_stuck_archiving_fails_instead_of_waiting_forever() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let mut config = config(&data);
+    config.backups.wal_archive_timeout_secs = 2;
+    config.backups.base_backup_idle_timeout_secs = 5;
+    let mut app = TestApp::start_in(&data, config).await;
+    app.keep_dir(dir);
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let first = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+    archive_now(&app, &id).await;
+
+    // Every upload into the timeline's folder fails, as against a store that is down
+    // for the log only.
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let timeline = app.data.join("backups").join(&instance.backup_guid).join("wal").join("00000001");
+    let aside = timeline.with_extension("aside");
+    std::fs::rename(&timeline, &aside).unwrap();
+    std::fs::write(&timeline, b"the store is down").unwrap();
+
+    let stuck = app.create_backup(&id).await;
+    let started = std::time::Instant::now();
+    let finished = app.wait_finished(&format!("/v1/instances/{id}/backups/{stuck}")).await;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert!(started.elapsed() < Duration::from_secs(90), "it took {:?}", started.elapsed());
+    let stored = app.state().store.backup_by_seq(instance.id, stuck).await.unwrap();
+    let error = stored.job.error.unwrap_or_default();
+    assert!(error.contains("pg_basebackup sent nothing for 5 s"), "{error}");
+    assert!(error.contains("archiving is behind"), "{error}");
+
+    std::fs::remove_file(&timeline).unwrap();
+    std::fs::rename(&aside, &timeline).unwrap();
+    let again = app.create_backup(&id).await;
+    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{again}")).await["status"], "done");
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}
