@@ -93,6 +93,27 @@ fn cli(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// User `ops` of tenant `org-a`, and an API token of theirs.
+fn operator_token(data: &Path) -> String {
+    cli(data, &["users", "create", "ops"]);
+    cli(data, &["users", "grant", "ops", "--tenant", "org-a"]);
+    cli(data, &["token", "--user", "ops"]).trim().to_owned()
+}
+
+/// Instance `db1` (PostgreSQL, single-small, org-a, with `flags`), made through the
+/// command line of a running svcdash: its id and what `instances show` says.
+fn create_postgresql(data: &Path, flags: &[&str]) -> (String, String) {
+    let mut args = vec!["instances", "create", "--service", "postgresql", "--plan", "single-small"];
+    args.extend(["--tenant", "org-a"]);
+    args.extend(flags);
+    args.extend(["--wait", "db1"]);
+    let created = cli(data, &args);
+    assert!(created.contains("state: provisioned"), "{created}");
+    let show = cli(data, &["instances", "show", "db1"]);
+    let id = show.lines().find_map(|l| l.strip_prefix("id:")).unwrap().trim().to_owned();
+    (id, show)
+}
+
 async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> {
     let res = client.get(url).header("Authorization", token).send().await.ok()?;
     (res.status() == StatusCode::OK).then(|| res.json()).map(|f| async { f.await.ok() })?.await
@@ -107,30 +128,11 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
 
-    cli(data, &["users", "create", "ops"]);
-    cli(data, &["users", "grant", "ops", "--tenant", "org-a"]);
-    let token = cli(data, &["token", "--user", "ops"]).trim().to_owned();
+    let token = operator_token(data);
     assert!(token.starts_with("bearer sd_"), "{token}");
     let slow = [("SVCDASH_BACKUPS__ZSTD_LEVEL", "19"), ("SVCDASH_BACKUPS__ZSTD_WORKERS", "0")];
     let mut first = Svcdash::start(data, port, &slow);
-    let created = cli(
-        data,
-        &[
-            "instances",
-            "create",
-            "--service",
-            "postgresql",
-            "--plan",
-            "single-small",
-            "--tenant",
-            "org-a",
-            "--wait",
-            "db1",
-        ],
-    );
-    assert!(created.contains("state: provisioned"), "{created}");
-    let show = cli(data, &["instances", "show", "db1"]);
-    let id = show.lines().find_map(|l| l.strip_prefix("id:")).unwrap().trim().to_owned();
+    let (id, show) = create_postgresql(data, &[]);
     assert!(show.contains(&format!("dashboard:  http://127.0.0.1:8080/service-instances/{id}")), "{show}");
 
     let (status, creds) = {
@@ -206,33 +208,13 @@ async fn svcdash_killed_while_archiving_loses_no_write_ahead_log() {
     let port = engines::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    cli(data, &["users", "create", "ops"]);
-    cli(data, &["users", "grant", "ops", "--tenant", "org-a"]);
-    let token = cli(data, &["token", "--user", "ops"]).trim().to_owned();
+    let token = operator_token(data);
     // Files closed every second keep hand-overs coming; the slow compression makes
     // each take seconds, so that one is under way when svcdash is killed.
     let often = ("SVCDASH_BACKUPS__WAL_ARCHIVE_TIMEOUT_SECS", "1");
     let slow = [often, ("SVCDASH_BACKUPS__ZSTD_LEVEL", "19"), ("SVCDASH_BACKUPS__ZSTD_WORKERS", "0")];
     let mut first = Svcdash::start(data, port, &slow);
-    let created = cli(
-        data,
-        &[
-            "instances",
-            "create",
-            "--service",
-            "postgresql",
-            "--plan",
-            "single-small",
-            "--tenant",
-            "org-a",
-            "--continuous-archiving",
-            "--wait",
-            "db1",
-        ],
-    );
-    assert!(created.contains("state: provisioned"), "{created}");
-    let show = cli(data, &["instances", "show", "db1"]);
-    let id = show.lines().find_map(|l| l.strip_prefix("id:")).unwrap().trim().to_owned();
+    let (id, _) = create_postgresql(data, &["--continuous-archiving"]);
     let res = client
         .put(format!("{base}/v2/service_instances/{id}/service_bindings/b1"))
         .basic_auth(BROKER_USER, Some(BROKER_PASSWORD))
