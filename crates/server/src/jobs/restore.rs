@@ -104,12 +104,14 @@ async fn replay_into(
     let source_spec = state.node_specs(source).await?.into_iter().next();
     match source_spec {
         Some(source_spec) => match state.deployer.seal_wal(&source_spec).await {
-            Ok(file) => wait_for_segment(state, source, &file).await?,
+            Ok(file) => {
+                wait_for_segment(state, source, &file).await?;
+                tracing::debug!("the archive holds everything written so far");
+            }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "could not close the current write-ahead log file"),
         },
         None => tracing::warn!(instance = %source.guid, "the instance restored from has no node"),
     }
-    tracing::debug!("the archive holds everything written so far");
     // The window may have changed since the restore was asked for (retention, say).
     let window = state.pitr_window(source).await.map_err(|e| anyhow::anyhow!(e.description()))?;
     let plan = window.plan(target).map_err(anyhow::Error::msg)?;

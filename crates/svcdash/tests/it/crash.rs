@@ -114,6 +114,26 @@ fn create_postgresql(data: &Path, flags: &[&str]) -> (String, String) {
     (id, show)
 }
 
+/// Asks for backup `seq` of the instance and waits until it finished (done or failed).
+async fn backup_and_wait(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    token: &str,
+    seq: i64,
+    timeout: Duration,
+) -> Value {
+    let res =
+        client.post(format!("{base}/v1/instances/{id}/backups")).header("Authorization", token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let url = format!("{base}/v1/instances/{id}/backups/{seq}");
+    wait_for(&format!("backup {seq}"), timeout, &mut || {
+        let url = &url;
+        async move { get(client, url, token).await.filter(|b| b["status"] != "queued" && b["status"] != "running") }
+    })
+    .await
+}
+
 async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> {
     let res = client.get(url).header("Authorization", token).send().await.ok()?;
     (res.status() == StatusCode::OK).then(|| res.json()).map(|f| async { f.await.ok() })?.await
@@ -183,15 +203,7 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
     assert_eq!(objects, 0, "an interrupted backup left an object");
 
     // The engine the killed svcdash left behind was taken over: backups work again.
-    let res =
-        client.post(format!("{base}/v1/instances/{id}/backups")).header("Authorization", &token).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let url = format!("{base}/v1/instances/{id}/backups/2");
-    let done = wait_for("second backup", Duration::from_secs(120), &mut || {
-        let (client, url, token) = (&client, &url, &token);
-        async move { get(client, url, token).await.filter(|b| b["status"] != "queued" && b["status"] != "running") }
-    })
-    .await;
+    let done = backup_and_wait(&client, &base, &id, &token, 2, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "done", "{done}");
 }
 
@@ -229,15 +241,7 @@ async fn svcdash_killed_while_archiving_loses_no_write_ahead_log() {
     bounded("CREATE TABLE", sqlx::raw_sql("CREATE TABLE big (id int PRIMARY KEY, body text)").execute(&mut conn))
         .await
         .unwrap();
-    let res =
-        client.post(format!("{base}/v1/instances/{id}/backups")).header("Authorization", &token).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let url = format!("{base}/v1/instances/{id}/backups/1");
-    let done = wait_for("the base backup", Duration::from_secs(180), &mut || {
-        let (client, url, token) = (&client, &url, &token);
-        async move { get(client, url, token).await.filter(|b| b["status"] != "queued" && b["status"] != "running") }
-    })
-    .await;
+    let done = backup_and_wait(&client, &base, &id, &token, 1, Duration::from_secs(180)).await;
     assert_eq!(done["status"], "done", "{done}");
 
     // About 8 MiB of log per batch: files fill faster than svcdash stores them.
