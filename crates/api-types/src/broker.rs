@@ -42,6 +42,18 @@ pub struct Plan {
     pub bindable: bool,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+    /// The release instances of the plan are made with, for platforms that offer
+    /// upgrades (`cf update-service --upgrade`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_info: Option<MaintenanceInfo>,
+}
+
+/// OSB `maintenance_info`: a release as a semantic version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceInfo {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// `PUT /v2/service_instances/:instance_id`.
@@ -57,6 +69,27 @@ pub struct ProvisionRequest {
     pub space_guid: Option<String>,
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
+    /// The release the platform expects; it must be the catalog's.
+    #[serde(default)]
+    pub maintenance_info: Option<MaintenanceInfo>,
+}
+
+/// `PATCH /v2/service_instances/:instance_id`: a plan change (or nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    pub service_id: String,
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub previous_values: Option<Map<String, Value>>,
+    /// The release the platform asks the instance to run: an upgrade when it is
+    /// the catalog's and the instance runs an older one.
+    #[serde(default)]
+    pub maintenance_info: Option<MaintenanceInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

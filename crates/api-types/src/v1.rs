@@ -124,6 +124,27 @@ pub struct Instance {
     /// addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuous_archiving: Option<ArchivingStatus>,
+    /// A cluster's nodes: which one takes writes now, since when, and which the
+    /// parachute holds (svcdash's addition; absent for a single node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<InstanceNode>,
+}
+
+/// A node of a cluster instance, as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceNode {
+    pub index: i64,
+    /// As the engine names it (Redis: `master`, `replica`), or `unknown` while
+    /// the node does not answer.
+    pub role: String,
+    /// Since when the node is seen in that role.
+    #[serde(with = "crate::timestamp::option")]
+    pub role_since: Option<DateTime<Utc>>,
+    pub port: u16,
+    /// While the parachute holds the node's engine stopped: the disk that
+    /// reached its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parachute_disk: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use crate::{
-    AppCredentials, BackupStream, BaseBackupStream, NodeSpec, RecoveryTarget, RestoreSink, StagedRestore, WalPosition,
+    AppCredentials, BackupStream, BaseBackupStream, NodeSpec, RecoveryTarget, Replication, RestoreSink, Role,
+    StagedRestore, WalPosition,
 };
 
 /// The two sockets of an archiving node: where it hands its write-ahead log over,
@@ -33,7 +34,23 @@ pub trait Deployer: Send + Sync {
     async fn stop(&self, spec: &NodeSpec) -> anyhow::Result<()>;
     /// Stops every node of an instance and removes everything it had on its hosts.
     async fn destroy(&self, local_name: &str, nodes: &[NodeSpec]) -> anyhow::Result<()>;
-    /// Whether node `index` of an instance runs; needs no credentials.
+    /// The node's role now, asked of the node.
+    async fn role(&self, spec: &NodeSpec) -> anyhow::Result<Role>;
+    /// The node's replication figures (lag), for metrics.
+    async fn replication(&self, spec: &NodeSpec) -> anyhow::Result<Option<Replication>>;
+    /// Whether a replica follows its primary now.
+    async fn in_sync(&self, spec: &NodeSpec) -> anyhow::Result<bool>;
+    /// Hands the primary role of `spec` to another node, and returns once one has it.
+    async fn switchover(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Stops what would fail a cluster over (its nodes' companions), until
+    /// [`release_failover`](Self::release_failover): a restore replacing the
+    /// primary's data must not see a replica promoted meanwhile.
+    async fn hold_failover(&self, nodes: &[NodeSpec]);
+    /// Starts the companions [`hold_failover`](Self::hold_failover) stopped, on the
+    /// nodes that run.
+    async fn release_failover(&self, nodes: &[NodeSpec]) -> anyhow::Result<()>;
+    /// Whether node `index` of an instance runs (with its companions); needs no
+    /// credentials.
     async fn is_running(&self, local_name: &str, index: i64) -> bool;
     /// Stops node `index` of an instance if it runs; needs no credentials.
     async fn stop_node(&self, local_name: &str, index: i64);

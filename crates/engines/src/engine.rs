@@ -38,6 +38,50 @@ impl Node<'_> {
     }
 }
 
+/// What a node is in its cluster, as the engine (or its failover tool) says. svcdash
+/// observes roles and never decides them, except for the first start of a new
+/// cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes (PostgreSQL's primary, Redis's master).
+    Primary,
+    /// Follows a primary and serves reads.
+    Replica,
+}
+
+/// How far a node of a cluster is behind: for a replica, its primary's write
+/// position minus its own, and the seconds since it last heard from it; for a
+/// primary, the most any of its replicas is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub role: Role,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<u64>,
+}
+
+/// How a clustering engine's restores are done and listed, as the reference's
+/// table has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// Restored once, on the primary; the other nodes follow it (one restore row).
+    MasterOnly,
+    /// Restored on every node (one restore row per node).
+    MultiNode,
+}
+
+/// A process that runs beside a cluster node's server, supervised with it (Redis's
+/// Sentinel). Companions watch the cluster and may change its roles, so they are
+/// what [`crate::Deployer::hold_failover`] stops.
+pub struct Companion {
+    /// Its log file's name and the name logs give it.
+    pub name: &'static str,
+    pub command: Command,
+    /// The port it listens on, and the pid file it writes: to stop one left
+    /// running by an earlier svcdash.
+    pub port: u16,
+    pub pid_file: PathBuf,
+}
+
 /// Why an engine is being started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {
@@ -137,6 +181,52 @@ pub trait Engine: Send + Sync + 'static {
     fn ports(&self) -> &'static [&'static str] {
         &["client"]
     }
+    /// Ports a node of a cluster listens on besides [`Self::ports`] (its failover
+    /// tool's), after them in [`NodeSpec::extra_ports`](crate::NodeSpec).
+    fn cluster_ports(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// How the engine's clusters restore; `None` for an engine that runs single
+    /// nodes only.
+    fn cluster_kind(&self) -> Option<ClusterKind> {
+        None
+    }
+    /// Whether users made on the primary reach the other nodes by replication;
+    /// otherwise [`Self::create_user`] runs on every node.
+    fn users_replicate(&self) -> bool {
+        true
+    }
+    /// What the engine's own documentation calls a role, for pages and the CLI.
+    fn role_name(&self, role: Role) -> &'static str {
+        match role {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+    /// The node's role now, asked of the node itself.
+    async fn role(&self, _node: &Node<'_>) -> anyhow::Result<Role> {
+        Ok(Role::Primary)
+    }
+    /// Whether a replica follows its primary now (connected and streaming); a
+    /// primary is in step with itself.
+    async fn in_sync(&self, _node: &Node<'_>) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+    /// The node's replication figures, for metrics; `None` for an engine without
+    /// clusters.
+    async fn replication(&self, _node: &Node<'_>) -> anyhow::Result<Option<Replication>> {
+        Ok(None)
+    }
+    /// Hands the primary role of `node` (the primary) to a replica through the
+    /// cluster's own failover, and returns once another node has it.
+    async fn switchover(&self, _node: &Node<'_>) -> anyhow::Result<()> {
+        anyhow::bail!("{} runs no clusters", self.name())
+    }
+    /// The processes that run beside a cluster node's server, started after it
+    /// (their configuration written first).
+    fn companions(&self, _node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
+        Ok(Vec::new())
+    }
     /// Names of the node's processes, as metrics count them.
     fn process_names(&self) -> &'static [&'static str];
     /// How the server is asked to stop cleanly.
@@ -207,6 +297,9 @@ pub trait Engine: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What an application connects to `spec` with, as a user that exists. Reads
+    /// nothing: bindings are handed out again with it (the broker's binding fetch).
+    fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials>;
     /// Creates (or resets) an application's user with rights on the instance's data only.
     async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials>;
     async fn delete_user(&self, node: &Node<'_>, username: &str) -> anyhow::Result<()>;

@@ -20,8 +20,8 @@ mod tools;
 
 pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener, WalSocket};
 pub use engine::{
-    BackupStream, BaseBackupStream, Engine, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
-    WalPosition,
+    BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, Node, NodeControl, RecoveryTarget, Replication,
+    RestoreSink, Role, StagedRestore, StartMode, WalPosition,
 };
 pub use layout::NodeLayout;
 pub use local::LocalDeployer;
@@ -51,6 +51,23 @@ pub struct NodeSpec {
     pub admin_password: SecretString,
     /// Where the node hands its write-ahead log, when the instance archives it.
     pub archive: Option<WalArchive>,
+    /// The role the node was last seen in; `None` for a single node, or a cluster
+    /// node never seen yet.
+    pub role: Option<Role>,
+    /// The instance's other nodes, for a node of a cluster.
+    pub peers: Vec<Peer>,
+}
+
+/// Another node of the same instance, as a node of a cluster reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub index: i64,
+    /// Where it runs; the local deployer's nodes all run on `127.0.0.1`.
+    pub host: String,
+    pub port: u16,
+    pub extra_ports: Vec<u16>,
+    /// The role it was last seen in.
+    pub role: Option<Role>,
 }
 
 /// How a node archives its write-ahead log: it runs `client wal-push SOCKET FILE
@@ -65,22 +82,45 @@ pub struct WalArchive {
 }
 
 impl NodeSpec {
-    /// The node's port called `name` in its engine's [`Engine::ports`].
+    /// The node's port called `name` in its engine's [`Engine::ports`] (or
+    /// [`Engine::cluster_ports`]).
     pub fn port_named(&self, name: &str) -> anyhow::Result<u16> {
-        let position = self
-            .engine
-            .ports()
-            .iter()
-            .position(|p| *p == name)
-            .with_context(|| format!("{} nodes have no {name} port", self.engine.name()))?;
-        match position {
-            0 => Ok(self.port),
-            n => self
-                .extra_ports
-                .get(n - 1)
-                .copied()
-                .with_context(|| format!("node {} of {} was given no {name} port", self.index, self.local_name)),
+        port_named(self.engine.as_ref(), self.port, &self.extra_ports, name)
+            .with_context(|| format!("node {} of {}", self.index, self.local_name))
+    }
+
+    /// Whether the node is one of a cluster's.
+    pub fn is_clustered(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// The node of the cluster last seen as its primary (this one or a peer), as
+    /// (index, port).
+    pub fn last_primary(&self) -> Option<(i64, u16)> {
+        if self.role == Some(Role::Primary) {
+            return Some((self.index, self.port));
         }
+        self.peers.iter().find(|p| p.role == Some(Role::Primary)).map(|p| (p.index, p.port))
+    }
+}
+
+impl Peer {
+    /// The peer's port called `name`, as [`NodeSpec::port_named`].
+    pub fn port_named(&self, engine: &dyn Engine, name: &str) -> anyhow::Result<u16> {
+        port_named(engine, self.port, &self.extra_ports, name).with_context(|| format!("node {}", self.index))
+    }
+}
+
+fn port_named(engine: &dyn Engine, port: u16, extra: &[u16], name: &str) -> anyhow::Result<u16> {
+    let position = engine
+        .ports()
+        .iter()
+        .chain(engine.cluster_ports())
+        .position(|p| *p == name)
+        .with_context(|| format!("{} nodes have no {name} port", engine.name()))?;
+    match position {
+        0 => Ok(port),
+        n => extra.get(n - 1).copied().with_context(|| format!("no {name} port was given")),
     }
 }
 
@@ -94,6 +134,8 @@ impl std::fmt::Debug for NodeSpec {
             .field("port", &self.port)
             .field("extra_ports", &self.extra_ports)
             .field("archive", &self.archive)
+            .field("role", &self.role)
+            .field("peers", &self.peers)
             .finish_non_exhaustive()
     }
 }

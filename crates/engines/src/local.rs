@@ -3,7 +3,7 @@
 //! local name is one svcdash made for the instance (never an id from a request); when
 //! svcdash runs as root it is also the name of the instance's own account.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::deployer::{Deployer, NodeDiskPaths, NodeProbe, WalSocket};
 use crate::engine::{
-    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, Role, StagedRestore, StartMode,
     WalPosition,
 };
 use crate::files::{self, Owner};
@@ -25,6 +25,8 @@ use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, WalListener,
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a node that has not stopped yet is asked again.
+const ASK_AGAIN: Duration = Duration::from_secs(2);
 
 pub struct LocalDeployer {
     root: PathBuf,
@@ -33,6 +35,23 @@ pub struct LocalDeployer {
     own_accounts: bool,
     /// Keyed by the instance's local name and the node's index.
     running: Mutex<HashMap<(String, i64), Running>>,
+    /// The nodes' companions (Sentinel), keyed as `running`.
+    companions: Mutex<HashMap<(String, i64), Vec<Companion>>>,
+    /// Instances whose companions are stopped on purpose ([`Deployer::hold_failover`]).
+    held: Mutex<HashSet<String>>,
+}
+
+/// A running companion process of a node.
+struct Companion {
+    name: &'static str,
+    pid: u32,
+    exited: watch::Receiver<Option<ExitStatus>>,
+}
+
+impl Companion {
+    fn runs(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
 }
 
 struct Running {
@@ -47,8 +66,9 @@ impl LocalDeployer {
     async fn stop_node_discarding(&self, spec: &NodeSpec) {
         let node = self.running.lock().await.remove(&(spec.local_name.clone(), spec.index));
         if let Some(node) = node {
-            process::signal(node.pid, node.engine.discard_signal());
-            wait_or_kill(node).await;
+            let signal = node.engine.discard_signal();
+            process::signal(node.pid, signal);
+            wait_or_kill(node, signal).await;
         }
     }
 
@@ -60,7 +80,14 @@ impl LocalDeployer {
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         // Engine accounts walk through to their own folder but cannot list the others.
         files::folder(&root, Owner::default(), if own_accounts { 0o711 } else { 0o700 })?;
-        Ok(Self { root, tools, own_accounts, running: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            root,
+            tools,
+            own_accounts,
+            running: Mutex::new(HashMap::new()),
+            companions: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashSet::new()),
+        })
     }
 
     pub fn tools(&self) -> &Tools {
@@ -118,7 +145,84 @@ impl LocalDeployer {
         Ok(())
     }
 
+    /// Starts the node's server unless it runs, then its companions unless failover
+    /// is held.
     async fn start_with(&self, spec: &NodeSpec, mode: StartMode) -> anyhow::Result<()> {
+        self.start_server(spec, mode).await?;
+        if spec.is_clustered() && !self.held.lock().await.contains(&spec.local_name) {
+            self.start_companions(spec).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts those of the node's companions that do not run.
+    async fn start_companions(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        let key = (spec.local_name.clone(), spec.index);
+        let mut companions = self.companions.lock().await;
+        let list = companions.entry(key).or_default();
+        if !list.is_empty() && list.iter().all(Companion::runs) {
+            return Ok(());
+        }
+        let layout = self.layout(spec);
+        let run_as = self.engine_user(spec).await?;
+        let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
+        let wanted = spec.engine.companions(&node)?;
+        let (svcdash, _) = crate::layout::owners(run_as);
+        for mut companion in wanted {
+            if list.iter().any(|c| c.name == companion.name && c.runs()) {
+                continue;
+            }
+            list.retain(|c| c.name != companion.name);
+            self.stop_leftover_pid(spec, &companion.pid_file, companion.port).await;
+            let log = files::append(&layout.log_file(companion.name), svcdash, 0o640)?;
+            companion.command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+            let mut child = companion.command.spawn().with_context(|| format!("starting {}", companion.name))?;
+            let pid = child.id().with_context(|| format!("{} exited at once", companion.name))?;
+            let (tx, exited) = watch::channel(None);
+            let label = format!("{}/node-{} {}", spec.local_name, spec.index, companion.name);
+            tokio::spawn(async move {
+                let status = child.wait().await.ok();
+                tracing::info!(node = %label, ?status, "companion process exited");
+                let _ = tx.send(status);
+            });
+            tracing::info!(instance = %spec.instance_guid, node = spec.index, pid, name = companion.name, "companion started");
+            list.push(Companion { name: companion.name, pid, exited });
+        }
+        Ok(())
+    }
+
+    /// Stops the node's companions, if any run.
+    async fn stop_companions(&self, local_name: &str, index: i64) {
+        let list = self.companions.lock().await.remove(&(local_name.to_owned(), index)).unwrap_or_default();
+        for mut companion in list {
+            if !companion.runs() {
+                continue;
+            }
+            process::signal(companion.pid, Signal::SIGTERM);
+            let stopped = tokio::time::timeout(STOP_TIMEOUT, companion.exited.wait_for(|s| s.is_some())).await.is_ok();
+            if !stopped {
+                tracing::warn!(
+                    pid = companion.pid,
+                    name = companion.name,
+                    "companion did not stop in time; killing it"
+                );
+                process::signal(companion.pid, Signal::SIGKILL);
+                let _ = companion.exited.wait_for(|s| s.is_some()).await;
+            }
+        }
+    }
+
+    /// Whether every companion the node was started with still runs (or failover
+    /// is held, and they are meant to be stopped).
+    async fn companions_run(&self, local_name: &str, index: i64) -> bool {
+        if self.held.lock().await.contains(local_name) {
+            return true;
+        }
+        let companions = self.companions.lock().await;
+        companions.get(&(local_name.to_owned(), index)).is_none_or(|list| list.iter().all(Companion::runs))
+    }
+
+    async fn start_server(&self, spec: &NodeSpec, mode: StartMode) -> anyhow::Result<()> {
         let key = (spec.local_name.clone(), spec.index);
         let engine = spec.engine.clone();
         let mut running = self.running.lock().await;
@@ -182,16 +286,23 @@ impl LocalDeployer {
     /// Stops an engine process a previous svcdash left running (it was killed, say),
     /// so the node can be started under supervision again.
     async fn stop_leftover(&self, spec: &NodeSpec, layout: &NodeLayout) {
-        let pid_file = spec.engine.pid_file(layout);
+        self.stop_leftover_pid(spec, &spec.engine.pid_file(layout), spec.port).await;
+    }
+
+    /// Stops the process named in `pid_file` if it is one of this node's: its
+    /// command line names the node's folder or `port`, and it runs under the
+    /// node's account.
+    async fn stop_leftover_pid(&self, spec: &NodeSpec, pid_file: &std::path::Path, port: u16) {
+        let layout = self.layout(spec);
         // The engine writes the pid file: read without following links, and believe
         // it only for a process of this node, running under the node's account.
-        let Some(pid) = files::read_small(&pid_file).and_then(|t| t.lines().next()?.trim().parse::<u32>().ok()) else {
+        let Some(pid) = files::read_small(pid_file).and_then(|t| t.lines().next()?.trim().parse::<u32>().ok()) else {
             return;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         let names_node =
-            cmdline.contains(&layout.root().display().to_string()) || cmdline.contains(&format!(":{}", spec.port));
+            cmdline.contains(&layout.root().display().to_string()) || cmdline.contains(&format!(":{port}"));
         let account = match self.engine_user(spec).await {
             Ok(account) => account,
             Err(_) => return,
@@ -325,11 +436,47 @@ impl Deployer for LocalDeployer {
         WalListener::new(listener, path, account.map(|user| user.uid.as_raw()))
     }
 
+    async fn role(&self, spec: &NodeSpec) -> anyhow::Result<Role> {
+        self.with_node(spec, async |node| spec.engine.role(node).await).await
+    }
+
+    async fn replication(&self, spec: &NodeSpec) -> anyhow::Result<Option<crate::Replication>> {
+        self.with_node(spec, async |node| spec.engine.replication(node).await).await
+    }
+
+    async fn in_sync(&self, spec: &NodeSpec) -> anyhow::Result<bool> {
+        self.with_node(spec, async |node| spec.engine.in_sync(node).await).await
+    }
+
+    async fn switchover(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        self.with_node(spec, async |node| spec.engine.switchover(node).await).await
+    }
+
+    async fn hold_failover(&self, nodes: &[NodeSpec]) {
+        for spec in nodes {
+            self.held.lock().await.insert(spec.local_name.clone());
+            self.stop_companions(&spec.local_name, spec.index).await;
+        }
+    }
+
+    async fn release_failover(&self, nodes: &[NodeSpec]) -> anyhow::Result<()> {
+        for spec in nodes {
+            self.held.lock().await.remove(&spec.local_name);
+        }
+        for spec in nodes.iter().filter(|s| s.is_clustered()) {
+            if self.running_pid(&spec.local_name, spec.index).await.is_some() {
+                self.start_companions(spec).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn is_running(&self, local_name: &str, index: i64) -> bool {
-        self.running_pid(local_name, index).await.is_some()
+        self.running_pid(local_name, index).await.is_some() && self.companions_run(local_name, index).await
     }
 
     async fn stop_node(&self, local_name: &str, index: i64) {
+        self.stop_companions(local_name, index).await;
         let node = self.running.lock().await.remove(&(local_name.to_owned(), index));
         if let Some(node) = node {
             stop_process(node).await;
@@ -337,6 +484,8 @@ impl Deployer for LocalDeployer {
     }
 
     async fn stop_all(&self) {
+        let companions: Vec<_> = self.companions.lock().await.keys().cloned().collect();
+        futures::future::join_all(companions.iter().map(|(name, index)| self.stop_companions(name, *index))).await;
         let nodes: Vec<_> = self.running.lock().await.drain().collect();
         let stops = nodes.into_iter().map(|((name, _), node)| async move {
             tracing::info!(instance = %name, pid = node.pid, "stopping engine");
@@ -404,6 +553,11 @@ impl Deployer for LocalDeployer {
 
     /// Kills whole process groups, so no PostgreSQL backend is left behind.
     fn kill_all_now(&self) {
+        if let Ok(companions) = self.companions.try_lock() {
+            for companion in companions.values().flatten() {
+                process::kill_group(companion.pid);
+            }
+        }
         if let Ok(running) = self.running.try_lock() {
             for node in running.values() {
                 process::kill_group(node.pid);
@@ -427,22 +581,49 @@ impl NodeProbe for LocalDeployer {
         NodeDiskPaths { system: layout.system(), ephemeral: layout.ephemeral(), persistent: layout.persistent() }
     }
 
-    /// The engine's main process, and every process of the node's account whose name
-    /// is one of the engine's (RabbitMQ's port mapper daemonizes, say, and leaves
-    /// the main process's tree).
+    /// The engine's main process, its companions, and every process of the node's
+    /// account whose name is one of the engine's (RabbitMQ's port mapper daemonizes,
+    /// say, and leaves the main process's tree) but those of the instance's other
+    /// nodes, which share the account: each node runs in process groups of its own.
     async fn processes(&self, local_name: &str, index: i64) -> Vec<u32> {
-        let (pid, uid, engine) = {
+        let (pid, uid, engine, other_groups) = {
             let running = self.running.lock().await;
-            match running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()) {
-                Some(n) => (n.pid, n.uid, n.engine.clone()),
-                None => return Vec::new(),
-            }
+            let Some(n) = running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()) else {
+                return Vec::new();
+            };
+            let others: Vec<u32> =
+                running.iter().filter(|((name, i), _)| name == local_name && *i != index).map(|(_, n)| n.pid).collect();
+            (n.pid, n.uid, n.engine.clone(), others)
+        };
+        let (own_companions, other_groups) = {
+            let companions = self.companions.lock().await;
+            let own: Vec<u32> = companions
+                .get(&(local_name.to_owned(), index))
+                .into_iter()
+                .flatten()
+                .filter(|c| c.runs())
+                .map(|c| c.pid)
+                .collect();
+            let mut groups = other_groups;
+            groups.extend(
+                companions
+                    .iter()
+                    .filter(|((name, i), _)| name == local_name && *i != index)
+                    .flat_map(|(_, list)| list.iter().map(|c| c.pid)),
+            );
+            (own, groups)
         };
         let mut pids = vec![pid];
+        pids.extend(own_companions);
         if let Some(uid) = uid {
             let names = engine.process_names();
             let others = tokio::task::spawn_blocking(move || accounts::processes_of(uid, names)).await;
-            pids.extend(others.unwrap_or_default().into_iter().filter(|p| *p != pid));
+            for other in others.unwrap_or_default() {
+                let foreign = process::group_of(other).is_some_and(|group| other_groups.contains(&group));
+                if !pids.contains(&other) && !foreign {
+                    pids.push(other);
+                }
+            }
         }
         pids
     }
@@ -486,12 +667,24 @@ impl NodeControl for Control<'_> {
 }
 
 async fn stop_process(node: Running) {
-    process::signal(node.pid, node.engine.stop_signal());
-    wait_or_kill(node).await;
+    let signal = node.engine.stop_signal();
+    process::signal(node.pid, signal);
+    wait_or_kill(node, signal).await;
 }
 
-async fn wait_or_kill(mut node: Running) {
-    let stopped = tokio::time::timeout(STOP_TIMEOUT, node.exited.wait_for(|s| s.is_some())).await.is_ok();
+/// Waits for the node's exit, asking again every few seconds: an engine may turn
+/// a request down while it is busy (Redis does while writing its first append-only
+/// file after a full sync, and does not try again by itself).
+async fn wait_or_kill(mut node: Running, signal: Signal) {
+    let started = Instant::now();
+    let mut stopped = false;
+    while started.elapsed() < STOP_TIMEOUT {
+        if tokio::time::timeout(ASK_AGAIN, node.exited.wait_for(|s| s.is_some())).await.is_ok() {
+            stopped = true;
+            break;
+        }
+        process::signal(node.pid, signal);
+    }
     if !stopped {
         tracing::warn!(pid = node.pid, "engine did not stop in time; killing it");
         process::signal(node.pid, Signal::SIGKILL);

@@ -182,6 +182,10 @@ impl Engine for Mariadb {
             exec(&mut conn, statement).await.context("creating the MariaDB user")?;
         }
         conn.close().await?;
+        self.credentials(spec, username, password)
+    }
+
+    fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,

@@ -141,6 +141,14 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// The process group of a process, from `/proc/PID/stat` (after the name, which
+/// may hold anything but ends at the last `)`).
+pub fn group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 pub fn is_alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
 }

@@ -233,7 +233,11 @@ impl Engine for Rabbitmq {
             "granting the RabbitMQ user its virtual host",
         )
         .await?;
-        let management = node.port("management")?;
+        self.credentials(spec, username, password)
+    }
+
+    fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let management = spec.port_named("management")?;
         let mut extra = Map::new();
         extra.insert("vhost".into(), json!(VHOST));
         extra.insert("http_api_uri".into(), json!(format!("http://{username}:{password}@127.0.0.1:{management}/api/")));

@@ -122,7 +122,18 @@ impl AppState {
                 format!("backup {} is {}; only a done backup can be restored", backup.seq, backup.status()),
             ));
         }
-        let nodes: Vec<i64> = self.store.nodes(instance.id).await?.iter().map(|n| n.index).collect();
+        // A restore needs every node; one the parachute holds stopped starts again only
+        // with a restart (a cluster serves meanwhile, so it is not `failed`).
+        if let Some(why) = crate::metrics::parachute::held(self, instance).await? {
+            return Err(DomainError::conflict(
+                "ParachuteActive",
+                format!("{why} and a restore needs every node; free space and restart the instance first"),
+            ));
+        }
+        // A cluster in the middle of a failover has no primary to restore first.
+        let nodes = crate::cluster::restore_nodes(self, instance)
+            .await
+            .map_err(|e| DomainError::conflict("ClusterFailingOver", format!("{e:#}; try again in a few seconds")))?;
         let restore = match self.store.enqueue_restore(instance.id, backup.id, &nodes).await {
             Ok(restore) => restore,
             // A second queued restore would only overwrite the first once both ran.

@@ -73,8 +73,21 @@ impl Catalog {
                 if !ids.insert(&plan.id) {
                     bail!("plan id {} appears twice", plan.id);
                 }
-                if plan.nodes != 1 {
-                    bail!("plan {}/{}: only single-node plans are supported so far", service.name, plan.name);
+                let engine = engines.find(&service.engine)?;
+                match plan.nodes {
+                    1 => {}
+                    3 if engine.cluster_kind().is_some() => {}
+                    3 => bail!(
+                        "plan {}/{}: svcdash runs {} as single nodes only so far",
+                        service.name,
+                        plan.name,
+                        engine.name()
+                    ),
+                    n => bail!(
+                        "plan {}/{}: nodes = {n}; an instance has 1 node or a cluster of 3",
+                        service.name,
+                        plan.name
+                    ),
                 }
             }
         }
@@ -111,9 +124,11 @@ impl Catalog {
                     name: s.name.clone(),
                     description: s.description.clone(),
                     bindable: true,
-                    plan_updateable: false,
+                    // The catalog offers 3-node plans only for engines that cluster,
+                    // and a single node can become one of them.
+                    plan_updateable: s.plans.iter().any(|p| p.nodes > 1),
                     instances_retrievable: false,
-                    bindings_retrievable: false,
+                    bindings_retrievable: true,
                     tags: s.tags.clone(),
                     metadata,
                     dashboard_client: dashboard_client.clone(),
@@ -127,6 +142,7 @@ impl Catalog {
                             free: true,
                             bindable: true,
                             metadata: Map::new(),
+                            maintenance_info: s.maintenance_info(),
                         })
                         .collect(),
                 }
@@ -137,6 +153,26 @@ impl Catalog {
 }
 
 impl Service {
+    /// The service's release as OSB `maintenance_info`: its version as a semantic
+    /// version (`15` → `15.0.0`, `10.11` → `10.11.0`); none for a version that is
+    /// not one to three numbers.
+    pub fn maintenance_info(&self) -> Option<api_types::broker::MaintenanceInfo> {
+        let parts: Vec<u64> = self.version.split('.').map(str::parse).collect::<Result<_, _>>().ok()?;
+        if parts.is_empty() || parts.len() > 3 {
+            return None;
+        }
+        let mut semver = parts.iter().map(u64::to_string).collect::<Vec<_>>();
+        semver.resize(3, "0".to_owned());
+        Some(api_types::broker::MaintenanceInfo {
+            version: semver.join("."),
+            description: Some(format!(
+                "{} release {}",
+                self.display_name.as_deref().unwrap_or(&self.name),
+                self.version
+            )),
+        })
+    }
+
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
     }
@@ -148,6 +184,46 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn releases_become_semantic_versions_for_platforms() {
+        let service = |version: &str| super::Service {
+            id: "s".into(),
+            name: "x".into(),
+            engine: "redis".into(),
+            version: version.into(),
+            description: "d".into(),
+            display_name: None,
+            tags: Vec::new(),
+            plans: Vec::new(),
+        };
+        let version = |v: &str| service(v).maintenance_info().map(|m| m.version);
+        assert_eq!(version("15").as_deref(), Some("15.0.0"));
+        assert_eq!(version("10.11").as_deref(), Some("10.11.0"));
+        assert_eq!(version("7.2.4").as_deref(), Some("7.2.4"));
+        assert_eq!(version("2024-b"), None);
+        assert_eq!(version("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn plans_of_three_nodes_are_refused_for_engines_that_do_not_cluster() {
+        let text = |engine: &str, nodes: i64| {
+            format!(
+                "[[services]]\nid = \"s\"\nname = \"x\"\nengine = \"{engine}\"\nversion = \"1\"\n\
+                 description = \"d\"\n[[services.plans]]\nid = \"p\"\nname = \"p\"\ndescription = \"d\"\n\
+                 nodes = {nodes}\n"
+            )
+        };
+        let engines = engines::Registry::builtin();
+        let check = |engine: &str, nodes: i64| {
+            let catalog: super::Catalog = toml::from_str(&text(engine, nodes)).unwrap();
+            catalog.validate(&engines).map_err(|e| e.to_string())
+        };
+        assert!(check("redis", 3).is_ok());
+        assert!(check("redis", 1).is_ok());
+        assert!(check("rabbitmq", 3).unwrap_err().contains("single nodes only"));
+        assert!(check("redis", 2).unwrap_err().contains("1 node or a cluster of 3"));
+    }
+
     #[test]
     fn built_in_catalog_offers_postgresql_and_redis_single_small() {
         let catalog = super::Catalog::load(None, &engines::Registry::builtin()).unwrap();

@@ -162,8 +162,32 @@ impl AppState {
         self.engines.find(&service.engine).cloned()
     }
 
-    pub fn node_spec(&self, instance: &Instance, engine: &EngineRef, node: &Node) -> anyhow::Result<NodeSpec> {
+    /// What the deployer needs to run `node`, one of the instance's `nodes` (the
+    /// others are its peers in a cluster).
+    pub fn node_spec(
+        &self,
+        instance: &Instance,
+        engine: &EngineRef,
+        node: &Node,
+        nodes: &[Node],
+    ) -> anyhow::Result<NodeSpec> {
+        let peers = match nodes.len() {
+            0 | 1 => Vec::new(),
+            _ => nodes
+                .iter()
+                .filter(|n| n.index != node.index)
+                .map(|n| engines::Peer {
+                    index: n.index,
+                    host: "127.0.0.1".to_owned(),
+                    port: n.port,
+                    extra_ports: n.extra_ports.clone(),
+                    role: n.role.map(crate::cluster::engine_role),
+                })
+                .collect(),
+        };
         Ok(NodeSpec {
+            role: node.role.map(crate::cluster::engine_role),
+            peers,
             engine: engine.clone(),
             instance_guid: instance.guid.clone(),
             local_name: instance.local_name.clone(),
@@ -184,7 +208,8 @@ impl AppState {
 
     pub async fn node_specs(&self, instance: &Instance) -> anyhow::Result<Vec<NodeSpec>> {
         let engine = self.engine_of(instance)?;
-        self.store.nodes(instance.id).await?.iter().map(|n| self.node_spec(instance, &engine, n)).collect()
+        let nodes = self.store.nodes(instance.id).await?;
+        nodes.iter().map(|n| self.node_spec(instance, &engine, n, &nodes)).collect()
     }
 
     /// Starts the engines of every provisioned instance, as after a restart of svcdash,

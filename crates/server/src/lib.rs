@@ -7,6 +7,7 @@ pub mod auth;
 mod backups;
 pub mod catalog;
 pub mod client_addr;
+pub mod cluster;
 pub mod config;
 pub mod domain_error;
 pub mod engine_check;

@@ -1,15 +1,31 @@
 //! Keeps engines running: an engine process that exited without being asked to
 //! (a crash, an OOM kill) is started again. Instances with a running job are left
-//! alone, since a restore stops its engine on purpose.
+//! alone, since a restore stops its engine on purpose. It also keeps the roles of
+//! cluster nodes up to date, and gives a restarted cluster node the users it missed.
+//!
+//! A cluster whose primary died is left to its failover tool first: the dead node
+//! is started again once another node has become the primary (it then rejoins as a
+//! replica), or after [`FAILOVER_GRACE`] when none has. Starting it at once would
+//! race the failover, and svcdash does not decide roles.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use store::InstanceState;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
+/// How long a cluster without a primary is left to elect one before its dead nodes
+/// are started again anyway.
+const FAILOVER_GRACE: Duration = Duration::from_secs(60);
+
+/// When each dead node of a cluster without a primary was first seen dead, by
+/// instance id and node index.
+type DownSince = HashMap<(i64, i64), Instant>;
+
 pub async fn run(state: AppState, every: Duration, shutdown: CancellationToken) {
+    let mut down_since = DownSince::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -18,13 +34,13 @@ pub async fn run(state: AppState, every: Duration, shutdown: CancellationToken) 
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = check(&state, &shutdown).await {
+        if let Err(e) = check(&state, &shutdown, &mut down_since).await {
             tracing::warn!(error = format!("{e:#}"), "could not check the engines");
         }
     }
 }
 
-async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut DownSince) -> anyhow::Result<()> {
     for instance in state.store.list_instances().await? {
         if !matches!(instance.state, InstanceState::Provisioned | InstanceState::Available) {
             continue;
@@ -34,16 +50,39 @@ async fn check(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         }
         // Credentials are unsealed only for a node that has to be started.
         let engine = state.engine_of(&instance)?;
-        for node in state.store.nodes(instance.id).await? {
+        // A cluster's roles first: a node started again follows the primary seen now.
+        let mut nodes = state.store.nodes(instance.id).await?;
+        if nodes.len() > 1 && state.store.running_job(instance.id).await?.is_none() {
+            nodes = crate::cluster::observe_roles(state, &instance).await?;
+        }
+        let has_primary = nodes.iter().any(|n| n.role == Some(store::NodeRole::Primary));
+        for node in &nodes {
+            let key = (instance.id, node.index);
             if node.parachute.is_some()
                 || state.deployer.is_running(&instance.local_name, node.index).await
                 || state.store.running_job(instance.id).await?.is_some()
             {
+                down_since.remove(&key);
                 continue;
             }
+            if nodes.len() > 1 && !has_primary {
+                let since = *down_since.entry(key).or_insert_with(Instant::now);
+                if since.elapsed() < FAILOVER_GRACE {
+                    tracing::info!(instance = %instance.guid, node = node.index, "cluster has no primary; waiting for its failover before starting the node again");
+                    continue;
+                }
+            }
+            down_since.remove(&key);
             tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
-            let started = match state.node_spec(&instance, &engine, &node) {
+            let started = match state.node_spec(&instance, &engine, node, &nodes) {
                 Ok(spec) => state.deployer.start(&spec).await,
+                Err(e) => Err(e),
+            };
+            let started = match started {
+                Ok(()) => {
+                    crate::cluster::sync_users(state, &instance, &state.node_spec(&instance, &engine, node, &nodes)?)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = started {

@@ -31,6 +31,10 @@ pub trait InstanceStore: Send + Sync {
     /// queued or running: then `Conflict`, naming it.
     async fn enqueue_lifecycle(&self, id: i64, kind: JobKind) -> StoreResult<Job>;
 
+    /// Moves the instance to another plan and queues the provision job that adds
+    /// the nodes the plan has and the instance lacks, unless any job of the
+    /// instance is queued or running: then `Conflict`, naming it.
+    async fn enqueue_plan_change(&self, id: i64, plan_id: &str) -> StoreResult<Job>;
     /// Records the catalog version the instance now runs.
     async fn set_instance_version(&self, id: i64, version: &str) -> StoreResult<()>;
     /// Records the timeline an instance made at a moment of another starts on.
@@ -38,11 +42,20 @@ pub trait InstanceStore: Send + Sync {
 
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node>;
     async fn nodes(&self, instance_id: i64) -> StoreResult<Vec<Node>>;
+    /// Every port a node of any instance not deleted was given, running or not: a
+    /// stopped node (by the parachute, or while svcdash restarts) starts on its
+    /// own again.
+    async fn node_ports(&self) -> StoreResult<Vec<u16>>;
+    /// Records that a node is now seen in another role (`None`: it could not be
+    /// asked), and since when.
+    async fn set_node_role(&self, node_id: i64, role: Option<NodeRole>) -> StoreResult<()>;
     /// Marks a node as stopped by the parachute (`Some`) or released (`None`).
     async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()>;
-    /// Trips the parachute of a node in one transaction: the instance turns `failed`
-    /// with `reason` and the node is marked — only if the instance is `available` or
-    /// `provisioned` and no job of it runs. Returns whether it did.
+    /// Trips the parachute of a node in one transaction: the node is marked, and once
+    /// every node of the instance is (a single node at once), the instance turns
+    /// `failed` with `reason`; a cluster whose other nodes run keeps serving. Only if
+    /// the instance is `available` or `provisioned` and no job of it runs. Returns
+    /// whether it did.
     async fn trip_parachute(&self, node: &Node, trip: &ParachuteTrip, reason: &str) -> StoreResult<bool>;
 
     async fn create_binding(&self, binding: NewBinding) -> StoreResult<Binding>;
@@ -75,13 +88,17 @@ pub trait JobStore: Send + Sync {
     async fn claim_next_job(&self) -> StoreResult<Option<Job>>;
     async fn job(&self, id: i64) -> StoreResult<Job>;
     async fn finish_job(&self, id: i64, status: api_types::TaskStatus, error: Option<&str>) -> StoreResult<Job>;
+    /// Records the node a running job works on, once the job has chosen it (a
+    /// backup of a cluster, taken from a replica).
+    async fn set_job_node(&self, id: i64, node_index: i64) -> StoreResult<()>;
     /// After svcdash stopped with jobs running: provision, deprovision, restart, recreate and update jobs go back
     /// to the queue (running them again is safe); backups and restores are marked
     /// failed with `description`, and returned so their leftovers can be cleaned up.
     async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>>;
     /// The job running for an instance, if any.
     async fn running_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
-    /// The newest provision or deprovision job of an instance.
+    /// The newest provision, plan change, update or deprovision job of an
+    /// instance: what the broker's `last_operation` reports.
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// The oldest job of the instance that is queued or running, if any.
     async fn pending_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;

@@ -54,6 +54,7 @@ text_enum!(
         Restart => "restart",
         Recreate => "recreate",
         Update => "update",
+        PlanChange => "plan_change",
     }
 );
 
@@ -174,7 +175,19 @@ pub struct Node {
     pub sealed_password: String,
     /// Set while the parachute keeps the engine stopped.
     pub parachute: Option<ParachuteTrip>,
+    /// The role a node of a cluster was last seen in (`None` when it could not be
+    /// asked), and since when it is seen in it: a failover's time, at a glance.
+    pub role: Option<NodeRole>,
+    pub role_since: Option<DateTime<Utc>>,
 }
+
+text_enum!(
+    /// What a node of a cluster is: the one taking writes, or one following it.
+    NodeRole {
+        Primary => "primary",
+        Replica => "replica",
+    }
+);
 
 /// Which disk crossed its threshold, and when, so that svcdash stopped the node's engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +204,8 @@ pub struct NewNode {
     pub extra_ports: Vec<u16>,
     pub admin_user: String,
     pub sealed_password: String,
+    /// The role a new cluster node starts in; `None` for a single node.
+    pub role: Option<NodeRole>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,7 +315,7 @@ pub struct Restore {
     pub target_time: Option<DateTime<Utc>>,
     /// The timeline the instance went on with after such a restore succeeded.
     pub timeline: Option<i64>,
-    /// One task per node, in node order.
+    /// One task per node, in the order they run (a cluster's primary first).
     pub jobs: Vec<Job>,
 }
 

@@ -234,3 +234,53 @@ async fn a_new_database_opened_by_several_processes_at_once_is_migrated_once() {
         open.await.unwrap().expect("a concurrent open failed");
     }
 }
+
+#[tokio::test]
+async fn node_ports_are_every_instances_ports_running_or_not() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, _) = instance(&store, "a").await;
+    let (b, _) = instance(&store, "b").await;
+    let node = |instance_id, index, port, extra_ports: Vec<u16>| NewNode {
+        instance_id,
+        index,
+        port,
+        extra_ports,
+        admin_user: "admin".into(),
+        sealed_password: "sealed".into(),
+        role: None,
+    };
+    store.upsert_node(node(a.id, 0, 41000, vec![41001])).await.unwrap();
+    store.upsert_node(node(a.id, 1, 41002, vec![41003])).await.unwrap();
+    store.upsert_node(node(b.id, 0, 42000, vec![])).await.unwrap();
+    let (gone, _) = instance(&store, "gone").await;
+    store.upsert_node(node(gone.id, 0, 43000, vec![43001])).await.unwrap();
+    store.set_instance_state(gone.id, InstanceState::Deleted, None).await.unwrap();
+    let mut ports = store.node_ports().await.unwrap();
+    ports.sort_unstable();
+    assert_eq!(ports, [41000, 41001, 41002, 41003, 42000], "a deleted instance's ports are free again");
+}
+
+#[tokio::test]
+async fn a_nodes_role_carries_the_moment_it_was_first_seen_in_it() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, _) = instance(&store, "a").await;
+    let node = |index, role| NewNode {
+        instance_id: a.id,
+        index,
+        port: 41000 + index as u16,
+        extra_ports: vec![],
+        admin_user: "admin".into(),
+        sealed_password: "sealed".into(),
+        role,
+    };
+    let primary = store.upsert_node(node(0, Some(NodeRole::Primary))).await.unwrap();
+    let single = store.upsert_node(node(1, None)).await.unwrap();
+    assert!(primary.role_since.is_some(), "a role given at creation counts from then");
+    assert_eq!(single.role_since, None);
+    let before = primary.role_since.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store.set_node_role(primary.id, Some(NodeRole::Replica)).await.unwrap();
+    let now = store.nodes(a.id).await.unwrap().remove(0);
+    assert_eq!(now.role, Some(NodeRole::Replica));
+    assert!(now.role_since.unwrap() > before, "{:?} after {before:?}", now.role_since);
+}

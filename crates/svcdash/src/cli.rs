@@ -486,7 +486,12 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                 Some(u) => println!("version:    {} (update available: {})", state.version_of(&i), u.version),
                 None => println!("version:    {}", state.version_of(&i)),
             }
-            for node in state.store.nodes(i.id).await?.iter().filter(|n| n.parachute.is_some()) {
+            for (node, role) in server::cluster::labelled_nodes(&state, &i).await? {
+                let since = node.role_since.map(|t| api_types::timestamp::format(&t)).unwrap_or("not seen yet".into());
+                println!("node {}:     {role}, port {} ({role} since {since})", node.index, node.port);
+            }
+            let nodes = state.store.nodes(i.id).await?;
+            for node in nodes.iter().filter(|n| n.parachute.is_some()) {
                 let trip = node.parachute.as_ref().expect("filtered");
                 println!(
                     "parachute:  node {} stopped since {} (its {} disk reached its threshold)",

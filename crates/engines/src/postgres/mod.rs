@@ -212,6 +212,10 @@ impl Engine for Postgres {
         let mut conn = connect(spec, "postgres").await?;
         ensure_user(&mut conn, username, password).await?;
         conn.close().await?;
+        self.credentials(spec, username, password)
+    }
+
+    fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,

@@ -167,7 +167,23 @@ pub async fn to_v1(state: &AppState, instance: &Instance, role: Role) -> Result<
         state_description: instance.state_reason.clone().filter(|_| instance.state == InstanceState::Failed),
         parachute_activated,
         continuous_archiving,
+        nodes: cluster_nodes(state, instance).await?,
     })
+}
+
+/// A cluster's nodes as the API shows them; none for a single node.
+async fn cluster_nodes(state: &AppState, instance: &Instance) -> Result<Vec<v1::InstanceNode>> {
+    let nodes = crate::cluster::labelled_nodes(state, instance).await.map_err(ApiError::internal)?;
+    Ok(nodes
+        .into_iter()
+        .map(|(n, role)| v1::InstanceNode {
+            index: n.index,
+            role: role.to_owned(),
+            role_since: n.role_since,
+            port: n.port,
+            parachute_disk: n.parachute.map(|t| t.disk),
+        })
+        .collect())
 }
 
 async fn instance_json(state: &AppState, caller: &Caller, guid: &str) -> Result<Json<v1::Instance>> {

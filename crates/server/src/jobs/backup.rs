@@ -14,14 +14,20 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let backup_id = job.backup_id.context("a backup job without a backup")?;
     let backup = state.store.backup(backup_id).await?;
     let instance = state.store.instance(job.instance_id).await?;
-    crate::metrics::parachute::ensure_released(state, &instance).await?;
-    let node = job.node_index.unwrap_or(0);
-    let spec = state
-        .node_specs(&instance)
-        .await?
-        .into_iter()
-        .find(|s| s.index == node)
-        .with_context(|| format!("instance {} has no node {node}", instance.guid))?;
+    crate::metrics::parachute::ensure_one_released(state, &instance).await?;
+    let spec = match job.node_index {
+        Some(node) => state
+            .node_specs(&instance)
+            .await?
+            .into_iter()
+            .find(|s| s.index == node)
+            .with_context(|| format!("instance {} has no node {node}", instance.guid))?,
+        None => {
+            let spec = crate::cluster::backup_source(state, &instance).await?;
+            state.store.set_job_node(job.id, spec.index).await?;
+            spec
+        }
+    };
     let base = match spec.archive.is_some() && spec.engine.archives_wal() {
         true => Some(base_backup(state, &instance, &backup, &spec).await?),
         false => None,

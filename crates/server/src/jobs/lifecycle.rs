@@ -1,4 +1,6 @@
-//! Lifecycle jobs on a running instance, node by node; the data always stays.
+//! Lifecycle jobs on a running instance, node by node; the data always stays. A
+//! cluster rolls: replicas first, then a switchover, then the old primary
+//! ([`crate::cluster::rolling`]), so it keeps serving.
 //! - restart: every engine process stops and starts again;
 //! - recreate: each node's system and ephemeral parts are rebuilt from nothing,
 //!   then its engine starts on the kept persistent data;
@@ -65,15 +67,11 @@ async fn run(state: &AppState, job: &Job, operation: Operation) -> anyhow::Resul
         // Released before any engine starts, so the parachute never takes a
         // starting engine for one that should not run.
         parachute::release(state, &instance).await?;
-        for spec in specs {
-            match operation {
-                Operation::Restart => {
-                    state.deployer.stop(&spec).await?;
-                    state.deployer.start(&spec).await?;
-                }
-                Operation::Recreate | Operation::Update => state.deployer.recreate(&spec).await?,
-            }
-        }
+        let step = match operation {
+            Operation::Restart => crate::cluster::Step::Restart,
+            Operation::Recreate | Operation::Update => crate::cluster::Step::Recreate,
+        };
+        crate::cluster::rolling(state, &instance, step).await?;
         if let Some(version) = version {
             state.store.set_instance_version(instance.id, &version).await?;
             tracing::info!(instance = %instance.guid, %version, "instance updated");

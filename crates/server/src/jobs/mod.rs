@@ -100,6 +100,7 @@ async fn run_one(state: &AppState, job: Job) {
     let started = std::time::Instant::now();
     let result = match job.kind {
         JobKind::Provision => provision::provision(state, &job).await,
+        JobKind::PlanChange => provision::change_plan(state, &job).await,
         JobKind::Deprovision => provision::deprovision(state, &job).await,
         JobKind::Backup => backup::run(state, &job).await,
         JobKind::Restore => restore::run(state, &job).await,

@@ -36,17 +36,35 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
             return point_in_time(state, &instance, &spec, &restore, target).await;
         }
     }
+    // No sentinel may promote a replica while a node's data is being replaced: the
+    // replica's data would win over the restored data.
+    let nodes = state.node_specs(&instance).await?;
+    let clustered = nodes.len() > 1;
+    if clustered {
+        state.deployer.hold_failover(&nodes).await;
+    }
+    let result = load(state, backup_id, &spec).await;
+    if clustered {
+        let released = state.deployer.release_failover(&nodes).await;
+        result?;
+        return released;
+    }
+    result
+}
+
+/// Downloads the backup into the node and switches the node over to it.
+async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec) -> anyhow::Result<()> {
     let backup = state.store.backup(backup_id).await?;
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let key = state.backup_key(&backup).await?;
-    let sink = state.deployer.begin_restore(&spec).await?;
+    let sink = state.deployer.begin_restore(spec).await?;
     match backup::download(&state.storage, &backup.object_key, &expected, key.identity(), sink.writer).await {
         Ok(bytes) => {
             tracing::info!(backup = backup.seq, plain_bytes = bytes, "backup verified and loaded; switching over");
-            state.deployer.commit_restore(&spec, sink.staged).await
+            state.deployer.commit_restore(spec, sink.staged).await
         }
         Err(e) => {
-            state.deployer.abort_restore(&spec, sink.staged).await;
+            state.deployer.abort_restore(spec, sink.staged).await;
             Err(e)
         }
     }

@@ -1,6 +1,6 @@
 //! Node metrics: every `[metrics] interval_secs` each node's figures are collected
 //! (the reference's `system` and `parachute` points, plus the engine's `process`
-//! points), the parachute acts on them, they are kept for `history_secs` and, when
+//! points, and `replication` points for nodes of a cluster), the parachute acts on them, they are kept for `history_secs` and, when
 //! configured, sent to Graphite. svcdash's own figures for Prometheus live in
 //! [`prometheus`].
 
@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::history::{History, NodeKey};
 use crate::state::AppState;
+
+/// How long a node may take to give its replication figures.
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the collector keeps, and svcdash's own counters.
 pub struct Metrics {
@@ -84,6 +87,11 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
                 continue;
             }
         };
+        // A cluster's replication figures need the nodes' credentials.
+        let specs = match nodes.len() {
+            0 | 1 => Vec::new(),
+            _ => state.node_specs(&instance).await.unwrap_or_default(),
+        };
         for node in nodes {
             let disks = parachute::node_disks(state, &instance.local_name, node.index);
             let watched = parachute::watched_of(state, &disks);
@@ -102,6 +110,12 @@ pub async fn collect(state: &AppState) -> anyhow::Result<String> {
             let mut collected = points::system(&machine, &disks);
             collected.extend(points::process(machine.process_trees(&pids)));
             collected.extend(points::parachute(&watched, activated));
+            if let Some(spec) = specs.iter().find(|s| s.index == node.index)
+                && let Ok(Ok(Some(figures))) =
+                    tokio::time::timeout(REPLICATION_TIMEOUT, state.deployer.replication(spec)).await
+            {
+                collected.extend(points::replication(&figures));
+            }
             let namespace = namespace(state, &instance, engine.short_name(), node.index);
             lines.push_str(&history::graphite_lines(&namespace, at, &collected));
             let key = NodeKey { instance: instance.guid.clone(), node: node.index };

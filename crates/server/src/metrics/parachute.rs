@@ -1,8 +1,10 @@
 //! The parachute: when a watched disk of a node reaches its threshold, svcdash
 //! stops that node's engine before the disk fills and the data is damaged. The
-//! node stays stopped (the instance `failed`, the reason saying why) until its
-//! disks are back under their thresholds and the instance is restarted, by a
-//! manager or, when the operator allows it, by svcdash itself.
+//! node stays stopped until its disks are back under their thresholds and the
+//! instance is restarted, by a manager or, when the operator allows it, by
+//! svcdash itself. A single node's instance is `failed` meanwhile, the reason
+//! saying why; a cluster goes on serving from its other nodes and fails only once
+//! every node is stopped.
 
 use store::{AuditOutcome, Instance, InstanceState, JobKind, Node, ParachuteTrip, StoreError};
 
@@ -54,8 +56,10 @@ pub async fn check(
 ) -> anyhow::Result<bool> {
     if node.parachute.is_some() {
         keep_stopped(state, instance, node).await?;
+        // A cluster keeps serving (`available`) with a node stopped; a single node's
+        // instance is `failed`. Neither is restarted while a job runs on it.
         if state.config.parachute.auto_restart
-            && instance.state == InstanceState::Failed
+            && matches!(instance.state, InstanceState::Failed | InstanceState::Available | InstanceState::Provisioned)
             && still_full(state, instance).await?.is_none()
         {
             match state.store.enqueue_lifecycle(instance.id, JobKind::Restart).await {
@@ -94,7 +98,9 @@ pub async fn check(
     );
     // One transaction, and only on an instance at rest: a job (a backup, a restore)
     // owns the engine while it runs, and a restore starts it again at its end, so
-    // the parachute acts at the first collection after the job.
+    // the parachute acts at the first collection after the job. The instance fails
+    // once no node of it runs; until then a cluster's other nodes serve (a stopped
+    // primary is failed over like a lost one).
     let trip = ParachuteTrip { disk: full.name.to_owned(), at: chrono::Utc::now() };
     if !state.store.trip_parachute(node, &trip, &reason).await? {
         tracing::warn!(instance = %instance.guid, node = node.index, "{why}; the parachute waits for the operation on the instance to end");
@@ -131,15 +137,33 @@ async fn keep_stopped(state: &AppState, instance: &Instance, node: &Node) -> any
     Ok(())
 }
 
-/// Refuses work that needs the engine while the parachute holds a node stopped.
+/// Refuses work that needs every node's engine (a restore) while the parachute
+/// holds a node stopped.
 pub async fn ensure_released(state: &AppState, instance: &Instance) -> anyhow::Result<()> {
-    if let Some(node) = state.store.nodes(instance.id).await?.iter().find(|n| n.parachute.is_some()) {
-        anyhow::bail!(
-            "the parachute keeps the engine of node {} stopped (its {} disk reached its threshold); free space and \
-             restart the instance first",
-            node.index,
-            node.parachute.as_ref().map_or("", |t| t.disk.as_str())
-        );
+    match held(state, instance).await? {
+        Some(why) => anyhow::bail!("{why}; free space and restart the instance first"),
+        None => Ok(()),
+    }
+}
+
+/// Which node the parachute holds stopped and why, if one.
+pub async fn held(state: &AppState, instance: &Instance) -> anyhow::Result<Option<String>> {
+    let nodes = state.store.nodes(instance.id).await?;
+    Ok(nodes.iter().find_map(|n| {
+        let trip = n.parachute.as_ref()?;
+        Some(format!(
+            "the parachute keeps the engine of node {} stopped (its {} disk reached its threshold)",
+            n.index, trip.disk
+        ))
+    }))
+}
+
+/// Refuses work that needs one node's engine (a backup) while the parachute holds
+/// every node stopped: a cluster's other nodes serve it meanwhile.
+pub async fn ensure_one_released(state: &AppState, instance: &Instance) -> anyhow::Result<()> {
+    let nodes = state.store.nodes(instance.id).await?;
+    if nodes.iter().all(|n| n.parachute.is_some()) {
+        return ensure_released(state, instance).await;
     }
     Ok(())
 }

@@ -25,6 +25,20 @@ impl NodeDisks {
     }
 }
 
+/// A cluster node's `replication.*` points: `role` (1 for the primary, 0 for a
+/// replica), `lag_bytes` and `lag_ms` where the engine could tell.
+pub fn replication(figures: &engines::Replication) -> Points {
+    let mut points = Points::new();
+    push(&mut points, "replication.role", i64::from(figures.role == engines::Role::Primary));
+    if let Some(bytes) = figures.lag_bytes {
+        push(&mut points, "replication.lag_bytes", bytes);
+    }
+    if let Some(seconds) = figures.lag_seconds {
+        push(&mut points, "replication.lag_ms", seconds.saturating_mul(1000));
+    }
+    points
+}
+
 fn push(points: &mut Points, name: impl Into<String>, value: impl TryInto<i64>) {
     points.push((name.into(), value.try_into().unwrap_or(i64::MAX)));
 }

@@ -33,7 +33,7 @@ impl SqliteStore {
         };
         let jobs: Vec<Job> = convert(
             sqlx::query_as::<_, JobRow>(
-                "SELECT * FROM jobs WHERE instance_id = ? AND restore_id IS NOT NULL ORDER BY node_index, id",
+                "SELECT * FROM jobs WHERE instance_id = ? AND restore_id IS NOT NULL ORDER BY id",
             )
             .bind(instance_id)
             .fetch_all(&self.pool)
@@ -259,7 +259,7 @@ async fn insert_backup(tx: &mut sqlx::SqliteConnection, new: &NewBackup) -> Stor
         .bind(new.instance_id)
         .fetch_one(&mut *tx)
         .await?;
-    let job = insert_job(tx, new.instance_id, JobKind::Backup, None, None, Some(0)).await?;
+    let job = insert_job(tx, new.instance_id, JobKind::Backup, None, None, None).await?;
     let object_key = new.object_key_template.replace("{seq}", &seq.to_string());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO backups (instance_id, seq, job_id, key_id, object_key) VALUES (?, ?, ?, ?, ?) RETURNING id",

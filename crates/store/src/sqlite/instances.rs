@@ -11,8 +11,8 @@ use crate::{InstanceStore, StoreError, StoreResult};
 const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
      subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, restore_from_instance_id, \
      restore_from_time, start_timeline, created_at, updated_at, deleted_at";
-const NODE_COLUMNS: &str =
-    "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at";
+const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at, \
+     role, role_seen_at";
 
 impl SqliteStore {
     async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
@@ -110,17 +110,24 @@ impl InstanceStore for SqliteStore {
 
     async fn enqueue_lifecycle(&self, id: i64, kind: JobKind) -> StoreResult<Job> {
         let mut tx = self.write().await?;
-        let busy: Option<String> = sqlx::query_scalar(
-            "SELECT kind || ' is ' || status FROM jobs WHERE instance_id = ? AND status IN ('queued', 'running') \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(busy) = busy {
-            return Err(StoreError::Conflict(format!("another operation on the instance ({busy})")));
-        }
+        refuse_if_busy(&mut tx, id).await?;
         let job = insert_job(&mut tx, id, kind, None, None, None).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn enqueue_plan_change(&self, id: i64, plan_id: &str) -> StoreResult<Job> {
+        let mut tx = self.write().await?;
+        refuse_if_busy(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE instances SET plan_id = ?, state = 'deploying', state_reason = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(plan_id)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let job = insert_job(&mut tx, id, JobKind::PlanChange, None, None, None).await?;
         tx.commit().await?;
         Ok(job)
     }
@@ -152,8 +159,8 @@ impl InstanceStore for SqliteStore {
 
     async fn upsert_node(&self, node: NewNode) -> StoreResult<Node> {
         let sql = format!(
-            "INSERT INTO nodes (instance_id, node_index, port, extra_ports, admin_user, sealed_password) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO nodes (instance_id, node_index, port, extra_ports, admin_user, sealed_password, role, \
+             role_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, CASE WHEN ?7 IS NULL THEN NULL ELSE ?8 END) \
              ON CONFLICT (instance_id, node_index) DO UPDATE SET port = excluded.port, extra_ports = excluded.extra_ports, \
              admin_user = excluded.admin_user, sealed_password = excluded.sealed_password \
              RETURNING {NODE_COLUMNS}"
@@ -165,6 +172,8 @@ impl InstanceStore for SqliteStore {
             .bind(node.extra_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
             .bind(&node.admin_user)
             .bind(&node.sealed_password)
+            .bind(node.role.map(NodeRole::as_str))
+            .bind(now())
             .fetch_one(&self.pool)
             .await?
             .try_into()
@@ -175,29 +184,54 @@ impl InstanceStore for SqliteStore {
         convert(sqlx::query_as::<_, NodeRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
     }
 
+    async fn node_ports(&self) -> StoreResult<Vec<u16>> {
+        // Nodes of deleted instances stay (their backups are kept) but run no more.
+        let sql = format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE instance_id IN (SELECT id FROM instances WHERE state <> 'deleted')"
+        );
+        let nodes: Vec<Node> = convert(sqlx::query_as::<_, NodeRow>(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)?;
+        Ok(nodes.into_iter().flat_map(|n| std::iter::once(n.port).chain(n.extra_ports)).collect())
+    }
+
     async fn trip_parachute(&self, node: &Node, trip: &ParachuteTrip, reason: &str) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE instances SET state = 'failed', state_reason = ?, updated_at = ? \
-             WHERE id = ? AND state IN ('available', 'provisioned') \
-             AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.instance_id = instances.id AND status = 'running')",
+        let marked = sqlx::query(
+            "UPDATE nodes SET parachute_disk = ?, parachute_at = ? WHERE id = ? AND EXISTS (\
+                SELECT 1 FROM instances i WHERE i.id = nodes.instance_id AND i.state IN ('available', 'provisioned') \
+                AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.instance_id = i.id AND status = 'running'))",
+        )
+        .bind(&trip.disk)
+        .bind(trip.at)
+        .bind(node.id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE instances SET state = 'failed', state_reason = ?, updated_at = ? WHERE id = ? \
+             AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.instance_id = instances.id AND parachute_at IS NULL)",
         )
         .bind(reason)
         .bind(now())
         .bind(node.instance_id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE nodes SET parachute_disk = ?, parachute_at = ? WHERE id = ?")
-            .bind(&trip.disk)
-            .bind(trip.at)
-            .bind(node.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn set_node_role(&self, node_id: i64, role: Option<NodeRole>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE nodes SET role = ?, role_seen_at = ? WHERE id = ?")
+            .bind(role.map(NodeRole::as_str))
+            .bind(now())
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()> {
@@ -360,4 +394,19 @@ pub(super) async fn insert_job(
     .fetch_one(tx)
     .await?
     .try_into()
+}
+
+/// `Conflict`, naming the job, when a job of the instance is queued or running.
+async fn refuse_if_busy(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: i64) -> StoreResult<()> {
+    let busy: Option<String> = sqlx::query_scalar(
+        "SELECT kind || ' is ' || status FROM jobs WHERE instance_id = ? AND status IN ('queued', 'running') \
+         ORDER BY id LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match busy {
+        Some(busy) => Err(StoreError::Conflict(format!("another operation on the instance ({busy})"))),
+        None => Ok(()),
+    }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::rows::{JobRow, convert};
 use super::{SqliteStore, now};
 use crate::models::*;
-use crate::{JobStore, StoreResult};
+use crate::{JobStore, StoreError, StoreResult};
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -52,11 +52,24 @@ impl JobStore for SqliteStore {
         .try_into()
     }
 
+    async fn set_job_node(&self, id: i64, node_index: i64) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE jobs SET node_index = ?, updated_at = ? WHERE id = ?")
+            .bind(node_index)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn recover_interrupted_jobs(&self, description: &str) -> StoreResult<Vec<Job>> {
         let now = now();
         sqlx::query(
             "UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? \
-             WHERE status = 'running' AND kind IN ('provision', 'deprovision', 'restart', 'recreate', 'update')",
+             WHERE status = 'running' AND kind IN ('provision', 'deprovision', 'restart', 'recreate', 'update', 'plan_change')",
         )
         .bind(now)
         .execute(&self.pool)
@@ -85,7 +98,7 @@ impl JobStore for SqliteStore {
 
     async fn last_lifecycle_job(&self, instance_id: i64) -> StoreResult<Option<Job>> {
         sqlx::query_as::<_, JobRow>(
-            "SELECT * FROM jobs WHERE instance_id = ? AND kind IN ('provision', 'deprovision') \
+            "SELECT * FROM jobs WHERE instance_id = ? AND kind IN ('provision', 'deprovision', 'plan_change', 'update') \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(instance_id)

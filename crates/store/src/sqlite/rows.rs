@@ -73,6 +73,8 @@ pub(super) struct NodeRow {
     sealed_password: String,
     parachute_disk: Option<String>,
     parachute_at: Option<DateTime<Utc>>,
+    role: Option<String>,
+    role_seen_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<NodeRow> for Node {
@@ -95,6 +97,8 @@ impl TryFrom<NodeRow> for Node {
                 (Some(disk), Some(at)) => Some(ParachuteTrip { disk, at }),
                 _ => None,
             },
+            role: r.role.as_deref().map(str::parse).transpose()?,
+            role_since: r.role_seen_at,
         })
     }
 }

@@ -57,8 +57,7 @@ async fn postgresql_backup_and_restore_round_trip() {
 
     let backup = app.create_backup(&id).await;
     assert_eq!(backup, 1);
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    let done = app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     assert!(done["size"].as_i64().unwrap() > 1000, "{done}");
     assert_eq!(done["downloadable"], false);
     assert_backup_shape(&done);
@@ -70,8 +69,7 @@ async fn postgresql_backup_and_restore_round_trip() {
     drop(conn);
 
     let restore = app.restore(&id, backup).await;
-    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(finished["status"], "done", "{finished}");
+    let finished = app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     assert_eq!(finished["backup_id"], backup);
 
     let mut conn = pg(&creds).await;
@@ -101,16 +99,14 @@ async fn redis_backup_and_restore_round_trip() {
     redis::cmd("HSET").arg("user:1").arg("name").arg("ada").query_async::<()>(&mut conn).await.unwrap();
 
     let backup = app.create_backup(&id).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    let done = app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     assert_backup_shape(&done);
 
     redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await.unwrap();
     redis::cmd("SET").arg("new").arg("1").query_async::<()>(&mut conn).await.unwrap();
 
     let restore = app.restore(&id, backup).await;
-    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(finished["status"], "done", "{finished}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
 
     let mut conn = redis(&creds).await;
     let size: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
@@ -139,7 +135,7 @@ async fn restore_of_a_corrupted_backup_fails_and_leaves_data_untouched() {
     let mut conn = pg(&creds).await;
     fill_postgres(&mut conn, 2000).await;
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
 
     sqlx::raw_sql("DELETE FROM accounts WHERE id > 10").execute(&mut conn).await.unwrap();
     let current = snapshot(&mut conn).await;
@@ -240,7 +236,7 @@ async fn one_backup_and_one_restore_wait_in_the_queue_per_instance() {
     let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     let first = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{first}")).await;
 
     // Without job workers, what is queued stays queued.
     app.stop().await;
@@ -302,7 +298,7 @@ async fn one_backup_and_one_restore_wait_in_the_queue_per_instance() {
     // Workers back: the queued backup and restore both run.
     app.stop().await;
     let app = TestApp::start_in(dir.path(), config(dir.path())).await;
-    assert_eq!(app.wait_finished(&format!("{backups}/2")).await["status"], "done");
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/restores/1")).await["status"], "done");
+    app.wait_done(&format!("{backups}/2")).await;
+    app.wait_done(&format!("/v1/instances/{id}/restores/1")).await;
     assert_eq!(app.api(Method::GET, &backups).await.1.as_array().unwrap().len(), 2);
 }

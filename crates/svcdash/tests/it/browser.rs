@@ -39,48 +39,17 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     let origin_backup = app.create_backup(&origin).await;
     app.wait_finished(&format!("/v1/instances/{origin}/backups/{origin_backup}")).await;
 
-    let user = app.state().store.user_by_name("alice").await.unwrap();
-    let password = "a long browser password";
-    app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
-
-    let modules = crate::idp::node_modules();
-    assert!(
-        modules.join("playwright-core").is_dir(),
-        "playwright-core is not installed under {} (`./dev.sh test` installs it)",
-        modules.display()
-    );
+    browser_sign_in(&app).await;
     // A syntax error in the pages' script says so here, rather than as a timeout.
     let app_js = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../server/assets/app.js");
     let check = Command::new("node").arg("--check").arg(&app_js).output().expect("node runs");
     assert!(check.status.success(), "app.js: {}", String::from_utf8_lossy(&check.stderr));
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser.mjs");
-    let out = tokio::task::spawn_blocking({
-        let (base, id, shots) = (app.base.clone(), id.clone(), shots.clone());
-        let origin_guid = origin_guid.clone();
-        move || {
-            Command::new("node")
-                .arg(script)
-                .env("TEST_NODE_MODULES", &modules)
-                .env("BASE_URL", base)
-                .env("INSTANCE", id)
-                .env("USER", "alice")
-                .env("PASSWORD", password)
-                .env("PERSONAL_KEY", "a personal key for downloads")
-                .env("ORIGIN_BACKUP_GUID", &origin_guid)
-                .env("ORIGIN_KEY", origin_key)
-                .env("SCREENSHOTS", &shots)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the browser test failed:\n{stderr}\n{stdout}");
-
-    let findings: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut script = browser_script("browser.mjs", &app.base, &id);
+    script
+        .env("PERSONAL_KEY", "a personal key for downloads")
+        .env("ORIGIN_BACKUP_GUID", &origin_guid)
+        .env("ORIGIN_KEY", origin_key);
+    let findings = browser_findings(script).await.unwrap_or_else(|e| panic!("the browser test failed:\n{e}"));
     assert_eq!(findings["emptyState"], true, "{findings}");
     assert_eq!(findings["sameDocument"], true, "the backup's progress came without a full page load: {findings}");
     assert!(findings["backupSize"].as_str().unwrap().ends_with(" B"), "{findings}");
@@ -135,7 +104,7 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
         "instances",
         "backups-phone",
     ] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
+        let png = std::fs::read(screenshots().join(format!("{name}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}.png");
     }
 }

@@ -11,26 +11,10 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn run_browser(base: &str, id: &str, phase: &str, password: &str) -> Value {
-    let modules = crate::idp::node_modules();
-    assert!(modules.join("playwright-core").is_dir(), "playwright-core is not installed (`./dev.sh test` installs it)");
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/lifecycle.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .env("TEST_NODE_MODULES", &modules)
-        .env("PHASE", phase)
-        .env("BASE_URL", base)
-        .env("INSTANCE", id)
-        .env("USER", "alice")
-        .env("PASSWORD", password)
-        .env("SCREENSHOTS", &shots)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the browser test ({phase}) failed:\n{stderr}\n{stdout}");
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+async fn run_browser(base: &str, id: &str, phase: &str) -> Value {
+    let mut script = browser_script("lifecycle.mjs", base, id);
+    script.env("PHASE", phase);
+    browser_findings(script).await.unwrap_or_else(|e| panic!("the browser test ({phase}) failed:\n{e}"))
 }
 
 fn df_mib(field: &str, path: &Path) -> u64 {
@@ -57,9 +41,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
     new.metrics.interval_secs = 1;
     new.parachute.persistent_threshold = 100;
     let mut app = TestApp::start_in(dir.path(), new).await;
-    let user = app.state().store.user_by_name("alice").await.unwrap();
-    let password = "a long browser password";
-    app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
+    browser_sign_in(&app).await;
     let spec = app.node(&id).await;
     // svcdash answers at once and starts the engines meanwhile.
     let pid_before = app
@@ -68,12 +50,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
         })
         .await;
 
-    let findings = tokio::task::spawn_blocking({
-        let (base, id) = (app.base.clone(), id.clone());
-        move || run_browser(&base, &id, "lifecycle", password)
-    })
-    .await
-    .unwrap();
+    let findings = run_browser(&app.base, &id, "lifecycle").await;
 
     assert!(findings["updateNotice"].as_str().unwrap().contains("redis 7.1.0"), "{findings}");
     // Sizes in MiB (1024²), used / available; the persistent disk's size is df's.
@@ -124,12 +101,7 @@ async fn a_manager_restarts_recreates_and_updates_in_the_browser() {
         (body["parachute_activated"] == true).then_some(())
     })
     .await;
-    let findings = tokio::task::spawn_blocking({
-        let (base, id) = (app.base.clone(), id.clone());
-        move || run_browser(&base, &id, "parachute", password)
-    })
-    .await
-    .unwrap();
+    let findings = run_browser(&app.base, &id, "parachute").await;
     assert!(findings["alert"].as_str().unwrap().contains("Parachute activated"), "{findings}");
     assert!(findings["reason"].as_str().unwrap().contains("persistent disk"), "{findings}");
     assert_eq!(findings["metricsAlert"], true);

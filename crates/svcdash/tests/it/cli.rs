@@ -84,7 +84,7 @@ async fn serve_flags_win_over_the_environment() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/v2/service_instances/flagged?accepts_incomplete=true");
     let body = serde_json::json!({"service_id": crate::helpers::REDIS_SERVICE, "plan_id": crate::helpers::REDIS_PLAN,
                                   "organization_guid": "org-a", "space_guid": "space-1"});

@@ -41,7 +41,8 @@ async fn token_owner(cc: &CloudController, token: &str) -> Option<String> {
         return jwt_sub;
     }
     let issuer = cc.issuer.lock().unwrap().clone();
-    let res = reqwest::Client::new().get(format!("{issuer}/me")).bearer_auth(token).send().await.ok()?;
+    let res =
+        crate::helpers::http().build().unwrap().get(format!("{issuer}/me")).bearer_auth(token).send().await.ok()?;
     let info: Value = res.json().await.ok()?;
     info["sub"].as_str().map(str::to_owned)
 }
@@ -155,7 +156,7 @@ async fn the_cloud_controller_decides_who_may_read_and_who_may_manage() {
     // A browser signs in through "UAA", and its session's token goes to the Cloud Controller.
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(ACCEPT, "text/html".parse().unwrap());
-    let browser = reqwest::Client::builder().cookie_store(true).default_headers(headers).build().unwrap();
+    let browser = crate::helpers::http().cookie_store(true).default_headers(headers).build().unwrap();
     let res = browser.get(format!("{base}/service-instances/{id}/backups")).send().await;
     let form = res.unwrap().url().clone();
     let res = browser

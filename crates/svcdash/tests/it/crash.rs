@@ -146,7 +146,7 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
     let _accounts = AccountsGuard(data.to_path_buf());
     let port = engines::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http().build().unwrap();
 
     let token = operator_token(data);
     assert!(token.starts_with("bearer sd_"), "{token}");
@@ -219,7 +219,7 @@ async fn svcdash_killed_while_archiving_loses_no_write_ahead_log() {
     let _accounts = AccountsGuard(data.to_path_buf());
     let port = engines::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let client = crate::helpers::http().timeout(Duration::from_secs(30)).build().unwrap();
     let token = operator_token(data);
     // Files closed every second keep hand-overs coming; the slow compression makes
     // each take seconds, so that one is under way when svcdash is killed.

@@ -75,7 +75,7 @@ async fn a_damaged_mariadb_backup_fails_before_the_instance_is_touched() {
         .await
         .unwrap();
         let backup = app.create_backup(&id).await;
-        assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+        app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
         sqlx::raw_sql("DELETE FROM kept WHERE id > 100; INSERT INTO kept VALUES (1000, 'after the backup')")
             .execute(&mut conn)
             .await
@@ -98,14 +98,16 @@ async fn a_damaged_mariadb_backup_fails_before_the_instance_is_touched() {
 
     // The instance still backs up and restores.
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     let restore = app.restore(&id, backup).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     assert_eq!(mariadb_rows(&creds).await, now);
 }
 
 async fn queues(creds: &Value) -> Vec<String> {
-    let res = reqwest::Client::new()
+    let res = crate::helpers::http()
+        .build()
+        .unwrap()
         .get(format!("{}api/queues/%2F", creds["management_url"].as_str().unwrap()))
         .basic_auth(creds["username"].as_str().unwrap(), creds["password"].as_str())
         .send()
@@ -122,7 +124,7 @@ async fn damaged_rabbitmq_definitions_fail_before_the_broker_is_touched() {
     let app = TestApp::start().await;
     let id = app.provision(RABBITMQ_SERVICE, RABBITMQ_PLAN, "org-a").await;
     let creds = app.bind(&id, RABBITMQ_SERVICE, RABBITMQ_PLAN).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http().build().unwrap();
     let declare = |name: &str| {
         client
             .request(Method::PUT, format!("{}api/queues/%2F/{name}", creds["management_url"].as_str().unwrap()))
@@ -132,7 +134,7 @@ async fn damaged_rabbitmq_definitions_fail_before_the_broker_is_touched() {
     };
     assert!(declare("orders").await.unwrap().status().is_success());
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     assert!(declare("made-after-the-backup").await.unwrap().status().is_success());
     let now = queues(&creds).await;
     assert_eq!(now, ["made-after-the-backup", "orders"]);

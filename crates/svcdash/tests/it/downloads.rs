@@ -168,8 +168,7 @@ async fn a_download_opens_with_standard_tools_and_resumes_with_ranges() {
     sqlx::raw_sql("DELETE FROM orders").execute(&mut conn).await.unwrap();
     drop(conn);
     let restore = app.restore(&id, second).await;
-    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(finished["status"], "done", "{finished}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM orders").await;
     assert_eq!(count, 3000);
 }

@@ -97,14 +97,12 @@ async fn tell(story: &Story) {
     }
 
     let backup = app.create_backup(&id).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
 
     write(story.kind, &creds, "after").await;
     assert_eq!(read(story.kind, &creds).await, "after");
     let restore = app.restore(&id, backup).await;
-    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(finished["status"], "done", "{finished}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     assert_eq!(read_eventually(story.kind, &creds).await, "before", "the data as at the backup");
 
     // The download, opened with standard tools only.
@@ -292,7 +290,9 @@ async fn rabbit(creds: &Value, method: Method, path: &str, body: Option<Value>) 
     let base = creds["management_url"].as_str().expect("management_url in the credentials");
     let api = creds["http_api_uri"].as_str().expect("http_api_uri in the credentials");
     assert!(api.ends_with("/api/") && api.contains(creds["password"].as_str().unwrap()), "{api}");
-    let mut request = reqwest::Client::new()
+    let mut request = crate::helpers::http()
+        .build()
+        .unwrap()
         .request(method, format!("{base}api/{path}"))
         .basic_auth(creds["username"].as_str().unwrap(), creds["password"].as_str());
     if let Some(body) = body {

@@ -53,6 +53,48 @@ pub struct TestApp {
     /// svcdash (and then failed before starting it again).
     instances: PathBuf,
     _dir: Option<tempfile::TempDir>,
+    _watchdog: Watchdog,
+}
+
+/// How long one svcdash of a test may run: the longest story takes a few minutes
+/// (`TEST_HANG_SECS` sets another limit).
+fn hang_limit() -> Duration {
+    let secs = std::env::var("TEST_HANG_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15 * 60);
+    Duration::from_secs(secs)
+}
+
+/// Ends the whole run, naming the test, when a test keeps its svcdash longer than
+/// [`hang_limit`]: a test that hangs (a server that never answers, a blocked
+/// runtime) fails the run at once instead of holding it until CI's limit.
+struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    fn arm() -> Self {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let (flag, limit) = (done.clone(), hang_limit());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while started.elapsed() < limit {
+                std::thread::sleep(Duration::from_secs(1));
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            // Straight to the process's stderr: the test's captured output dies with it.
+            let message = format!("\n{test} has run svcdash for {} s: it hangs; ending the run\n", limit.as_secs());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+            std::process::abort();
+        });
+        Self(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl TestApp {
@@ -67,6 +109,7 @@ impl TestApp {
 
     pub async fn start_in(data: &Path, config: Config) -> Self {
         init_logs();
+        let watchdog = Watchdog::arm();
         let server = server::start(config).await.expect("svcdash starts");
         let base = format!("http://{}", server.addr);
         let token = user_token(&server.state, "alice", "org-a").await;
@@ -74,11 +117,12 @@ impl TestApp {
         Self {
             server: Some(server),
             base,
-            client: reqwest::Client::new(),
+            client: crate::helpers::http().build().unwrap(),
             token,
             data: data.to_path_buf(),
             instances,
             _dir: None,
+            _watchdog: watchdog,
         }
     }
 
@@ -192,7 +236,11 @@ impl TestApp {
 
     /// Binds and returns the credentials object.
     pub async fn bind(&self, instance: &str, service: &str, plan: &str) -> Value {
-        let binding = server::instances::new_guid();
+        self.bind_as(instance, &server::instances::new_guid(), service, plan).await
+    }
+
+    /// A binding with the id `binding`; returns its credentials.
+    pub async fn bind_as(&self, instance: &str, binding: &str, service: &str, plan: &str) -> Value {
         let (status, body) = self
             .broker(
                 Method::PUT,
@@ -226,6 +274,32 @@ impl TestApp {
             matches!(body["status"].as_str(), Some("done" | "failed" | "deleted")).then_some(body)
         })
         .await
+    }
+
+    /// Waits for the backup or restore at `path` (`/v1/instances/ID/backups/N` or
+    /// `…/restores/N`) to finish and asserts it is done; when it is not, the failure
+    /// says what its jobs reported, which the API keeps to itself.
+    pub async fn wait_done(&self, path: &str) -> Value {
+        let body = self.wait_finished(path).await;
+        if body["status"] != "done" {
+            panic!("{path} is not done: {body}; its jobs said: {:?}", self.job_errors(path).await);
+        }
+        body
+    }
+
+    /// What the jobs of the backup or restore at `path` reported, if they failed.
+    pub async fn job_errors(&self, path: &str) -> Vec<String> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [_, "instances", guid, what, seq, ..] = parts[..] else { return vec![format!("no job behind {path}")] };
+        let store = &self.state().store;
+        let (Ok(instance), Ok(seq)) = (store.instance_by_guid(guid).await, seq.parse::<i64>()) else {
+            return vec![format!("no instance or number in {path}")];
+        };
+        let jobs = match what {
+            "backups" => store.backup_by_seq(instance.id, seq).await.map(|b| vec![b.job]),
+            _ => store.restore_by_seq(instance.id, seq).await.map(|r| r.jobs),
+        };
+        jobs.map(|jobs| jobs.into_iter().filter_map(|j| j.error).collect()).unwrap_or_default()
     }
 
     pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
@@ -304,6 +378,12 @@ impl Drop for AccountsGuard {
 /// The main process of a node's engine, if it runs (as the local deployer sees it).
 pub async fn engine_pid(state: &AppState, spec: &engines::NodeSpec) -> Option<u32> {
     state.deployer.probe().expect("the local deployer probes its nodes").main_pid(&spec.local_name, spec.index).await
+}
+
+/// An HTTP client for tests: every request gives up after two minutes, so a server
+/// that stops answering fails the test with a message instead of hanging the run.
+pub fn http() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(Duration::from_secs(120))
 }
 
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: &mut F) -> T
@@ -390,10 +470,11 @@ pub async fn redis(credentials: &Value) -> redis::aio::MultiplexedConnection {
     redis::Client::open(credentials["uri"].as_str().unwrap()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
+/// svcdash's warnings go to the test's captured output, so a failing test shows
+/// them (what went wrong in a job, say); `TEST_LOG=info` (any filter) shows more.
 fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
-    }
+    let filter = std::env::var("TEST_LOG").ok().filter(|f| !f.is_empty() && f != "1").unwrap_or_else(|| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// A parachute threshold (percent) the disk holding `path` is already past: some
@@ -463,4 +544,55 @@ pub fn open_with_standard_tools(file: &Path, passphrase: &str) -> Vec<u8> {
     let out = std::process::Command::new("zstd").args(["-d", "-c"]).arg(&decrypted).output().unwrap();
     assert!(out.status.success(), "zstd -d failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// The password alice signs in with in the browser tests.
+pub const BROWSER_PASSWORD: &str = "a long browser password";
+
+/// Gives alice [`BROWSER_PASSWORD`], for the sign-in form.
+pub async fn browser_sign_in(app: &TestApp) {
+    let user = app.state().store.user_by_name("alice").await.unwrap();
+    let hash = server::auth::hash_password(BROWSER_PASSWORD).unwrap();
+    app.state().store.set_password_hash(user.id, &hash).await.unwrap();
+}
+
+/// Where the browser tests put their screenshots.
+pub fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+}
+
+/// `node tests/support/SCRIPT` as the browser tests run it: headless Chromium
+/// through playwright-core (installed by `./dev.sh test`), screenshots under
+/// target/screenshots, signing in to `base` as alice. Callers add what the script
+/// needs besides.
+pub fn browser_script(script: &str, base: &str, instance: &str) -> std::process::Command {
+    let modules = crate::idp::node_modules();
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "playwright-core is not installed under {} (`./dev.sh test` installs it)",
+        modules.display()
+    );
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(manifest.join("tests/support").join(script))
+        .env("TEST_NODE_MODULES", &modules)
+        .env("BASE_URL", base)
+        .env("INSTANCE", instance)
+        .env("USER", "alice")
+        .env("PASSWORD", BROWSER_PASSWORD)
+        .env("SCREENSHOTS", screenshots());
+    cmd
+}
+
+/// Runs a browser script to its end on a blocking thread (svcdash answers it
+/// from this one) and returns its findings, the JSON of the last line it printed;
+/// or, when it failed, everything it printed.
+pub async fn browser_findings(mut cmd: std::process::Command) -> Result<Value, String> {
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node runs")).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{}\n{stdout}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| format!("its last line is not JSON ({e}):\n{stdout}"))
 }

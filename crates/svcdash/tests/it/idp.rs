@@ -75,8 +75,19 @@ impl Idp {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start node ({e}); `./dev.sh test` installs Node.js"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // Read on a thread of its own: a provider that never says it is ready fails
+        // the test after a minute instead of blocking it (and the run) for good.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the OpenID provider did not say it was ready within a minute")
+        });
         let issuer = line
             .trim()
             .strip_prefix("OIDC_PROVIDER_READY ")
@@ -104,7 +115,7 @@ impl Idp {
         let verifier = format!("verifier-{user}-0123456789-0123456789-0123456789");
         let challenge =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
-        let http = reqwest::Client::builder()
+        let http = crate::helpers::http()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::custom({
                 let redirect = redirect.to_owned();

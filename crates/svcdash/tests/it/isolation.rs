@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use reqwest::Method;
-use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -153,11 +152,9 @@ async fn a_bound_postgres_user_cannot_become_superuser_by_restoring_its_own_back
     assert!(refused.is_err_and(|e| e.to_string().contains("permission denied")), "the binding reaches `postgres`");
 
     let backup = app.create_backup(&id).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     let restore = app.restore(&id, backup).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
 
     let admin = app.node(&id).await;
     let mut admin_conn = pg_admin(&admin, "app").await;
@@ -329,8 +326,7 @@ async fn links_planted_in_a_node_folder_are_never_followed_by_svcdash() {
     drop(conn);
     plant(&node.data_dir().join("dump.rdb"), &victim_file);
     let restore = app.restore(&id, backup).await;
-    let done: Value = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     unchanged("after a restore");
     let mut conn = redis(&creds).await;
     let kept: String = redis::cmd("GET").arg("kept").query_async(&mut conn).await.unwrap();

@@ -168,3 +168,81 @@ async fn an_update_moves_the_instance_to_the_catalogs_version_with_its_data() {
     let count: i64 = pg_value_eventually(&creds, "SELECT count(*) FROM kept").await;
     assert_eq!(count, 5);
 }
+
+/// OSB `maintenance_info`: the catalog offers the service's release as a semantic
+/// version, and a platform's `PATCH` naming it upgrades an instance that runs an
+/// older one (`cf update-service --upgrade`), as the Updates page does.
+#[tokio::test]
+async fn platforms_upgrade_an_instance_through_maintenance_info() {
+    let dir = data_dir();
+    let mut old = config(dir.path());
+    old.catalog = Some(catalog_with_version(dir.path(), "redis", "7.0"));
+    let mut app = TestApp::start_in(dir.path(), old).await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let creds = app.bind(&id, REDIS_SERVICE, REDIS_PLAN).await;
+    let mut conn = redis(&creds).await;
+    redis::cmd("SET").arg("kept").arg("through the upgrade").query_async::<()>(&mut conn).await.unwrap();
+    drop(conn);
+    app.stop().await;
+
+    let mut new = config(dir.path());
+    new.catalog = Some(catalog_with_version(dir.path(), "redis", "7.1"));
+    let app = TestApp::start_in(dir.path(), new).await;
+    let (_, catalog) = app.broker(Method::GET, "/v2/catalog", None).await;
+    let redis_service = catalog["services"].as_array().unwrap().iter().find(|s| s["name"] == "redis").unwrap();
+    assert_eq!(redis_service["plans"][0]["maintenance_info"]["version"], "7.1.0", "{catalog}");
+
+    let path = format!("/v2/service_instances/{id}?accepts_incomplete=true");
+    let (status, body) = app
+        .broker(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"service_id": REDIS_SERVICE, "maintenance_info": {"version": "7.0.0"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "MaintenanceInfoConflict", "{body}");
+    assert_eq!(instance_overview(&app, &id).await["version"], "7.0", "nothing changed");
+
+    let upgrade = serde_json::json!({"service_id": REDIS_SERVICE, "maintenance_info": {"version": "7.1.0"}});
+    let (status, body) = app.broker(Method::PATCH, &path, Some(upgrade.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let op = body["operation"].as_str().unwrap().to_owned();
+    let last = app
+        .wait_for("the upgrade", std::time::Duration::from_secs(120), || {
+            let (app, id, op) = (&app, &id, &op);
+            async move {
+                let (_, body) = app
+                    .broker(Method::GET, &format!("/v2/service_instances/{id}/last_operation?operation={op}"), None)
+                    .await;
+                (body["state"] != "in progress").then_some(body)
+            }
+        })
+        .await;
+    assert_eq!(last["state"], "succeeded", "{last}");
+    let overview = instance_overview(&app, &id).await;
+    assert_eq!(overview["version"], "7.1", "{overview}");
+    let mut conn = redis(&creds).await;
+    let kept: String = redis::cmd("GET").arg("kept").query_async(&mut conn).await.unwrap();
+    assert_eq!(kept, "through the upgrade");
+
+    // The same request again changes nothing.
+    let (status, body) = app.broker(Method::PATCH, &path, Some(upgrade)).await;
+    assert_eq!((status, body.clone()), (StatusCode::OK, serde_json::json!({})), "{body}");
+
+    // A provision that expects another release is refused and makes nothing.
+    let other = server::instances::new_guid();
+    let (status, body) = app
+        .broker(
+            Method::PUT,
+            &format!("/v2/service_instances/{other}?accepts_incomplete=true"),
+            Some(serde_json::json!({
+                "service_id": REDIS_SERVICE, "plan_id": REDIS_PLAN, "organization_guid": "org-a",
+                "space_guid": "space-1", "maintenance_info": {"version": "7.0.0"}
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "MaintenanceInfoConflict", "{body}");
+    assert!(app.state().store.instance_by_guid(&other).await.is_err(), "no instance was made");
+}

@@ -80,8 +80,7 @@ async fn every_secret_moves_to_the_new_master_key() {
     .await;
     for backup in [generated, personal] {
         let restore = app.restore(&id, backup).await;
-        let done = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-        assert_eq!(done["status"], "done", "backup {backup}: {done}");
+        app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     }
     let res = app.client.get(format!("{}/v1/instances/{id}/backups/{personal}/download", app.base));
     assert_eq!(res.header("Authorization", &app.token).send().await.unwrap().status(), StatusCode::OK);

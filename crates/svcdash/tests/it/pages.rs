@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
 
-async fn page(app: &TestApp, token: &str, path: &str) -> String {
+pub(crate) async fn page(app: &TestApp, token: &str, path: &str) -> String {
     let res = app
         .client
         .get(format!("{}{path}", app.base))

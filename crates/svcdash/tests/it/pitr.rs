@@ -98,9 +98,7 @@ async fn restored_to(app: &TestApp, id: &str, target: DateTime<Utc>) -> Value {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "queued");
     let seq = body["id"].as_i64().unwrap();
-    let done = app.wait_finished(&format!("/v1/instances/{id}/restores/{seq}")).await;
-    assert_eq!(done["status"], "done", "{done}");
-    done
+    app.wait_done(&format!("/v1/instances/{id}/restores/{seq}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -118,8 +116,7 @@ async fn restores_to_a_point_in_time_bring_back_exactly_what_was_committed_befor
     let mut conn = pg(&credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let backup = app.create_backup(&id).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     let instance = app.state().store.instance_by_guid(&id).await.unwrap();
     let bases = app.state().store.base_backups(instance.id).await.unwrap();
     assert_eq!(bases.len(), 1);
@@ -240,7 +237,7 @@ async fn while_the_store_is_unreachable_postgresql_keeps_its_log_and_archiving_c
     let mut conn = pg(&credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     insert(&mut conn, 1).await;
     let t1 = mark().await;
     window_reaching(&app, &id, t1).await;
@@ -312,7 +309,7 @@ async fn the_window_follows_what_the_store_holds_and_what_retention_keeps() {
     let mut conn = pg(&credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let first = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{first}")).await;
     // Commit 1 and the moment after it are in a file archived before the one lost:
     // replay to that moment finds no later commit before the hole, and ends there.
     insert(&mut conn, 1).await;
@@ -322,7 +319,7 @@ async fn the_window_follows_what_the_store_holds_and_what_retention_keeps() {
     let lost = archive_now(&app, &id).await;
     let t2 = mark().await;
     let second = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{second}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{second}")).await;
     insert(&mut conn, 3).await;
     let t3 = mark().await;
     archive_now(&app, &id).await;
@@ -353,8 +350,7 @@ async fn the_window_follows_what_the_store_holds_and_what_retention_keeps() {
     // The new timeline gets a base backup of its own at once: those taken after the
     // target lie on the abandoned history.
     let third = second + 1;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{third}")).await;
-    assert_eq!(done["status"], "done", "a backup follows the restore: {done}");
+    let done = app.wait_done(&format!("/v1/instances/{id}/backups/{third}")).await;
     assert!(done["triggered_at"].as_str() >= restore["triggered_at"].as_str(), "{done} {restore}");
     let mut conn = pg(&credentials).await;
     insert(&mut conn, 4).await;
@@ -413,42 +409,18 @@ async fn a_person_restores_to_a_moment_in_the_browser() {
     let mut conn = pg(&credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     insert(&mut conn, 1).await;
     let target = mark().await;
     insert(&mut conn, 2).await;
     let t2 = mark().await;
     window_reaching(&app, &id, t2).await;
 
-    let user = app.state().store.user_by_name("alice").await.unwrap();
-    let password = "a long browser password";
-    app.state().store.set_password_hash(user.id, &server::auth::hash_password(password).unwrap()).await.unwrap();
-    let modules = crate::idp::node_modules();
-    assert!(modules.join("playwright-core").is_dir(), "playwright-core is not installed (`./dev.sh test` installs it)");
-    let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/pitr.mjs");
+    browser_sign_in(&app).await;
     let field = target.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
-    let out = tokio::task::spawn_blocking({
-        let (base, id, field, shots) = (app.base.clone(), id.clone(), field.clone(), shots.clone());
-        move || {
-            std::process::Command::new("node")
-                .arg(script)
-                .env("TEST_NODE_MODULES", &modules)
-                .env("BASE_URL", base)
-                .env("INSTANCE", id)
-                .env("USER", "alice")
-                .env("PASSWORD", password)
-                .env("TARGET", field)
-                .env("SCREENSHOTS", &shots)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the browser test failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let findings: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut script = browser_script("pitr.mjs", &app.base, &id);
+    script.env("TARGET", &field);
+    let findings = browser_findings(script).await.unwrap_or_else(|e| panic!("the browser test failed:\n{e}"));
 
     assert!(
         findings["window"].as_str().unwrap().starts_with("This instance can be restored to any moment from"),
@@ -474,7 +446,10 @@ async fn a_person_restores_to_a_moment_in_the_browser() {
 
     assert_eq!(rows(&mut pg(&credentials).await).await, [1], "the browser's restore brought back that moment");
     for name in ["pitr-panel", "pitr-dialog", "pitr-restored"] {
-        assert!(std::fs::read(shots.join(format!("{name}.png"))).unwrap().starts_with(b"\x89PNG"), "{name}.png");
+        assert!(
+            std::fs::read(screenshots().join(format!("{name}.png"))).unwrap().starts_with(b"\x89PNG"),
+            "{name}.png"
+        );
     }
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }
@@ -487,7 +462,7 @@ async fn a_new_instance_made_at_a_moment_of_another_leaves_that_one_untouched() 
     let mut conn = pg(&origin_credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let backup = app.create_backup(&origin).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{origin}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{origin}/backups/{backup}")).await;
     insert(&mut conn, 1).await;
     let t1 = mark().await;
     insert(&mut conn, 2).await;
@@ -538,8 +513,7 @@ async fn a_new_instance_made_at_a_moment_of_another_leaves_that_one_untouched() 
 
     // The copy archives on a timeline of its own, from a base backup of its own.
     let mut copy_conn = pg(&copy_credentials).await;
-    let first_backup = app.wait_finished(&format!("/v1/instances/{copy}/backups/1")).await;
-    assert_eq!(first_backup["status"], "done", "{first_backup}");
+    app.wait_done(&format!("/v1/instances/{copy}/backups/1")).await;
     insert(&mut copy_conn, 10).await;
     let t3 = mark().await;
     let shown = window_reaching(&app, &copy, t3).await;
@@ -574,7 +548,7 @@ async fn the_archive_restores_by_hand_with_standard_tools() {
     let mut conn = pg(&credentials).await;
     sqlx::query("CREATE TABLE events (id int PRIMARY KEY)").execute(&mut conn).await.unwrap();
     let backup = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     insert(&mut conn, 1).await;
     let t1 = mark().await;
     insert(&mut conn, 2).await;
@@ -715,7 +689,7 @@ async fn a_base_backup_waiting_for_stuck_archiving_fails_instead_of_waiting_fore
     app.keep_dir(dir);
     let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
     let first = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{first}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{first}")).await;
     archive_now(&app, &id).await;
 
     // Every upload into the timeline's folder fails, as against a store that is down
@@ -739,6 +713,6 @@ async fn a_base_backup_waiting_for_stuck_archiving_fails_instead_of_waiting_fore
     std::fs::remove_file(&timeline).unwrap();
     std::fs::rename(&aside, &timeline).unwrap();
     let again = app.create_backup(&id).await;
-    assert_eq!(app.wait_finished(&format!("/v1/instances/{id}/backups/{again}")).await["status"], "done");
+    app.wait_done(&format!("/v1/instances/{id}/backups/{again}")).await;
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }

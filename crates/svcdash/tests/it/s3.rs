@@ -26,7 +26,7 @@ async fn start_moto() -> (Moto, String) {
         .unwrap_or_else(|e| panic!("cannot start {program} ({e}); `./dev.sh test` installs moto's server"));
     let moto = Moto(child);
     let endpoint = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http().build().unwrap();
     wait_for("moto to answer", Duration::from_secs(60), &mut || {
         let (client, endpoint) = (&client, &endpoint);
         async move { client.get(endpoint.as_str()).send().await.ok().map(|_| ()) }
@@ -75,8 +75,7 @@ async fn backups_go_to_s3_in_several_parts_and_restore_from_there() {
     let before = checksum(&mut conn).await;
 
     let backup = app.create_backup(&id).await;
-    let done = app.wait_finished(&format!("/v1/instances/{id}/backups/{backup}")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    let done = app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
     assert!(done["size"].as_i64().unwrap() > 10 << 20, "expected a multi-part object: {done}");
     assert!(app.backup_objects().is_empty(), "nothing is written to the local backup folder");
 
@@ -87,8 +86,7 @@ async fn backups_go_to_s3_in_several_parts_and_restore_from_there() {
     sqlx::raw_sql("TRUNCATE blobs").execute(&mut conn).await.unwrap();
     drop(conn);
     let restore = app.restore(&id, backup).await;
-    let finished = app.wait_finished(&format!("/v1/instances/{id}/restores/{restore}")).await;
-    assert_eq!(finished["status"], "done", "{finished}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     let mut conn = pg(&creds).await;
     assert_eq!(checksum(&mut conn).await, before);
 }
@@ -163,8 +161,7 @@ async fn downloads_retention_and_disaster_recovery_work_on_s3() {
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{performed}");
-    let done = app.wait_finished(&format!("/v1/instances/{destination}/restores/1")).await;
-    assert_eq!(done["status"], "done", "{done}");
+    app.wait_done(&format!("/v1/instances/{destination}/restores/1")).await;
     let dest = app.bind(&destination, REDIS_SERVICE, REDIS_PLAN).await;
     let mut conn = redis(&dest).await;
     let city: String = redis::cmd("GET").arg("city").query_async(&mut conn).await.unwrap();

@@ -13,6 +13,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn no_secret_reaches_the_log_or_a_response() {
     let dir = data_dir();
+    // The instance's account outlives the `svcdash serve` below; it goes with the test.
+    let _accounts = crate::helpers::AccountsGuard(dir.path().to_path_buf());
     let data = dir.path().to_str().unwrap().to_owned();
     let cli = |args: &[&str], input: Option<&str>| {
         use std::io::Write;
@@ -50,7 +52,7 @@ async fn no_secret_reaches_the_log_or_a_response() {
         .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let broker = |method: reqwest::Method, path: String, body: Value| {
         http.request(method, format!("{base}{path}"))
             .basic_auth("platform", Some(broker_password))

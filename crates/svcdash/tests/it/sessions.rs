@@ -13,7 +13,7 @@ pub const HTML: &str = "text/html,application/xhtml+xml";
 
 /// A client that shows redirects instead of following them.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// The `name=value` of a cookie the response sets, with its attributes.
@@ -161,7 +161,11 @@ async fn curl_signs_in_with_a_bearer_token_and_goes_on_with_the_cookie() {
     }
     // A client that follows the redirect but keeps no cookies is served with its
     // token rather than sent round again.
-    let res = reqwest::Client::new().get(format!("{}{dashboard}", app.base)).header(AUTHORIZATION, &app.token);
+    let res = crate::helpers::http()
+        .build()
+        .unwrap()
+        .get(format!("{}{dashboard}", app.base))
+        .header(AUTHORIZATION, &app.token);
     let (status, body) = json(res.send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_overview(&app, &id, &body);
@@ -176,7 +180,7 @@ async fn the_reference_curl_examples_work_with_a_cookie_jar() {
     let app = TestApp::start().await;
     let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
     // curl --cookie c --cookie-jar c --location -H "Authorization: $token" "$dashboard_url"
-    let curl = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let curl = crate::helpers::http().cookie_store(true).build().unwrap();
     let url = format!("{}/service-instances/{id}", app.base);
     let res = curl.get(&url).header(AUTHORIZATION, &app.token).send().await.unwrap();
     assert_eq!(res.url().as_str(), format!("{url}?signed_in=1"), "redirected back");
@@ -246,7 +250,11 @@ async fn clients_without_a_cookie_jar_do_not_pile_up_sessions() {
     let mut cookies = Vec::new();
     for _ in 0..12 {
         // What a client that follows redirects without keeping cookies does...
-        let res = reqwest::Client::new().get(format!("{}{dashboard}", app.base)).header(AUTHORIZATION, &app.token);
+        let res = crate::helpers::http()
+            .build()
+            .unwrap()
+            .get(format!("{}{dashboard}", app.base))
+            .header(AUTHORIZATION, &app.token);
         let (status, body) = json(res.send().await.unwrap()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_overview(&app, &id, &body);

@@ -55,7 +55,7 @@ fn browser() -> reqwest::Client {
 
 /// A browser keeping its cookies in `jar`.
 fn browser_with(jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::helpers::http()
         .cookie_provider(jar)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             if attempt.url().path() == "/auth/callback" { attempt.stop() } else { attempt.follow() }
@@ -151,7 +151,7 @@ async fn browsers_sign_in_through_the_identity_provider() {
 async fn single_sign_on_returns_only_to_paths_on_this_server() {
     use reqwest::cookie::CookieStore;
     let sso = start(&[]).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let no_redirects = crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for (asked, expected) in crate::web::RETURN_TO_CASES {
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let path = format!("/auth/login?return_to={}", crate::web::encoded(asked));
@@ -212,7 +212,7 @@ async fn provider_tokens_work_as_bearer_tokens() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // The reference's curl sign-in works with a provider token too.
-    let res = reqwest::Client::builder()
+    let res = crate::helpers::http()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

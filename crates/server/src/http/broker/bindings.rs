@@ -1,5 +1,7 @@
-//! `PUT`/`DELETE /v2/service_instances/{instance_id}/service_bindings/{binding_id}`:
-//! each binding is a user of its own in the engine.
+//! `PUT`/`GET`/`DELETE /v2/service_instances/{instance_id}/service_bindings/{binding_id}`:
+//! each binding is a user of its own in the engine. `GET` hands out a binding's
+//! credentials as they are now: after a plan change to a cluster, the sentinels a
+//! binding made before it lacked.
 
 use api_types::broker::{BindRequest, BindResponse, Credentials};
 use axum::body::Bytes;
@@ -16,7 +18,8 @@ use super::{BrokerId, Failure, empty, internal};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v2/service_instances/{instance_id}/service_bindings/{binding_id}", put(bind).delete(unbind))
+    Router::new()
+        .route("/v2/service_instances/{instance_id}/service_bindings/{binding_id}", put(bind).get(fetch).delete(unbind))
 }
 
 fn to_credentials(c: engines::AppCredentials) -> Credentials {
@@ -73,18 +76,17 @@ async fn bind(
             format!("the instance is {}; bind once it is provisioned", instance.state),
         ));
     }
-    let specs = state.node_specs(&instance).await.map_err(internal)?;
-    let spec = specs.first().ok_or_else(|| internal(anyhow::anyhow!("instance has no nodes")))?;
-
     if let Ok(existing) = state.store.binding(instance.id, binding_id.as_str()).await {
         let password = state.master.unseal(&existing.sealed_password).map_err(internal)?;
-        let creds =
-            state.deployer.create_user(spec, &existing.username, password.expose_secret()).await.map_err(internal)?;
+        let creds = crate::cluster::create_user(&state, &instance, &existing.username, password.expose_secret())
+            .await
+            .map_err(internal)?;
         return Ok((StatusCode::OK, Json(BindResponse { credentials: to_credentials(creds) })).into_response());
     }
     let username = binding_username();
     let (password, sealed_password) = crate::instances::sealed_secret(&state, 32).map_err(internal)?;
-    let creds = state.deployer.create_user(spec, &username, password.expose_secret()).await.map_err(internal)?;
+    let creds =
+        crate::cluster::create_user(&state, &instance, &username, password.expose_secret()).await.map_err(internal)?;
     state
         .store
         .create_binding(NewBinding {
@@ -97,6 +99,44 @@ async fn bind(
         .map_err(internal)?;
     super::audit(&state, "binding.create", &instance.guid, &format!("binding {binding_id}")).await;
     Ok((StatusCode::CREATED, Json(BindResponse { credentials: to_credentials(creds) })).into_response())
+}
+
+/// The fetch query: `service_id` and `plan_id` are optional, and checked when given.
+#[derive(serde::Deserialize)]
+struct FetchParams {
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path((instance_id, binding_id)): Path<(BrokerId, BrokerId)>,
+    Query(params): Query<FetchParams>,
+) -> Result<Response, Failure> {
+    let not_found = |what: String| Failure(StatusCode::NOT_FOUND, None, what);
+    let instance = match state.store.instance_by_guid(instance_id.as_str()).await {
+        Ok(i) if i.state != InstanceState::Deleted => i,
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Err(not_found(format!("there is no service instance {:?}", instance_id.as_str())));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    ensure_same_offering(&instance, params.service_id.as_deref(), params.plan_id.as_deref())?;
+    let binding = match state.store.binding(instance.id, binding_id.as_str()).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound) => {
+            return Err(not_found(format!("there is no binding {:?} of this instance", binding_id.as_str())));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    let password = state.master.unseal(&binding.sealed_password).map_err(internal)?;
+    let creds = crate::cluster::credentials(&state, &instance, &binding.username, password.expose_secret())
+        .await
+        .map_err(internal)?;
+    super::audit(&state, "binding.read", &instance.guid, &format!("binding {binding_id}")).await;
+    Ok((StatusCode::OK, Json(BindResponse { credentials: to_credentials(creds) })).into_response())
 }
 
 async fn unbind(
@@ -118,10 +158,7 @@ async fn unbind(
     };
     ensure_same_offering(&instance, Some(service_id), Some(plan_id))?;
     if instance.state != InstanceState::Deleted {
-        let specs = state.node_specs(&instance).await.map_err(internal)?;
-        if let Some(spec) = specs.first() {
-            state.deployer.delete_user(spec, &binding.username).await.map_err(internal)?;
-        }
+        crate::cluster::delete_user(&state, &instance, &binding.username).await.map_err(internal)?;
     }
     state.store.delete_binding(binding.id).await.map_err(internal)?;
     super::audit(&state, "binding.delete", &instance.guid, &format!("binding {binding_id}")).await;

@@ -19,14 +19,14 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v2/service_instances/{instance_id}", put(provision).delete(deprovision))
+        .route("/v2/service_instances/{instance_id}", put(provision).delete(deprovision).patch(super::update::update))
         .route("/v2/service_instances/{instance_id}/last_operation", get(last_operation))
 }
 
 #[derive(Deserialize)]
-struct AsyncParams {
+pub(super) struct AsyncParams {
     #[serde(default)]
-    accepts_incomplete: Option<String>,
+    pub(super) accepts_incomplete: Option<String>,
 }
 
 /// `DELETE /v2/service_instances/{instance_id}`'s query: the spec requires
@@ -52,7 +52,7 @@ struct LastOperationParams {
     operation: Option<String>,
 }
 
-fn require_async(accepts_incomplete: Option<&str>) -> Result<(), Failure> {
+pub(super) fn require_async(accepts_incomplete: Option<&str>) -> Result<(), Failure> {
     if accepts_incomplete == Some("true") {
         Ok(())
     } else {
@@ -111,6 +111,9 @@ async fn provision(
     let plan = service
         .plan(&req.plan_id)
         .ok_or_else(|| Failure::bad_request(format!("service {} has no plan {:?}", service.name, req.plan_id)))?;
+    if let Some(asked) = &req.maintenance_info {
+        super::update::check_maintenance_info(service, asked)?;
+    }
     let asked = match req.parameters.as_ref().and_then(|p| p.get("continuous_archiving")) {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -173,11 +176,11 @@ async fn provision(
         .into_response())
 }
 
-fn operation_name(job_id: i64) -> String {
+pub(super) fn operation_name(job_id: i64) -> String {
     format!("job-{job_id}")
 }
 
-async fn find(state: &AppState, instance_id: &str) -> Result<Option<Instance>, Failure> {
+pub(super) async fn find(state: &AppState, instance_id: &str) -> Result<Option<Instance>, Failure> {
     match state.store.instance_by_guid(instance_id).await {
         Ok(instance) => Ok(Some(instance)),
         Err(StoreError::NotFound) => Ok(None),

@@ -5,6 +5,7 @@ mod bindings;
 mod id;
 mod input;
 mod instances;
+mod update;
 
 pub use id::BrokerId;
 

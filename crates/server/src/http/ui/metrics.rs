@@ -20,8 +20,8 @@ use crate::state::AppState;
 struct MetricsPage {
     page: Frame,
     i: super::views::InstanceView,
-    /// Node indexes with figures, for the tabs.
-    tabs: Vec<i64>,
+    /// Node indexes with figures, for the tabs, and each node's role in a cluster.
+    tabs: Vec<(i64, Option<String>)>,
     node: Option<NodeView>,
     interval_secs: u64,
     history_text: String,
@@ -37,6 +37,8 @@ pub struct NodeView {
     pub parachute_activated: bool,
     pub parachute: Vec<ParachuteDisk>,
     pub charts: Vec<Chart>,
+    /// A cluster node's role and how far behind it (or its furthest replica) is.
+    pub replication: Option<String>,
 }
 
 pub struct Gauge {
@@ -70,10 +72,14 @@ pub async fn metrics_page(
     let mut page = Frame::new(&caller);
     page.nav = Some(Nav::new(&instance.guid, "metrics", role));
     page.busy = super::pages::busy(&state, &instance).await?;
-    let tabs = state.metrics.history.nodes(&instance.guid);
-    let selected = query.node.filter(|n| tabs.contains(n)).or_else(|| tabs.first().copied());
-    let node =
-        selected.map(|n| node_view(n, &state.metrics.history.sampled(&instance.guid, n, super::chart::MAX_POINTS)));
+    let indexes = state.metrics.history.nodes(&instance.guid);
+    let selected = query.node.filter(|n| indexes.contains(n)).or_else(|| indexes.first().copied());
+    let roles = super::views::node_views(&state, &instance).await.map_err(crate::error::ApiError::internal)?;
+    let tabs = indexes.into_iter().map(|n| (n, roles.iter().find(|v| v.index == n).map(|v| v.role.clone()))).collect();
+    let engine = state.engine_of(&instance).ok();
+    let node = selected.map(|n| {
+        node_view(n, &state.metrics.history.sampled(&instance.guid, n, super::chart::MAX_POINTS), engine.as_ref())
+    });
     let config = &state.config.metrics;
     Ok(render(&MetricsPage {
         page,
@@ -125,8 +131,21 @@ fn cpu_percent(before: &Sample, after: &Sample) -> Option<f64> {
     (t1 > t0).then(|| (b1 - b0) as f64 * 100.0 / (t1 - t0) as f64)
 }
 
-fn node_view(index: i64, samples: &[Sample]) -> Option<NodeView> {
+fn node_view(index: i64, samples: &[Sample], engine: Option<&engines::EngineRef>) -> Option<NodeView> {
     let newest = samples.last()?;
+    let replication = newest.get("replication.role").map(|role| {
+        let name = |role: engines::Role| engine.map_or("node", |e| e.role_name(role));
+        let bytes = newest.get("replication.lag_bytes").map_or_else(|| "–".to_owned(), |b| format!("{b} bytes"));
+        let seconds = newest.get("replication.lag_ms").map_or_else(|| "–".to_owned(), |ms| format!("{} s", ms / 1000));
+        match role {
+            1 => format!("{}; its furthest replica is {bytes} and {seconds} behind", name(engines::Role::Primary)),
+            _ => format!(
+                "{}; {bytes} and {seconds} behind its {}",
+                name(engines::Role::Replica),
+                name(engines::Role::Primary)
+            ),
+        }
+    });
     let load = |n: &str| {
         newest.get(&format!("system.load.{n}")).map_or_else(|| "–".to_owned(), |v| format!("{:.2}", v as f64 / 1e6))
     };
@@ -201,5 +220,6 @@ fn node_view(index: i64, samples: &[Sample]) -> Option<NodeView> {
         parachute_activated: newest.get("parachute.activated") == Some(1),
         parachute,
         charts,
+        replication,
     })
 }

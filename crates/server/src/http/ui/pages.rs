@@ -44,6 +44,26 @@ struct OverviewPage {
     version: String,
     updates: Vec<api_types::v1::AvailableUpdate>,
     parachute_activated: bool,
+    /// A cluster's nodes and their roles; empty for a single node.
+    nodes: Vec<super::views::NodeView>,
+}
+
+impl OverviewPage {
+    /// The cluster's nodes the parachute holds stopped, as "node 1" or "nodes 0, 2";
+    /// `None` for a single node.
+    fn held_nodes(&self) -> Option<String> {
+        let held: Vec<String> = self.nodes.iter().filter(|n| n.held.is_some()).map(|n| n.index.to_string()).collect();
+        match held.len() {
+            0 => None,
+            1 => Some(format!("node {}", held[0])),
+            _ => Some(format!("nodes {}", held.join(", "))),
+        }
+    }
+
+    /// Whether some node of a cluster still runs while the parachute holds others.
+    fn others_serve(&self) -> bool {
+        self.nodes.iter().any(|n| n.held.is_none())
+    }
 }
 
 pub async fn overview_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -59,6 +79,7 @@ pub async fn overview_page(state: &AppState, caller: &Caller, guid: &str) -> Res
         version: state.version_of(&instance),
         updates: state.available_updates(&instance),
         parachute_activated: state.parachute_activated(&instance).await?,
+        nodes: super::views::node_views(state, &instance).await.map_err(crate::error::ApiError::internal)?,
     }))
 }
 
@@ -77,6 +98,9 @@ struct BackupsPage {
     backup_contents: &'static str,
     /// The Point-in-Time Recovery panel, for instances archiving their log.
     pitr: Option<super::pitr::PitrView>,
+    /// Whether the instance has several nodes: backups then say which one they
+    /// were taken from.
+    clustered: bool,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -108,6 +132,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
         backup_contents: state.engine_of(&instance).map_or("", |e| e.backup_contents()),
         pitr,
+        clustered: state.store.nodes(instance.id).await?.len() > 1,
     }))
 }
 

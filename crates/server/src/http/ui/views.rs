@@ -45,6 +45,33 @@ impl InstanceView {
     }
 }
 
+/// A node of a cluster instance, with the role it was last seen in.
+pub struct NodeView {
+    pub index: i64,
+    pub role: String,
+    pub port: u16,
+    pub since_text: String,
+    /// Why the node's engine is stopped on purpose, if it is.
+    pub held: Option<String>,
+}
+
+/// The instance's nodes when it has several (single nodes have no role to show).
+pub async fn node_views(state: &AppState, instance: &Instance) -> anyhow::Result<Vec<NodeView>> {
+    Ok(crate::cluster::labelled_nodes(state, instance)
+        .await?
+        .into_iter()
+        .map(|(n, role)| NodeView {
+            index: n.index,
+            role: role.to_owned(),
+            port: n.port,
+            since_text: n.role_since.map_or_else(|| "not seen yet".to_owned(), |t| format::time(&t)),
+            held: n
+                .parachute
+                .map(|trip| format!("stopped by the parachute ({} disk) since {}", trip.disk, format::time(&trip.at))),
+        })
+        .collect())
+}
+
 fn named(id: &str, name: Option<&str>) -> String {
     match name {
         Some(name) if name != id => format!("{name} ({id})"),
@@ -61,6 +88,8 @@ pub struct BackupView {
     pub finished_at_text: Option<String>,
     pub duration: String,
     pub size: String,
+    /// The node it was taken from, once the job chose it.
+    pub node: Option<i64>,
     /// Why it cannot be downloaded; `None` when it can.
     pub not_downloadable: Option<String>,
 }
@@ -72,6 +101,7 @@ impl BackupView {
             id: b.seq,
             status: status.to_string(),
             error: b.job.error.clone(),
+            node: b.job.node_index,
             triggered_at: api_types::timestamp::format(&b.job.created_at),
             triggered_at_text: format::time(&b.job.created_at),
             finished_at_text: b.job.finished_at.as_ref().map(format::time),

@@ -8,6 +8,12 @@
 //! `SLAVEOF`, `SYNC`, `PSYNC`, `FAILOVER`), `MIGRATE` (which connects elsewhere),
 //! `SAVE`/`BGSAVE`, `MONITOR` or killing clients: what hosted Redis services
 //! restrict as well.
+//!
+//! A cluster instance runs a master, replicas and a Sentinel beside each node
+//! ([`sentinel`]); its users are made on every node, since Redis does not
+//! replicate ACLs.
+
+mod sentinel;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +24,10 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::engine::{
+    BackupStream, ClusterKind, Companion, Engine, Node, NodeControl, Replication, RestoreSink, Role, StagedRestore,
+    StartMode,
+};
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
 pub struct Redis;
@@ -101,6 +110,117 @@ impl Engine for Redis {
         &["redis-server"]
     }
 
+    fn cluster_ports(&self) -> &'static [&'static str] {
+        &["sentinel"]
+    }
+
+    fn cluster_kind(&self) -> Option<ClusterKind> {
+        Some(ClusterKind::MultiNode)
+    }
+
+    /// ACLs are the node's own: Redis replicates data, not users.
+    fn users_replicate(&self) -> bool {
+        false
+    }
+
+    fn role_name(&self, role: Role) -> &'static str {
+        match role {
+            Role::Primary => "master",
+            Role::Replica => "replica",
+        }
+    }
+
+    /// What the node says (`ROLE`); a node that says master while its sentinel
+    /// names another one is a former master Sentinel is about to turn into a
+    /// replica, and counts as one.
+    async fn role(&self, node: &Node<'_>) -> anyhow::Result<Role> {
+        let mut conn = connect(node.spec).await?;
+        let role: Vec<redis::Value> =
+            redis::cmd("ROLE").query_async(&mut conn).await.context("asking Redis its role")?;
+        match role.first() {
+            Some(redis::Value::BulkString(name)) if name == b"master" => {}
+            Some(redis::Value::BulkString(name)) if name == b"slave" => return Ok(Role::Replica),
+            other => bail!("Redis answered ROLE with {other:?}"),
+        }
+        if node.spec.is_clustered() && sentinel::majority_names_another(node.spec).await {
+            return Ok(Role::Replica);
+        }
+        Ok(Role::Primary)
+    }
+
+    /// A replica is in step once its link to the master is up (`ROLE` says
+    /// `connected`) and the append-only file of what it received is written (a
+    /// replica writing it refuses to shut down).
+    async fn in_sync(&self, node: &Node<'_>) -> anyhow::Result<bool> {
+        let mut conn = connect(node.spec).await?;
+        let role: Vec<redis::Value> =
+            redis::cmd("ROLE").query_async(&mut conn).await.context("asking Redis its role")?;
+        let linked = match role.first() {
+            Some(redis::Value::BulkString(name)) if name == b"slave" => {
+                matches!(role.get(3), Some(redis::Value::BulkString(state)) if state == b"connected")
+            }
+            _ => true,
+        };
+        let info: String = redis::cmd("INFO").arg("persistence").query_async(&mut conn).await?;
+        let busy = info.lines().any(|l| {
+            matches!(
+                l.trim(),
+                "aof_rewrite_in_progress:1" | "aof_rewrite_scheduled:1" | "async_loading:1" | "loading:1"
+            )
+        });
+        Ok(linked && !busy && sentinel::knows_cluster(node.spec).await)
+    }
+
+    /// From `INFO replication`: a master's replicas' acknowledged offsets and
+    /// seconds since their last acknowledgement; a replica's offset against its
+    /// master's and seconds since it last heard from it.
+    async fn replication(&self, node: &Node<'_>) -> anyhow::Result<Option<Replication>> {
+        if !node.spec.is_clustered() {
+            return Ok(None);
+        }
+        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut connect(node.spec).await?).await?;
+        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
+        let offset = field("master_repl_offset").and_then(|v| v.parse::<u64>().ok());
+        if field("role") == Some("master") {
+            let (mut bytes, mut seconds) = (None::<u64>, None::<u64>);
+            for line in info.lines().filter(|l| l.starts_with("slave") && l.contains("offset=")) {
+                let get = |key: &str| line.split(',').find_map(|f| f.strip_prefix(key)?.parse::<u64>().ok());
+                if let (Some(own), Some(theirs)) = (offset, get("offset=")) {
+                    bytes = Some(bytes.unwrap_or(0).max(own.saturating_sub(theirs)));
+                }
+                if let Some(lag) = get("lag=") {
+                    seconds = Some(seconds.unwrap_or(0).max(lag));
+                }
+            }
+            return Ok(Some(Replication { role: Role::Primary, lag_bytes: bytes, lag_seconds: seconds }));
+        }
+        let seconds = field("master_last_io_seconds_ago").and_then(|v| v.parse::<u64>().ok());
+        let master_port = field("master_port").and_then(|v| v.parse::<u16>().ok());
+        let mut bytes = None;
+        if let (Some(own), Some(port)) = (offset, master_port)
+            && let Ok(mut master) = connect_to(node.spec, port).await
+            && let Ok(info) = redis::cmd("INFO").arg("replication").query_async::<String>(&mut master).await
+            && let Some(theirs) = info
+                .lines()
+                .find_map(|l| l.strip_prefix("master_repl_offset:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            bytes = Some(theirs.saturating_sub(own));
+        }
+        Ok(Some(Replication { role: Role::Replica, lag_bytes: bytes, lag_seconds: seconds }))
+    }
+
+    async fn switchover(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        sentinel::failover(node.spec).await
+    }
+
+    fn companions(&self, node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
+        match node.spec.is_clustered() {
+            true => Ok(vec![sentinel::companion(node)?]),
+            false => Ok(Vec::new()),
+        }
+    }
+
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
         layout.run_dir().join("redis.pid")
     }
@@ -137,22 +257,33 @@ impl Engine for Redis {
         }
     }
 
+    /// On a node of a cluster, the user is made on its sentinel too, and the
+    /// credentials name every sentinel and the master's name besides this node's
+    /// address.
     async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let spec = node.spec;
         let mut conn = connect(spec).await?;
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(username)
-            .arg("reset")
-            .arg("on")
-            .arg(format!(">{password}"))
-            .arg("~*")
-            .arg("&*")
-            .arg(BINDING_RULES)
-            .query_async::<()>(&mut conn)
-            .await
-            .context("creating the Redis user")?;
+        set_user(&mut conn, username, password, &["~*"], BINDING_RULES).await.context("creating the Redis user")?;
         redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await.context("saving Redis users")?;
+        if spec.is_clustered() {
+            sentinel::create_user(spec, username, password).await?;
+        }
+        self.credentials(spec, username, password)
+    }
+
+    fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let mut extra = serde_json::Map::new();
+        if spec.is_clustered() {
+            let mut sentinels = vec![sentinel::port(spec)?];
+            for peer in &spec.peers {
+                sentinels.push(peer.port_named(self, "sentinel")?);
+            }
+            sentinels.sort_unstable();
+            let sentinels: Vec<_> =
+                sentinels.into_iter().map(|port| serde_json::json!({"host": "127.0.0.1", "port": port})).collect();
+            extra.insert("sentinels".into(), sentinels.into());
+            extra.insert("master_name".into(), sentinel::master_name(spec).into());
+        }
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,
@@ -160,7 +291,7 @@ impl Engine for Redis {
             password: password.into(),
             database: None,
             uri: format!("redis://{username}:{password}@127.0.0.1:{}", spec.port),
-            extra: Default::default(),
+            extra,
         })
     }
 
@@ -168,14 +299,22 @@ impl Engine for Redis {
         let mut conn = connect(node.spec).await?;
         redis::cmd("ACL").arg("DELUSER").arg(username).query_async::<()>(&mut conn).await?;
         redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut conn).await?;
+        if node.spec.is_clustered() {
+            sentinel::delete_user(node.spec, username).await?;
+        }
         Ok(())
     }
 
     /// `redis-cli --rdb -`: a consistent point-in-time snapshot, streamed as it is
     /// made. It runs as the engine's account (a client of a server a tenant's code
-    /// runs in).
+    /// runs in). On a replica, it starts once the replica has everything its master
+    /// had written when the backup began, so the backup holds every write
+    /// acknowledged before it.
     async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream> {
         let spec = node.spec;
+        if spec.is_clustered() {
+            catch_up(spec).await?;
+        }
         let mut cmd = node.command("redis-cli")?;
         cmd.args(["-h", "127.0.0.1", "-p", &spec.port.to_string(), "--user", &spec.admin_user, "--rdb", "-"])
             .env("REDISCLI_AUTH", spec.admin_password.expose_secret());
@@ -209,7 +348,9 @@ fn write_config(node: &Node<'_>) -> anyhow::Result<()> {
          logfile \"\"\n\
          enable-protected-configs no\n\
          enable-debug-command no\n\
-         enable-module-command no\n",
+         enable-module-command no\n\
+         {replication}",
+        replication = if spec.is_clustered() { sentinel::replication_config(spec) } else { String::new() },
         port = spec.port,
         dir = layout.data_dir().display(),
         acl = acl_file(layout).display(),
@@ -230,9 +371,36 @@ fn write_config(node: &Node<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes (or resets) `username` with `password`, every channel, the key patterns
+/// `keys` and the command `rules`: the same `ACL SETUSER` on nodes and sentinels.
+async fn set_user(
+    conn: &mut redis::aio::MultiplexedConnection,
+    username: &str,
+    password: &str,
+    keys: &[&str],
+    rules: &[&str],
+) -> redis::RedisResult<()> {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(username)
+        .arg("reset")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg(keys)
+        .arg("&*")
+        .arg(rules)
+        .query_async(conn)
+        .await
+}
+
 async fn connect(spec: &NodeSpec) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    connect_to(spec, spec.port).await
+}
+
+/// Connects as svcdash's admin to the node's server, or its sentinel's `port`.
+async fn connect_to(spec: &NodeSpec, port: u16) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     use redis::IntoConnectionInfo;
-    let info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), spec.port)
+    let info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), port)
         .into_connection_info()
         .context("Redis address")?
         .set_redis_settings(
@@ -241,10 +409,7 @@ async fn connect(spec: &NodeSpec) -> anyhow::Result<redis::aio::MultiplexedConne
                 .set_password(spec.admin_password.expose_secret()),
         );
     let client = redis::Client::open(info).context("Redis connection settings")?;
-    client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to Redis on port {}", spec.port))
+    client.get_multiplexed_async_connection().await.with_context(|| format!("connecting to Redis on port {port}"))
 }
 
 /// An RDB file written completely beside the data.
@@ -274,6 +439,42 @@ impl StagedRestore for Restore {
 
     async fn abort(self: Box<Self>, node: &Node<'_>) {
         let _ = files::remove_tree(&staging_file(node.layout));
+    }
+}
+
+/// How long a replica may take to catch up with its master before a backup.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until the node, if it is a replica, has processed its master's write
+/// position as of now.
+async fn catch_up(spec: &NodeSpec) -> anyhow::Result<()> {
+    let mut conn = connect(spec).await?;
+    let info = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim).map(str::to_owned)
+    };
+    let own: String = redis::cmd("INFO").arg("replication").query_async(&mut conn).await?;
+    if info(&own, "role").as_deref() != Some("slave") {
+        return Ok(());
+    }
+    let port = info(&own, "master_port").and_then(|p| p.parse::<u16>().ok()).context("the replica names no master")?;
+    let master: String = redis::cmd("INFO").arg("replication").query_async(&mut connect_to(spec, port).await?).await?;
+    let target = info(&master, "master_repl_offset")
+        .and_then(|o| o.parse::<u64>().ok())
+        .context("the master said no replication offset")?;
+    let started = std::time::Instant::now();
+    loop {
+        let own: String = redis::cmd("INFO").arg("replication").query_async(&mut conn).await?;
+        if info(&own, "master_repl_offset").and_then(|o| o.parse::<u64>().ok()).is_some_and(|o| o >= target) {
+            return Ok(());
+        }
+        if started.elapsed() > CATCH_UP_TIMEOUT {
+            bail!(
+                "node {} is a replica {} s behind its master; no backup was taken from it",
+                spec.index,
+                CATCH_UP_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
