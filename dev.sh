@@ -16,6 +16,7 @@ packages=(
   "rabbitmq-server:/usr/lib/rabbitmq/bin/rabbitmq-server"
   "age:age"
   "zstd:zstd"
+  "pg-auto-failover-cli:pg_autoctl"
 )
 
 install_missing() {
@@ -40,6 +41,22 @@ install_missing() {
   for service in postgresql redis-server mariadb rabbitmq-server; do
     "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
   done
+}
+
+# The pg_auto_failover extension (PostgreSQL cluster instances' monitor) of the
+# PostgreSQL version installed: its package name carries that version.
+install_auto_failover() {
+  local version
+  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  if [ -f "/usr/share/postgresql/$version/extension/pgautofailover.control" ]; then
+    return
+  fi
+  echo "dev.sh: installing postgresql-$version-auto-failover" >&2
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "postgresql-$version-auto-failover" >/dev/null
 }
 
 # moto's S3-compatible server for the object-store tests, in a virtualenv of its own.
@@ -135,12 +152,14 @@ case "${1:-}" in
   serve)
     shift
     install_missing
+    install_auto_failover
     exec cargo run --release --locked -p svcdash -- serve "$@"
     ;;
   test)
     shift
     packages+=("nodejs:node" "npm:npm" "chromium:chromium")
     install_missing
+    install_auto_failover
     install_moto
     install_node_packages
     log=$(mktemp)

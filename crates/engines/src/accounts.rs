@@ -141,8 +141,19 @@ pub(crate) fn processes_of(uid: u32, names: &[&str]) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| names.contains(&comm.trim_end()))
         })
+        .filter(|pid| !is_zombie(*pid))
         .filter_map(|pid| u32::try_from(pid).ok())
         .collect()
+}
+
+/// Whether a process has exited and waits for its parent to reap it (a killed
+/// node's process whose parent is gone, on a host whose init does not reap): it
+/// holds no memory and belongs to no node any more.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next().map(|s| s == "Z")))
+        .unwrap_or(false)
 }
 
 fn pids_of(uid: Uid) -> Vec<i32> {

@@ -80,6 +80,10 @@ pub struct Companion {
     /// running by an earlier svcdash.
     pub port: u16,
     pub pid_file: PathBuf,
+    /// Whether the server needs it running (and listening) before it starts
+    /// (PostgreSQL's monitor, which its keeper registers with); otherwise it is
+    /// started after the server.
+    pub before_server: bool,
 }
 
 /// Why an engine is being started.
@@ -223,7 +227,7 @@ pub trait Engine: Send + Sync + 'static {
         anyhow::bail!("{} runs no clusters", self.name())
     }
     /// The processes that run beside a cluster node's server, started after it
-    /// (their configuration written first).
+    /// or, if they say so, before it (their configuration written first).
     fn companions(&self, _node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
         Ok(Vec::new())
     }

@@ -56,6 +56,9 @@ pub struct NodeSpec {
     pub role: Option<Role>,
     /// The instance's other nodes, for a node of a cluster.
     pub peers: Vec<Peer>,
+    /// Whether a cluster's commits wait for a replica to have them (the plan's
+    /// `synchronous`).
+    pub synchronous: bool,
 }
 
 /// Another node of the same instance, as a node of a cluster reaches it.

@@ -145,18 +145,24 @@ impl LocalDeployer {
         Ok(())
     }
 
-    /// Starts the node's server unless it runs, then its companions unless failover
-    /// is held.
+    /// Starts the node's server unless it runs, and its companions unless failover
+    /// is held: those the server needs first before it, the others after it.
     async fn start_with(&self, spec: &NodeSpec, mode: StartMode) -> anyhow::Result<()> {
+        let companions = spec.is_clustered() && !self.held.lock().await.contains(&spec.local_name);
+        if companions {
+            self.start_companions(spec, true).await?;
+        }
         self.start_server(spec, mode).await?;
-        if spec.is_clustered() && !self.held.lock().await.contains(&spec.local_name) {
-            self.start_companions(spec).await?;
+        if companions {
+            self.start_companions(spec, false).await?;
         }
         Ok(())
     }
 
-    /// Starts those of the node's companions that do not run.
-    async fn start_companions(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+    /// Starts those of the node's companions that do not run, of those started
+    /// before the server or of the others; the first are waited for until they
+    /// listen.
+    async fn start_companions(&self, spec: &NodeSpec, before_server: bool) -> anyhow::Result<()> {
         let key = (spec.local_name.clone(), spec.index);
         let mut companions = self.companions.lock().await;
         let list = companions.entry(key).or_default();
@@ -168,7 +174,7 @@ impl LocalDeployer {
         let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
         let wanted = spec.engine.companions(&node)?;
         let (svcdash, _) = crate::layout::owners(run_as);
-        for mut companion in wanted {
+        for mut companion in wanted.into_iter().filter(|c| c.before_server == before_server) {
             if list.iter().any(|c| c.name == companion.name && c.runs()) {
                 continue;
             }
@@ -186,7 +192,11 @@ impl LocalDeployer {
                 let _ = tx.send(status);
             });
             tracing::info!(instance = %spec.instance_guid, node = spec.index, pid, name = companion.name, "companion started");
-            list.push(Companion { name: companion.name, pid, exited });
+            list.push(Companion { name: companion.name, pid, exited: exited.clone() });
+            if before_server {
+                let log = layout.log_file(companion.name);
+                wait_listening(companion.name, companion.port, &exited, &log).await?;
+            }
         }
         Ok(())
     }
@@ -465,7 +475,8 @@ impl Deployer for LocalDeployer {
         }
         for spec in nodes.iter().filter(|s| s.is_clustered()) {
             if self.running_pid(&spec.local_name, spec.index).await.is_some() {
-                self.start_companions(spec).await?;
+                self.start_companions(spec, true).await?;
+                self.start_companions(spec, false).await?;
             }
         }
         Ok(())
@@ -618,8 +629,15 @@ impl NodeProbe for LocalDeployer {
         if let Some(uid) = uid {
             let names = engine.process_names();
             let others = tokio::task::spawn_blocking(move || accounts::processes_of(uid, names)).await;
+            let (own_root, instance_root) =
+                (self.node_layout(local_name, index).root().to_owned(), self.root.join(local_name));
             for other in others.unwrap_or_default() {
-                let foreign = process::group_of(other).is_some_and(|group| other_groups.contains(&group));
+                // A process working in a node's folder (PostgreSQL's run in their data
+                // folder) is that node's, whatever started it.
+                let foreign = match std::fs::read_link(format!("/proc/{other}/cwd")) {
+                    Ok(cwd) if cwd.starts_with(&instance_root) => !cwd.starts_with(&own_root),
+                    _ => process::groups_of(other).iter().flatten().any(|group| other_groups.contains(group)),
+                };
                 if !pids.contains(&other) && !foreign {
                     pids.push(other);
                 }
@@ -663,6 +681,32 @@ impl NodeControl for Control<'_> {
 
     async fn start(&self, mode: StartMode) -> anyhow::Result<()> {
         self.deployer.start_with(self.spec, mode).await
+    }
+}
+
+/// Waits until a companion the server needs accepts connections on `port`.
+async fn wait_listening(
+    name: &str,
+    port: u16,
+    exited: &watch::Receiver<Option<ExitStatus>>,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = *exited.borrow() {
+            bail!("{name} exited during start-up ({status}): {}", process::tail(&files::read_tail(log)));
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            bail!(
+                "{name} did not listen on port {port} within {} s: {}",
+                READY_TIMEOUT.as_secs(),
+                process::tail(&files::read_tail(log))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -149,6 +149,19 @@ pub fn group_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// The parent of a process, from `/proc/PID/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The process groups a process may have been started in: its own, and its
+/// parent's (PostgreSQL's backends call `setsid` and lead groups of their own).
+pub fn groups_of(pid: u32) -> [Option<u32>; 2] {
+    [group_of(pid), parent_of(pid).and_then(group_of)]
+}
+
 pub fn is_alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
 }

@@ -40,6 +40,10 @@ pub struct Plan {
     /// otherwise (engines that can: PostgreSQL).
     #[serde(default)]
     pub continuous_archiving: bool,
+    /// Whether a cluster's commits return only once a replica has them, so a
+    /// failover loses no acknowledged write (PostgreSQL).
+    #[serde(default)]
+    pub synchronous: bool,
 }
 
 fn one() -> i64 {
@@ -88,6 +92,20 @@ impl Catalog {
                         service.name,
                         plan.name
                     ),
+                }
+                if plan.synchronous && (plan.nodes < 2 || engine.name() != "postgresql") {
+                    bail!(
+                        "plan {}/{}: synchronous replication is a setting of PostgreSQL clusters",
+                        service.name,
+                        plan.name
+                    );
+                }
+                if plan.continuous_archiving && plan.nodes > 1 {
+                    bail!(
+                        "plan {}/{}: cluster instances do not archive their write-ahead log yet",
+                        service.name,
+                        plan.name
+                    );
                 }
             }
         }

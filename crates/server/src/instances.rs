@@ -33,6 +33,12 @@ impl AppState {
     pub fn continuous_archiving(&self, service: &Service, plan: &Plan, asked: Option<bool>) -> Result<bool, String> {
         let archiving = asked.unwrap_or(plan.continuous_archiving);
         let engine = self.engines.find(&service.engine).map_err(|e| format!("{e:#}"))?;
+        if archiving && plan.nodes > 1 {
+            return Err(format!(
+                "continuous archiving is not available for cluster instances yet; plan {} has {} nodes",
+                plan.name, plan.nodes
+            ));
+        }
         if archiving && !engine.archives_wal() {
             return Err(format!(
                 "continuous archiving is available for PostgreSQL instances only; service {} runs {}",
@@ -185,9 +191,15 @@ impl AppState {
                 })
                 .collect(),
         };
+        let synchronous = self
+            .catalog
+            .service(&instance.service_id)
+            .and_then(|s| s.plan(&instance.plan_id))
+            .is_some_and(|p| p.synchronous && nodes.len() > 1);
         Ok(NodeSpec {
             role: node.role.map(crate::cluster::engine_role),
             peers,
+            synchronous,
             engine: engine.clone(),
             instance_guid: instance.guid.clone(),
             local_name: instance.local_name.clone(),

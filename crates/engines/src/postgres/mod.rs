@@ -11,7 +11,12 @@
 //! object belongs to `app_owner`, grants are not replayed (every binding has the
 //! owner role's rights anyway). Their passwords are made for one job and cleared
 //! after it.
+//!
+//! A cluster instance runs its nodes under pg_auto_failover ([`keeper`]): streaming
+//! replicas, a monitor beside node 0, and bindings that name every node so libpq
+//! finds the primary after a failover.
 
+mod keeper;
 mod pitr;
 
 use std::path::{Path, PathBuf};
@@ -29,8 +34,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    BackupStream, BaseBackupStream, Engine, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
-    WalPosition,
+    BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, Node, NodeControl, RecoveryTarget, Replication,
+    RestoreSink, Role, StagedRestore, StartMode, WalPosition,
 };
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
@@ -78,7 +83,74 @@ impl Engine for Postgres {
     }
 
     fn process_names(&self) -> &'static [&'static str] {
-        &["postgres"]
+        &["postgres", "pg_autoctl"]
+    }
+
+    fn cluster_ports(&self) -> &'static [&'static str] {
+        &["monitor"]
+    }
+
+    fn cluster_kind(&self) -> Option<ClusterKind> {
+        Some(ClusterKind::MasterOnly)
+    }
+
+    async fn role(&self, node: &Node<'_>) -> anyhow::Result<Role> {
+        if !node.spec.is_clustered() {
+            return Ok(Role::Primary);
+        }
+        Ok(if in_recovery(node.spec, node.spec.port).await? { Role::Replica } else { Role::Primary })
+    }
+
+    /// A replica is in step once its walreceiver streams from the primary.
+    async fn in_sync(&self, node: &Node<'_>) -> anyhow::Result<bool> {
+        if !node.spec.is_clustered() || !in_recovery(node.spec, node.spec.port).await? {
+            return Ok(true);
+        }
+        let mut conn = connect(node.spec, "postgres").await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM pg_stat_wal_receiver").fetch_optional(&mut conn).await?;
+        conn.close().await?;
+        Ok(status.as_deref() == Some("streaming"))
+    }
+
+    /// A primary's figures are the most any replica is behind in replay; a
+    /// replica's, what it received but has not replayed and the seconds since it
+    /// last heard from its primary.
+    async fn replication(&self, node: &Node<'_>) -> anyhow::Result<Option<Replication>> {
+        if !node.spec.is_clustered() {
+            return Ok(None);
+        }
+        let mut conn = connect(node.spec, "postgres").await?;
+        let replica: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await?;
+        let (bytes, seconds): (Option<f64>, Option<f64>) = if replica {
+            sqlx::query_as(
+                "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8, \
+                 (SELECT extract(epoch FROM now() - last_msg_receipt_time)::float8 FROM pg_stat_wal_receiver)",
+            )
+            .fetch_one(&mut conn)
+            .await?
+        } else {
+            sqlx::query_as(
+                "SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn))::float8, \
+                 max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication",
+            )
+            .fetch_one(&mut conn)
+            .await?
+        };
+        conn.close().await?;
+        Ok(Some(Replication {
+            role: if replica { Role::Replica } else { Role::Primary },
+            lag_bytes: bytes.map(|b| b.max(0.0) as u64),
+            lag_seconds: seconds.map(|s| s.max(0.0).round() as u64),
+        }))
+    }
+
+    async fn switchover(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        keeper::switchover(node).await
+    }
+
+    fn companions(&self, node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
+        keeper::companions(node)
     }
 
     fn stop_signal(&self) -> Signal {
@@ -93,7 +165,13 @@ impl Engine for Postgres {
         Signal::SIGQUIT
     }
 
+    /// A cluster node's keeper's when it has one (the keeper starts its server
+    /// again when the server alone is stopped), else the server's.
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
+        let keeper = keeper::pid_file(&layout.run_dir(), &keeper::pgdata(layout));
+        if files::read_small(&keeper).is_some() {
+            return keeper;
+        }
         layout.data_dir().join("postmaster.pid")
     }
 
@@ -136,30 +214,16 @@ impl Engine for Postgres {
 
     /// Creates the cluster unless it exists already (so a resumed provision is safe).
     async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
-        let (layout, spec) = (node.layout, node.spec);
-        let data = layout.data_dir();
-        if files::read_small(&data.join("PG_VERSION")).is_some() {
-            return Ok(());
+        if node.spec.is_clustered() {
+            return keeper::init(node).await;
         }
-        if std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_some()) {
-            // A half-made cluster from an interrupted initdb.
-            files::remove_tree(&data).context("removing an incomplete cluster")?;
-            layout.prepare(node.run_as)?;
-        }
-        let pwfile = layout.system().join("initdb.pw");
-        let (_, engine) = crate::layout::owners(node.run_as);
-        files::write_new(&pwfile, spec.admin_password.expose_secret().as_bytes(), engine, 0o600)?;
-        let mut cmd = node.command("initdb")?;
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["--username", &spec.admin_user, "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C"])
-            .arg(format!("--pwfile={}", pwfile.display()));
-        let result = process::run(cmd, "initdb").await;
-        let _ = std::fs::remove_file(&pwfile);
-        result.map(|_| ())
+        initdb(node, &node.layout.data_dir()).await
     }
 
     fn start_command(&self, node: &Node<'_>, _mode: StartMode) -> anyhow::Result<Command> {
+        if node.spec.is_clustered() {
+            return keeper::start_command(node);
+        }
         server_command(node, &node.layout.data_dir(), node.spec.port)
     }
 
@@ -173,9 +237,17 @@ impl Engine for Postgres {
         }
     }
 
-    /// Creates the owner role and the application database if missing.
+    /// Creates the owner role and the application database if missing; on a
+    /// cluster's replica there is nothing to do (it has the primary's).
     async fn setup(&self, node: &Node<'_>) -> anyhow::Result<()> {
         let spec = node.spec;
+        if spec.is_clustered() {
+            keeper::configure(node).await?;
+            if in_recovery(spec, spec.port).await? {
+                return Ok(());
+            }
+            keeper::set_role_passwords(node).await?;
+        }
         let mut conn = connect(spec, "postgres").await?;
         let role: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
             .bind(OWNER)
@@ -215,15 +287,32 @@ impl Engine for Postgres {
         self.credentials(spec, username, password)
     }
 
+    /// For a cluster, a libpq multi-host URI of every node that connects only
+    /// to the one taking writes, so clients follow a failover with the same
+    /// credentials; `hosts` lists the nodes for clients that take them apart.
     fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let mut extra = serde_json::Map::new();
+        let uri = if spec.is_clustered() {
+            let mut nodes: Vec<(i64, &str, u16)> = vec![(spec.index, "127.0.0.1", spec.port)];
+            nodes.extend(spec.peers.iter().map(|p| (p.index, p.host.as_str(), p.port)));
+            nodes.sort_unstable();
+            let hosts: Vec<String> = nodes.iter().map(|(_, host, port)| format!("{host}:{port}")).collect();
+            extra.insert(
+                "hosts".into(),
+                nodes.iter().map(|(_, host, port)| serde_json::json!({"host": host, "port": port})).collect(),
+            );
+            format!("postgres://{username}:{password}@{}/{DATABASE}?target_session_attrs=read-write", hosts.join(","))
+        } else {
+            format!("postgres://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port)
+        };
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,
             username: username.into(),
             password: password.into(),
             database: Some(DATABASE.into()),
-            uri: format!("postgres://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port),
-            extra: Default::default(),
+            uri,
+            extra,
         })
     }
 
@@ -241,15 +330,25 @@ impl Engine for Postgres {
 
     /// `pg_dump` of the application database in the custom format, uncompressed
     /// (svcdash compresses), as `svcdash_backup`, whose password ends with the dump.
+    /// On a cluster's replica the role is given its password on the primary (a
+    /// replica takes no writes), and the dump waits until the replica has that.
     async fn backup(&self, node: &Node<'_>) -> anyhow::Result<BackupStream> {
-        let password = job_role(node.spec, BACKUP_ROLE).await?;
+        let spec = node.spec;
+        let writer = match spec.is_clustered() && in_recovery(spec, spec.port).await? {
+            true => primary_port(spec).await?,
+            false => spec.port,
+        };
+        let password = job_role_at(spec, writer, BACKUP_ROLE).await?;
+        if writer != spec.port {
+            wait_replayed(spec, writer).await?;
+        }
         let mut cmd = client_command(node, "pg_dump", BACKUP_ROLE, &password)?;
         cmd.args(["--format=custom", "--compress=0", "--dbname", DATABASE]);
-        let spec = node.spec.clone();
+        let spec = spec.clone();
         let (reader, done) = process::stream_stdout(cmd, "pg_dump")?;
         let done = async move {
             let result = done.await;
-            end_job_role(&spec, BACKUP_ROLE).await;
+            end_job_role_at(&spec, writer, BACKUP_ROLE).await;
             result
         };
         Ok(BackupStream { reader: Box::new(reader), done: done.boxed() })
@@ -280,6 +379,35 @@ impl Engine for Postgres {
         let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
         Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
     }
+}
+
+/// Makes a cluster in `data` unless one is there (removing what an interrupted
+/// `initdb` left), its superuser the node's admin role with scram everywhere.
+async fn initdb(node: &Node<'_>, data: &Path) -> anyhow::Result<()> {
+    let (layout, spec) = (node.layout, node.spec);
+    if files::read_small(&data.join("PG_VERSION")).is_some() {
+        return Ok(());
+    }
+    let (_, engine) = crate::layout::owners(node.run_as);
+    if std::fs::read_dir(data).is_ok_and(|mut entries| entries.next().is_some()) {
+        if data == layout.data_dir() {
+            files::remove_tree(data).context("removing an incomplete cluster")?;
+            layout.prepare(node.run_as)?;
+        } else {
+            // Inside the engine's own folder (a cluster node's): removed as the engine.
+            keeper::remove(node, data).await.context("removing an incomplete cluster")?;
+        }
+    }
+    let pwfile = layout.system().join("initdb.pw");
+    files::write_new(&pwfile, spec.admin_password.expose_secret().as_bytes(), engine, 0o600)?;
+    let mut cmd = node.command("initdb")?;
+    cmd.arg("-D")
+        .arg(data)
+        .args(["--username", &spec.admin_user, "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C"])
+        .arg(format!("--pwfile={}", pwfile.display()));
+    let result = process::run(cmd, "initdb").await;
+    let _ = std::fs::remove_file(&pwfile);
+    result.map(|_| ())
 }
 
 /// The server on `data`, listening on `port` of the loopback only, archiving when
@@ -320,9 +448,15 @@ fn archive_quote(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 fn options(spec: &NodeSpec, database: &str) -> PgConnectOptions {
+    options_at(spec, spec.port, database)
+}
+
+/// Options for the node of the same cluster listening on `port` (the cluster's
+/// nodes share the admin password).
+fn options_at(spec: &NodeSpec, port: u16, database: &str) -> PgConnectOptions {
     PgConnectOptions::new()
         .host("127.0.0.1")
-        .port(spec.port)
+        .port(port)
         .username(&spec.admin_user)
         .password(spec.admin_password.expose_secret())
         .database(database)
@@ -331,9 +465,61 @@ fn options(spec: &NodeSpec, database: &str) -> PgConnectOptions {
 }
 
 async fn connect(spec: &NodeSpec, database: &str) -> anyhow::Result<PgConnection> {
-    PgConnection::connect_with(&options(spec, database))
+    connect_at(spec, spec.port, database).await
+}
+
+async fn connect_at(spec: &NodeSpec, port: u16, database: &str) -> anyhow::Result<PgConnection> {
+    // A node that lost its machine may not answer at all: bounded, so a cluster's
+    // jobs go on to the next node.
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options_at(spec, port, database)))
         .await
-        .with_context(|| format!("connecting to PostgreSQL on port {}", spec.port))
+        .map_err(|_| anyhow::anyhow!("PostgreSQL on port {port} did not answer within 10 s"))?
+        .with_context(|| format!("connecting to PostgreSQL on port {port}"))
+}
+
+async fn in_recovery(spec: &NodeSpec, port: u16) -> anyhow::Result<bool> {
+    let mut conn = connect_at(spec, port, "postgres").await?;
+    let replica: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(replica)
+}
+
+/// The port of the cluster's node taking writes now, asked of the nodes themselves.
+async fn primary_port(spec: &NodeSpec) -> anyhow::Result<u16> {
+    for peer in &spec.peers {
+        if let Ok(false) = in_recovery(spec, peer.port).await {
+            return Ok(peer.port);
+        }
+    }
+    bail!("no node of the cluster answers as its primary now (a failover may be under way)")
+}
+
+/// Waits until the replica `spec` has replayed everything the primary on
+/// `primary` had written when this was called.
+async fn wait_replayed(spec: &NodeSpec, primary: u16) -> anyhow::Result<()> {
+    let mut conn = connect_at(spec, primary, "postgres").await?;
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    let mut conn = connect(spec, "postgres").await?;
+    let started = std::time::Instant::now();
+    loop {
+        let behind: Option<f64> =
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8")
+                .bind(&target)
+                .fetch_one(&mut conn)
+                .await?;
+        if behind.is_some_and(|b| b <= 0.0) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the replica on port {} did not replay the primary's log within 60 s",
+            spec.port
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 /// Creates or resets an application's user: a member of the owner role, acting as it.
@@ -371,6 +557,11 @@ fn client_command(node: &Node<'_>, program: &str, role: &str, password: &str) ->
 /// Gives a job role (`svcdash_backup`, `svcdash_restore`) a new password and the
 /// rights it needs, creating it if missing; returns the password.
 async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
+    job_role_at(spec, spec.port, role).await
+}
+
+/// [`job_role`] on the node listening on `port`.
+async fn job_role_at(spec: &NodeSpec, port: u16, role: &str) -> anyhow::Result<String> {
     let (attributes, member_of) = match role {
         BACKUP_ROLE => ("NOREPLICATION BYPASSRLS", Some(format!("pg_read_all_data, {OWNER}"))),
         RESTORE_ROLE => ("NOREPLICATION NOBYPASSRLS", Some(OWNER.to_owned())),
@@ -379,7 +570,7 @@ async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
     };
     let grant = member_of.map(|roles| format!("; GRANT {roles} TO {role}")).unwrap_or_default();
     let password = crate::generate_secret(32);
-    let mut conn = connect(spec, "postgres").await?;
+    let mut conn = connect_at(spec, port, "postgres").await?;
     let exists: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1").bind(role).fetch_optional(&mut conn).await?;
     let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
@@ -397,8 +588,12 @@ async fn job_role(spec: &NodeSpec, role: &str) -> anyhow::Result<String> {
 
 /// Takes the job role's password away once its job is over.
 async fn end_job_role(spec: &NodeSpec, role: &str) {
+    end_job_role_at(spec, spec.port, role).await
+}
+
+async fn end_job_role_at(spec: &NodeSpec, port: u16, role: &str) {
     let result = async {
-        let mut conn = connect(spec, "postgres").await?;
+        let mut conn = connect_at(spec, port, "postgres").await?;
         exec(&mut conn, format!("ALTER ROLE {role} PASSWORD NULL")).await?;
         conn.close().await?;
         anyhow::Ok(())

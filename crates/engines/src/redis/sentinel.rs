@@ -100,7 +100,7 @@ pub fn companion(node: &Node<'_>) -> anyhow::Result<Companion> {
     }
     let mut command = node.command("redis-server")?;
     command.arg(&file).arg("--sentinel");
-    Ok(Companion { name: "redis-sentinel", command, port, pid_file: pid_file(layout) })
+    Ok(Companion { name: "redis-sentinel", command, port, pid_file: pid_file(layout), before_server: false })
 }
 
 fn write_config(node: &Node<'_>, port: u16, file: &std::path::Path) -> anyhow::Result<()> {

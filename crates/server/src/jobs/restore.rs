@@ -37,9 +37,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
     }
     // No sentinel may promote a replica while a node's data is being replaced: the
-    // replica's data would win over the restored data.
+    // replica's data would win over the restored data. (A master-only restore
+    // replaces a database on the live primary, and the replicas follow it.)
     let nodes = state.node_specs(&instance).await?;
-    let clustered = nodes.len() > 1;
+    let clustered = nodes.len() > 1 && spec.engine.cluster_kind() == Some(engines::ClusterKind::MultiNode);
     if clustered {
         state.deployer.hold_failover(&nodes).await;
     }

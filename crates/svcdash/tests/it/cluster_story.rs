@@ -110,12 +110,12 @@ async fn lost_writes(spec: &engines::NodeSpec, prefix: &str, acknowledged: &[u64
     lost
 }
 
-async fn roles(app: &TestApp, instance: &str) -> Vec<Option<NodeRole>> {
+pub async fn roles(app: &TestApp, instance: &str) -> Vec<Option<NodeRole>> {
     let i = app.state().store.instance_by_guid(instance).await.unwrap();
     app.state().store.nodes(i.id).await.unwrap().iter().map(|n| n.role).collect()
 }
 
-async fn specs(app: &TestApp, instance: &str) -> Vec<engines::NodeSpec> {
+pub async fn specs(app: &TestApp, instance: &str) -> Vec<engines::NodeSpec> {
     let i = app.state().store.instance_by_guid(instance).await.unwrap();
     app.state().node_specs(&i).await.unwrap()
 }
@@ -567,7 +567,7 @@ async fn a_single_redis_node_becomes_a_cluster_through_the_broker_and_keeps_its_
 
 /// Restarts the instance through the API (a rolling restart for a cluster) and
 /// waits until it is done and the instance available.
-async fn restart(app: &TestApp, id: &str) {
+pub async fn restart(app: &TestApp, id: &str) {
     let (status, body) = app.api(reqwest::Method::PATCH, &format!("/v1/instances/{id}/restart")).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
     let instance = app.state().store.instance_by_guid(id).await.unwrap();

@@ -22,7 +22,9 @@ pub const RABBITMQ_PLAN: &str = "0e2a4c6e-8a0c-4e2a-c4e6-8a0c2e4a6b14";
 /// A data folder the engine user (when tests run as root) can enter.
 pub fn data_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix("svcdash-it-").tempdir().unwrap();
+    // TEST_KEEP_DATA=1 leaves every test's folder behind, logs and all, to look into.
+    let keep = std::env::var_os("TEST_KEEP_DATA").is_some();
+    let dir = tempfile::Builder::new().prefix("svcdash-it-").disable_cleanup(keep).tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }

@@ -65,6 +65,23 @@ pub(super) async fn update(
             ),
         ));
     }
+    let unsupported = |why: String| Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, Some("PlanChangeNotSupported"), why));
+    if service.plan(&instance.plan_id).is_some_and(|p| p.synchronous != plan.synchronous) {
+        return unsupported(format!(
+            "plan {} replicates {}synchronously and the instance's plan does not; svcdash does not change that on \
+             a running instance yet. Create an instance of plan {} and restore a backup into it instead",
+            plan.name,
+            if plan.synchronous { "" } else { "a" },
+            plan.name
+        ));
+    }
+    if plan.nodes > 1 && instance.continuous_archiving {
+        return unsupported(format!(
+            "the instance archives its write-ahead log, which cluster instances do not do yet; plan {} cannot \
+             be given to it",
+            plan.name
+        ));
+    }
     if plan.nodes == current {
         // Plans of a service differ in their nodes and their archiving default only;
         // the default applies when an instance is made.
