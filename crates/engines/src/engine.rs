@@ -231,6 +231,16 @@ pub trait Engine: Send + Sync + 'static {
     fn companions(&self, _node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
         Ok(Vec::new())
     }
+    /// Called once a companion started before the node's server listens, with the
+    /// indexes of the instance's nodes that do not run now (this one among them).
+    async fn companion_started(&self, _node: &Node<'_>, _stopped: &[i64]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Called once a cluster node's server is ready, with the indexes of the
+    /// instance's nodes that do not run now.
+    async fn server_started(&self, _node: &Node<'_>, _stopped: &[i64]) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Names of the node's processes, as metrics count them.
     fn process_names(&self) -> &'static [&'static str];
     /// How the server is asked to stop cleanly.

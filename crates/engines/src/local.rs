@@ -153,10 +153,29 @@ impl LocalDeployer {
             self.start_companions(spec, true).await?;
         }
         self.start_server(spec, mode).await?;
+        if spec.is_clustered() {
+            let stopped = self.stopped_nodes(spec).await;
+            let told = self.with_node(spec, async |node| spec.engine.server_started(node, &stopped).await).await;
+            if let Err(e) = told {
+                tracing::warn!(instance = %spec.instance_guid, node = spec.index, error = format!("{e:#}"), "could not tell the cluster that the node runs");
+            }
+        }
         if companions {
             self.start_companions(spec, false).await?;
         }
         Ok(())
+    }
+
+    /// The indexes of the nodes of `spec`'s instance (itself included) that do not run.
+    async fn stopped_nodes(&self, spec: &NodeSpec) -> Vec<i64> {
+        let mut stopped = Vec::new();
+        for index in std::iter::once(spec.index).chain(spec.peers.iter().map(|p| p.index)) {
+            if self.running_pid(&spec.local_name, index).await.is_none() {
+                stopped.push(index);
+            }
+        }
+        stopped.sort_unstable();
+        stopped
     }
 
     /// Starts those of the node's companions that do not run, of those started
@@ -196,6 +215,10 @@ impl LocalDeployer {
             if before_server {
                 let log = layout.log_file(companion.name);
                 wait_listening(companion.name, companion.port, &exited, &log).await?;
+                let stopped = self.stopped_nodes(spec).await;
+                if let Err(e) = spec.engine.companion_started(&node, &stopped).await {
+                    tracing::warn!(instance = %spec.instance_guid, node = spec.index, error = format!("{e:#}"), "could not tell the cluster which nodes are starting");
+                }
             }
         }
         Ok(())

@@ -362,6 +362,63 @@ pub fn companions(node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
     }])
 }
 
+/// The candidate priority pg_auto_failover gives a node unless told otherwise.
+const CANDIDATE_PRIORITY: i32 = 50;
+
+/// The monitor has just started and these nodes do not run: none of them may be
+/// promoted until every node runs again. A keeper that starts tells the monitor
+/// its server does not run before it has started it, and the monitor would fail
+/// over to a replica whose own report is minutes old: svcdash's own restart would
+/// hand a healthy cluster's primary role around. (A node lost while the monitor
+/// runs is failed over as usual.)
+pub async fn hold_candidates(node: &Node<'_>, stopped: &[i64]) -> anyhow::Result<()> {
+    if stopped.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = stopped.iter().map(|i| format!("node-{i}")).collect();
+    set_candidate_priority(node, &names, 0).await
+}
+
+/// Every node runs: each may be promoted again.
+pub async fn release_candidates(node: &Node<'_>) -> anyhow::Result<()> {
+    let mut names = vec![format!("node-{}", node.spec.index)];
+    names.extend(node.spec.peers.iter().map(|p| format!("node-{}", p.index)));
+    set_candidate_priority(node, &names, CANDIDATE_PRIORITY).await
+}
+
+/// Written in the monitor's table: pg_auto_failover's own function refuses to
+/// leave a group with no candidate, which is what is wanted here.
+async fn set_candidate_priority(node: &Node<'_>, names: &[String], priority: i32) -> anyhow::Result<()> {
+    let spec = node.spec;
+    let port = monitor_port(spec)?;
+    // The monitor listens a moment before it takes connections.
+    let started = Instant::now();
+    let mut conn = loop {
+        match connect_at(spec, port, MONITOR_DATABASE).await {
+            Ok(conn) => break conn,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = format!("{e:#}"), "the monitor does not take connections yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let changed = sqlx::query(
+        "UPDATE pgautofailover.node SET candidatepriority = $1 WHERE nodename = ANY($2) AND candidatepriority <> $1",
+    )
+    .bind(priority)
+    .bind(names)
+    .execute(&mut conn)
+    .await
+    .context("setting candidate priorities on the monitor")?
+    .rows_affected();
+    conn.close().await?;
+    if changed > 0 {
+        tracing::info!(instance = %spec.instance_guid, nodes = ?names, priority, "candidate priority set on the monitor");
+    }
+    Ok(())
+}
+
 /// Gives pg_auto_failover's roles on the primary the password the keepers, the
 /// walreceivers and the monitor's health checks log in with. Node 0's keeper makes
 /// them once it has registered; replicas cannot copy the primary before.

@@ -153,6 +153,14 @@ impl Engine for Postgres {
         keeper::companions(node)
     }
 
+    async fn companion_started(&self, node: &Node<'_>, stopped: &[i64]) -> anyhow::Result<()> {
+        keeper::hold_candidates(node, stopped).await
+    }
+
+    async fn server_started(&self, node: &Node<'_>, stopped: &[i64]) -> anyhow::Result<()> {
+        if stopped.is_empty() { keeper::release_candidates(node).await } else { Ok(()) }
+    }
+
     fn stop_signal(&self) -> Signal {
         // "Fast" shutdown: roll back open transactions, checkpoint, exit.
         Signal::SIGINT

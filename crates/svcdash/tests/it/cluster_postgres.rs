@@ -175,7 +175,7 @@ async fn fail_over(plan: &str, table: &'static str) -> (TestApp, String, Value, 
     })
     .await;
     let rejoined_after = killed.elapsed();
-    app.wait_for("writes after the old primary returned", Duration::from_secs(30), || {
+    app.wait_for("writes after the old primary returned", Duration::from_secs(90), || {
         let writes = writes.clone();
         let before = writes.try_lock().map(|w| w.acknowledged.len()).unwrap_or(0);
         async move {
@@ -422,34 +422,42 @@ async fn a_single_postgresql_node_becomes_a_cluster_through_the_broker_and_keeps
         "{body}"
     );
 
-    // After svcdash's own restart the cluster serves again with every row on
-    // every node and one primary. (pg_auto_failover may hand the primary role to a
-    // replica here: the primary's keeper can tell the monitor that its server does
-    // not run before it has started it. The old primary was shut down cleanly, so
-    // nothing is lost, and clients follow through the URI.)
+    // svcdash's own restart leaves a healthy cluster as it was: node 0 the
+    // primary, every node with every row, every node a failover candidate again.
     app.stop().await;
     let mut app = TestApp::start_in(dir.path(), config(dir.path())).await;
     let nodes = specs(&app, &id).await;
-    let primary = app
-        .wait_for("one primary and every node in step with it", Duration::from_secs(90), || {
-            let (app, nodes) = (&app, &nodes);
-            async move {
-                let mut primaries = Vec::new();
-                for spec in nodes {
-                    if !app.state().deployer.in_sync(spec).await.unwrap_or(false)
-                        || count(spec, "t").await != Some(1001)
-                    {
-                        return None;
-                    }
-                    if app.state().deployer.role(spec).await.ok()? == engines::Role::Primary {
-                        primaries.push(spec.index);
-                    }
+    app.wait_for("the replicas to follow the primary again", Duration::from_secs(90), || {
+        let (app, nodes) = (&app, &nodes);
+        async move {
+            for spec in nodes {
+                if !app.state().deployer.in_sync(spec).await.unwrap_or(false) || count(spec, "t").await != Some(1001) {
+                    return None;
                 }
-                (primaries.len() == 1).then(|| primaries[0])
             }
-        })
-        .await;
-    println!("postgresql cluster after svcdash restarted: node {primary} is the primary (node 0 was)");
+            Some(())
+        }
+    })
+    .await;
+    for spec in &nodes {
+        let role = app.state().deployer.role(spec).await.unwrap();
+        let expected = if spec.index == 0 { engines::Role::Primary } else { engines::Role::Replica };
+        assert_eq!(role, expected, "node {}: no failover happened", spec.index);
+    }
+    let monitor = {
+        use secrecy::ExposeSecret;
+        let port = nodes[0].port_named("monitor").unwrap();
+        format!(
+            "postgres://{}:{}@127.0.0.1:{port}/pg_auto_failover",
+            nodes[0].admin_user,
+            nodes[0].admin_password.expose_secret()
+        )
+    };
+    let priorities =
+        psql(&monitor, "SELECT string_agg(candidatepriority::text, ',' ORDER BY nodename) FROM pgautofailover.node")
+            .await
+            .unwrap();
+    assert_eq!(priorities, "50,50,50", "every node may be promoted again");
     psql(&refreshed, "INSERT INTO t VALUES (1002)").await.expect("the binding writes after svcdash restarted");
     app.stop().await;
 }
