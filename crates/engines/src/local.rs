@@ -113,6 +113,18 @@ impl LocalDeployer {
         Ok(Some(user))
     }
 
+    /// The account of a node that was made already: what every call but a start
+    /// uses, so a check running while the instance is deleted does not make its
+    /// account again (it would outlive the instance).
+    async fn existing_engine_user(&self, spec: &NodeSpec) -> anyhow::Result<Option<RunAs>> {
+        if !self.own_accounts {
+            return Ok(None);
+        }
+        let name = spec.local_name.clone();
+        let found = tokio::task::spawn_blocking(move || accounts::find(&name)).await??;
+        Ok(Some(found.with_context(|| format!("the account {} is missing", spec.local_name))?))
+    }
+
     /// Runs `work` with the node as its engine sees it.
     async fn with_node<'s, T>(
         &'s self,
@@ -120,7 +132,7 @@ impl LocalDeployer {
         work: impl AsyncFnOnce(&Node<'_>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let layout = self.layout(spec);
-        let run_as = self.engine_user(spec).await?;
+        let run_as = self.existing_engine_user(spec).await?;
         let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
         work(&node).await
     }
@@ -189,7 +201,7 @@ impl LocalDeployer {
             return Ok(());
         }
         let layout = self.layout(spec);
-        let run_as = self.engine_user(spec).await?;
+        let run_as = self.existing_engine_user(spec).await?;
         let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
         let wanted = spec.engine.companions(&node)?;
         let (svcdash, _) = crate::layout::owners(run_as);
@@ -336,7 +348,7 @@ impl LocalDeployer {
         let cmdline = String::from_utf8_lossy(&cmdline);
         let names_node =
             cmdline.contains(&layout.root().display().to_string()) || cmdline.contains(&format!(":{port}"));
-        let account = match self.engine_user(spec).await {
+        let account = match self.existing_engine_user(spec).await {
             Ok(account) => account,
             Err(_) => return,
         };

@@ -125,6 +125,7 @@ async fn fail_over(plan: &str, table: &'static str) -> (TestApp, String, Value, 
     let dir = data_dir();
     let mut config = config(dir.path());
     config.engines.check_interval_secs = 1;
+    config.metrics.interval_secs = 1;
     let mut app = TestApp::start_in(dir.path(), config).await;
     app.keep_dir(dir);
 
@@ -306,6 +307,38 @@ async fn a_synchronous_postgresql_cluster_loses_no_acknowledged_write_in_a_failo
     let nodes = specs(&app, &id).await;
     let names = psql(&admin_uri(&nodes[new_primary]), "SHOW synchronous_standby_names").await.unwrap();
     assert!(names.starts_with("ANY 1 ("), "the new primary waits for a replica: {names:?}");
+
+    // Replication figures per node, after the failover: the role and how far
+    // behind, in the history (what Graphite gets) and on the Metrics page.
+    let history = &app.state().metrics.history;
+    app.wait_for("figures of every node in its new role", Duration::from_secs(60), || {
+        let id = &id;
+        async move {
+            (0..3)
+                .all(|node| {
+                    history.sampled(id, node, 10).pop().is_some_and(|newest| {
+                        newest.get("replication.role") == Some(i64::from(node as usize == new_primary))
+                            && newest.get("replication.lag_bytes").is_some_and(|b| b >= 0)
+                    })
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let lines = server::metrics::collect(app.state()).await.unwrap();
+    for node in 0..3 {
+        let namespace = server::metrics::namespace(app.state(), &instance, "pg", node);
+        let role = i64::from(node as usize == new_primary);
+        assert!(lines.contains(&format!("{namespace}.replication.role {role} ")), "{lines}");
+    }
+    let replica = (0..3).find(|n| *n != new_primary).unwrap();
+    let metrics =
+        crate::pages::page(&app, &app.token, &format!("/service-instances/{id}/metrics?node={replica}")).await;
+    assert!(
+        metrics.contains(r#"<dd id="replication">replica; "#) && metrics.contains("behind its primary"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
