@@ -15,7 +15,7 @@ use serde_json::Value;
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{restart, roles, specs};
+use crate::cluster_story::{Writes, roles, rolling_restart, specs, wait_writes};
 use crate::helpers::*;
 
 pub const PG_CLUSTER_PLAN: &str = "b1d3f5a7-9c1e-4b3d-a5f7-9c1e3b5d7f21";
@@ -60,13 +60,6 @@ fn node_uri(creds: &Value, port: u16) -> String {
 fn admin_uri(spec: &engines::NodeSpec) -> String {
     use secrecy::ExposeSecret;
     format!("postgres://{}:{}@127.0.0.1:{}/app", spec.admin_user, spec.admin_password.expose_secret(), spec.port)
-}
-
-#[derive(Default)]
-struct Writes {
-    acknowledged: Vec<u64>,
-    failed: u64,
-    failures: Vec<Instant>,
 }
 
 /// Inserts n = 1, 2, … into `table` through the binding's URI, one `psql` each
@@ -154,11 +147,7 @@ async fn fail_over(plan: &str, table: &'static str) -> (TestApp, String, Value, 
 
     let (stop, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Writes::default())));
     let writer = tokio::spawn(write_loop(table, uri.clone(), stop.clone(), writes.clone()));
-    app.wait_for("writes before the kill", Duration::from_secs(60), || {
-        let writes = writes.clone();
-        async move { (writes.lock().await.acknowledged.len() > 50).then_some(()) }
-    })
-    .await;
+    wait_writes(&app, &writes, 50, "writes before the kill").await;
     let keeper = engine_pid(app.state(), &nodes[0]).await.unwrap();
     let killed = Instant::now();
     kill_node(keeper);
@@ -253,27 +242,13 @@ async fn postgresql_cluster_fails_over_keeps_its_binding_and_restores_on_the_pri
 
     // A rolling restart with a client writing: replicas first, then a switchover,
     // then the old primary; every keeper is new afterwards.
-    let mut pids_before = Vec::new();
-    for spec in &nodes {
-        pids_before.push(engine_pid(app.state(), spec).await.unwrap());
-    }
     psql(&uri, "CREATE TABLE r (n bigint PRIMARY KEY)").await.unwrap();
     let (stop, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Writes::default())));
     let writer = tokio::spawn(write_loop("r", uri.clone(), stop.clone(), writes.clone()));
-    app.wait_for("writes before the restart", Duration::from_secs(30), || {
-        let writes = writes.clone();
-        async move { (writes.lock().await.acknowledged.len() > 20).then_some(()) }
-    })
-    .await;
-    let started = Instant::now();
-    restart(&app, &id).await;
-    let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_writes(&app, &writes, 20, "writes before the restart").await;
+    let took = rolling_restart(&app, &id, &nodes).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    for (spec, before) in nodes.iter().zip(&pids_before) {
-        assert_ne!(engine_pid(app.state(), spec).await, Some(*before), "node {} was restarted", spec.index);
-    }
     let now = roles(&app, &id).await;
     let primary_after = now.iter().position(|r| *r == Some(NodeRole::Primary)).expect("a primary after the restart");
     assert_ne!(primary_after, new_primary, "the primary's role moved to a replica before it restarted");

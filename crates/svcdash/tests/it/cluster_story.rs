@@ -55,13 +55,40 @@ async fn master_port(creds: &Value) -> Option<u64> {
     None
 }
 
-/// What the writing loop saw.
+/// What a writing loop saw (every engine's cluster story has one).
 #[derive(Default)]
-struct Writes {
-    acknowledged: Vec<u64>,
-    failed: u64,
+pub struct Writes {
+    pub acknowledged: Vec<u64>,
+    pub failed: u64,
     /// Failed writes, and when each failed.
-    failures: Vec<Instant>,
+    pub failures: Vec<Instant>,
+}
+
+/// Waits until the writing loop has had more than `count` writes acknowledged.
+pub async fn wait_writes(app: &TestApp, writes: &Arc<Mutex<Writes>>, count: usize, what: &str) {
+    app.wait_for(what, Duration::from_secs(60), || {
+        let writes = writes.clone();
+        async move { (writes.lock().await.acknowledged.len() > count).then_some(()) }
+    })
+    .await;
+}
+
+/// Restarts the instance through the API (a rolling restart) while the caller's
+/// client writes, lets it write a second more, and checks that every node's main
+/// process is new; returns how long the restart took.
+pub async fn rolling_restart(app: &TestApp, id: &str, nodes: &[engines::NodeSpec]) -> Duration {
+    let mut pids_before = Vec::new();
+    for spec in nodes {
+        pids_before.push(engine_pid(app.state(), spec).await.unwrap());
+    }
+    let started = Instant::now();
+    restart(app, id).await;
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (spec, before) in nodes.iter().zip(&pids_before) {
+        assert_ne!(engine_pid(app.state(), spec).await, Some(*before), "node {} was restarted", spec.index);
+    }
+    took
 }
 
 /// Writes `<prefix>:<n>` for n = 1, 2, … through the master Sentinel names,
@@ -204,11 +231,7 @@ async fn redis_cluster_fails_over_keeps_its_binding_and_restores_on_every_node()
     // Failover: kill -9 the master's server while a client writes in a loop.
     let (stop, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Writes::default())));
     let writer = tokio::spawn(write_loop("k", creds.clone(), stop.clone(), writes.clone()));
-    app.wait_for("writes before the kill", Duration::from_secs(30), || {
-        let writes = writes.clone();
-        async move { (writes.lock().await.acknowledged.len() > 200).then_some(()) }
-    })
-    .await;
+    wait_writes(&app, &writes, 200, "writes before the kill").await;
     let master_pid = engine_pid(app.state(), &nodes[0]).await.unwrap();
     let killed = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(master_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -301,26 +324,12 @@ async fn redis_cluster_fails_over_keeps_its_binding_and_restores_on_every_node()
     // A rolling restart with a client writing in a loop: replicas first, then a
     // switchover, then the old master; every process is new afterwards.
     let master_before = master_port(&creds).await.unwrap();
-    let mut pids_before = Vec::new();
-    for spec in &nodes {
-        pids_before.push(engine_pid(app.state(), spec).await.unwrap());
-    }
     let (stop, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Writes::default())));
     let writer = tokio::spawn(write_loop("r", creds.clone(), stop.clone(), writes.clone()));
-    app.wait_for("writes before the restart", Duration::from_secs(30), || {
-        let writes = writes.clone();
-        async move { (writes.lock().await.acknowledged.len() > 100).then_some(()) }
-    })
-    .await;
-    let started = Instant::now();
-    restart(&app, &id).await;
-    let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_writes(&app, &writes, 100, "writes before the restart").await;
+    let took = rolling_restart(&app, &id, &nodes).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    for (spec, before) in nodes.iter().zip(&pids_before) {
-        assert_ne!(engine_pid(app.state(), spec).await, Some(*before), "node {} was restarted", spec.index);
-    }
     let master_after = master_port(&creds).await.unwrap();
     assert_ne!(master_after, master_before, "the master's role moved to a replica before it restarted");
     let after = nodes.iter().find(|s| u64::from(s.port) == master_after).unwrap();
