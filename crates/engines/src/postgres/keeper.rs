@@ -86,10 +86,16 @@ fn password_file(node: &Node<'_>) -> PathBuf {
     node.layout.system().join("pgpass")
 }
 
+/// A file `pg_autoctl` keeps for the server (or monitor) in `data`, under `root`
+/// (its runtime folder for pid files, its `HOME` for configuration and state).
+fn keeper_file(root: &Path, data: &Path, name: &str) -> PathBuf {
+    let relative = data.strip_prefix("/").unwrap_or(data);
+    root.join("pg_autoctl").join(relative).join(name)
+}
+
 /// The pid file `pg_autoctl` writes for the server (or monitor) in `data`.
 pub fn pid_file(run_dir: &Path, data: &Path) -> PathBuf {
-    let relative = data.strip_prefix("/").unwrap_or(data);
-    run_dir.join("pg_autoctl").join(relative).join("pg_autoctl.pid")
+    keeper_file(run_dir, data, "pg_autoctl.pid")
 }
 
 /// The unix socket folder of every server of the instance, the same path for
@@ -113,15 +119,12 @@ fn write_password_file(node: &Node<'_>) -> anyhow::Result<()> {
     files::write_new(&password_file(node), lines.as_bytes(), engine, 0o600)
 }
 
-/// `pg_autoctl` (or a PostgreSQL program) as the node's account, with what the
-/// keeper needs to find its files and log in; connections go to `port`.
-fn command(node: &Node<'_>, program: &str, port: u16) -> anyhow::Result<Command> {
+/// `pg_autoctl` as the node's account, with what the keeper needs to find its
+/// files and log in; connections go to `port`.
+fn autoctl(node: &Node<'_>, port: u16) -> anyhow::Result<Command> {
     let pg_ctl = node.tools.find(node.spec.engine.as_ref(), "pg_ctl")?;
     let bin = pg_ctl.parent().context("pg_ctl has no folder")?;
-    let mut cmd = match program {
-        "pg_autoctl" => crate::process::command(Path::new(&find_autoctl()?), node.run_as),
-        other => node.command(other)?,
-    };
+    let mut cmd = crate::process::command(&find_autoctl()?, node.run_as);
     let home = home(node);
     cmd.env("PATH", format!("{}:{}", bin.display(), process::SAFE_PATH))
         .env("HOME", &home)
@@ -257,10 +260,10 @@ async fn init_monitor(node: &Node<'_>) -> anyhow::Result<()> {
     let sockets = format!("unix_socket_directories = '{}'", quoted(&socket_dir(node.layout))?);
     configure_server(node, &data, &[&sockets]).await?;
     let port = monitor_port(node.spec)?;
-    let config = pid_file(&home(node), &data).with_file_name("pg_autoctl.cfg");
+    let config = keeper_file(&home(node), &data, "pg_autoctl.cfg");
     if files::read_small(&config).is_none() {
         let pg_ctl = node.tools.find(node.spec.engine.as_ref(), "pg_ctl")?;
-        let mut cmd = command(node, "pg_autoctl", port)?;
+        let mut cmd = autoctl(node, port)?;
         cmd.args(["create", "monitor", "--pgdata"])
             .arg(&data)
             .args(["--pgport", &port.to_string(), "--pgctl"])
@@ -269,7 +272,7 @@ async fn init_monitor(node: &Node<'_>) -> anyhow::Result<()> {
         process::run(cmd, "pg_autoctl create monitor").await?;
     }
     // `create monitor` has no --listen: it starts its server on every address.
-    let mut cmd = command(node, "pg_autoctl", port)?;
+    let mut cmd = autoctl(node, port)?;
     cmd.args(["config", "set", "--pgdata"]).arg(&data).args(["postgresql.listen_addresses", "127.0.0.1"]);
     process::run(cmd, "pg_autoctl config set").await?;
     let password = node.spec.admin_password.expose_secret();
@@ -327,7 +330,7 @@ pub fn start_command(node: &Node<'_>) -> anyhow::Result<Command> {
         monitor_host(spec),
         monitor_port(spec)?
     );
-    let mut cmd = command(node, "pg_autoctl", spec.port)?;
+    let mut cmd = autoctl(node, spec.port)?;
     cmd.args(["create", "postgres", "--pgdata"])
         .arg(pgdata(node.layout))
         .args(["--pgport", &spec.port.to_string(), "--pgctl"])
@@ -351,7 +354,7 @@ pub fn companions(node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
     }
     let data = monitor_data(node);
     let port = monitor_port(node.spec)?;
-    let mut command = command(node, "pg_autoctl", port)?;
+    let mut command = autoctl(node, port)?;
     command.args(["run", "--pgdata"]).arg(&data);
     Ok(vec![Companion {
         name: "pg-monitor",
@@ -456,7 +459,7 @@ pub async fn set_role_passwords(node: &Node<'_>) -> anyhow::Result<()> {
 pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let mut cmd = command(node, "pg_autoctl", node.spec.port)?;
+        let mut cmd = autoctl(node, node.spec.port)?;
         cmd.args(["config", "set", "--pgdata"])
             .arg(pgdata(node.layout))
             .args(["timeout.network_partition_timeout", NETWORK_PARTITION_TIMEOUT_SECS]);
@@ -474,7 +477,7 @@ pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
 /// Hands the primary role to a replica (`pg_autoctl perform switchover`, which
 /// returns once the formation has a new primary).
 pub async fn switchover(node: &Node<'_>) -> anyhow::Result<()> {
-    let mut cmd = command(node, "pg_autoctl", node.spec.port)?;
+    let mut cmd = autoctl(node, node.spec.port)?;
     cmd.args(["perform", "switchover", "--pgdata"]).arg(pgdata(node.layout));
     process::run(cmd, "pg_autoctl perform switchover").await.map(|_| ())
 }
