@@ -475,9 +475,24 @@ pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
 }
 
 /// Hands the primary role to a replica (`pg_autoctl perform switchover`, which
-/// returns once the formation has a new primary).
+/// returns once the formation has a new primary). Just after a replica came back
+/// the monitor may still hold the primary in a passing state (`wait_primary`) and
+/// answers "couldn't find the primary node": asked again until it settles.
 pub async fn switchover(node: &Node<'_>) -> anyhow::Result<()> {
-    let mut cmd = autoctl(node, node.spec.port)?;
-    cmd.args(["perform", "switchover", "--pgdata"]).arg(pgdata(node.layout));
-    process::run(cmd, "pg_autoctl perform switchover").await.map(|_| ())
+    let started = Instant::now();
+    loop {
+        let mut cmd = autoctl(node, node.spec.port)?;
+        cmd.args(["perform", "switchover", "--pgdata"]).arg(pgdata(node.layout));
+        match process::run(cmd, "pg_autoctl perform switchover").await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if started.elapsed() < Duration::from_secs(60)
+                    && format!("{e:#}").contains("couldn't find the primary") =>
+            {
+                tracing::debug!(error = format!("{e:#}"), "the monitor has no settled primary yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
