@@ -47,6 +47,9 @@ pub enum Role {
     Primary,
     /// Follows a primary and serves reads.
     Replica,
+    /// One of a cluster whose every node takes writes (Galera, RabbitMQ), while it
+    /// is in the cluster's majority.
+    Member,
 }
 
 /// How far a node of a cluster is behind: for a replica, its primary's write
@@ -200,11 +203,23 @@ pub trait Engine: Send + Sync + 'static {
     fn users_replicate(&self) -> bool {
         true
     }
+    /// Whether every node of a cluster takes writes: its nodes are members, with
+    /// no primary to fail over or hand over.
+    fn members_take_writes(&self) -> bool {
+        false
+    }
+    /// Whether a restore starts a new cluster from the restored node: the other
+    /// nodes are stopped before it, and copy that node when they start again
+    /// (Galera). Otherwise the other nodes follow the restored one as they run.
+    fn restore_rebuilds_peers(&self) -> bool {
+        false
+    }
     /// What the engine's own documentation calls a role, for pages and the CLI.
     fn role_name(&self, role: Role) -> &'static str {
         match role {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Member => "member",
         }
     }
     /// The node's role now, asked of the node itself.

@@ -97,6 +97,15 @@ impl NodeSpec {
         !self.peers.is_empty()
     }
 
+    /// Every node of the cluster (this one and its peers) by index, as (index,
+    /// host, client port).
+    pub fn cluster_addresses(&self) -> Vec<(i64, &str, u16)> {
+        let mut nodes: Vec<(i64, &str, u16)> = vec![(self.index, "127.0.0.1", self.port)];
+        nodes.extend(self.peers.iter().map(|p| (p.index, p.host.as_str(), p.port)));
+        nodes.sort_unstable();
+        nodes
+    }
+
     /// The node of the cluster last seen as its primary (this one or a peer), as
     /// (index, port).
     pub fn last_primary(&self) -> Option<(i64, u16)> {

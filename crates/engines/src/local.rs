@@ -532,10 +532,19 @@ impl Deployer for LocalDeployer {
     async fn stop_all(&self) {
         let companions: Vec<_> = self.companions.lock().await.keys().cloned().collect();
         futures::future::join_all(companions.iter().map(|(name, index)| self.stop_companions(name, *index))).await;
-        let nodes: Vec<_> = self.running.lock().await.drain().collect();
-        let stops = nodes.into_iter().map(|((name, _), node)| async move {
-            tracing::info!(instance = %name, pid = node.pid, "stopping engine");
-            stop_process(node).await;
+        // Instances at once, each one's nodes one by one, node 0 last: the node that
+        // leaves a cluster last is the one that may start it again (Galera), and
+        // node 0 is the one started first.
+        let mut instances: std::collections::BTreeMap<String, Vec<(i64, Running)>> = Default::default();
+        for ((name, index), node) in self.running.lock().await.drain() {
+            instances.entry(name).or_default().push((index, node));
+        }
+        let stops = instances.into_iter().map(|(name, mut nodes)| async move {
+            nodes.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+            for (_, node) in nodes {
+                tracing::info!(instance = %name, pid = node.pid, "stopping engine");
+                stop_process(node).await;
+            }
         });
         futures::future::join_all(stops).await;
     }
@@ -671,7 +680,11 @@ impl NodeProbe for LocalDeployer {
                 // folder) is that node's, whatever started it.
                 let foreign = match std::fs::read_link(format!("/proc/{other}/cwd")) {
                     Ok(cwd) if cwd.starts_with(&instance_root) => !cwd.starts_with(&own_root),
-                    _ => process::groups_of(other).iter().flatten().any(|group| other_groups.contains(group)),
+                    _ => match process::groups_of(other) {
+                        // Gone since it was listed: nobody's.
+                        [None, None] => true,
+                        groups => groups.iter().flatten().any(|group| other_groups.contains(group)),
+                    },
                 };
                 if !pids.contains(&other) && !foreign {
                     pids.push(other);

@@ -18,6 +18,7 @@ pub fn engine_role(role: NodeRole) -> Role {
     match role {
         NodeRole::Primary => Role::Primary,
         NodeRole::Replica => Role::Replica,
+        NodeRole::Member => Role::Member,
     }
 }
 
@@ -25,6 +26,7 @@ fn stored_role(role: Role) -> NodeRole {
     match role {
         Role::Primary => NodeRole::Primary,
         Role::Replica => NodeRole::Replica,
+        Role::Member => NodeRole::Member,
     }
 }
 
@@ -106,24 +108,32 @@ pub async fn primary(state: &AppState, instance: &Instance) -> anyhow::Result<No
     pick_primary(&instance.guid, specs)
 }
 
+/// The primary, or in a cluster whose every node takes writes, the first member
+/// (the one svcdash's own writes go to).
 fn pick_primary(guid: &str, specs: Vec<NodeSpec>) -> anyhow::Result<NodeSpec> {
     if specs.len() == 1 {
         return specs.into_iter().next().context("no node");
     }
+    let members = specs.iter().any(|s| s.role == Some(Role::Member));
+    let wanted = if members { Role::Member } else { Role::Primary };
     specs
         .into_iter()
-        .find(|s| s.role == Some(Role::Primary))
+        .find(|s| s.role == Some(wanted))
         .with_context(|| format!("no node of instance {guid} answers as its primary now (a failover may be under way)"))
 }
 
-/// Where a backup is taken: a replica that answers (so the primary's clients do
-/// not share it with the backup), else the primary.
+/// Where a backup is taken: a replica (or a member other than the first) that
+/// answers, so the clients of the node taking svcdash's writes do not share it
+/// with the backup; else that node.
 pub async fn backup_source(state: &AppState, instance: &Instance) -> anyhow::Result<NodeSpec> {
     let specs = observed_specs(state, instance).await?;
-    if let Some(replica) = specs.iter().find(|s| s.role == Some(Role::Replica)) {
-        return Ok(replica.clone());
+    let primary = pick_primary(&instance.guid, specs.clone())?;
+    if let Some(other) =
+        specs.iter().find(|s| s.index != primary.index && matches!(s.role, Some(Role::Replica | Role::Member)))
+    {
+        return Ok(other.clone());
     }
-    pick_primary(&instance.guid, specs)
+    Ok(primary)
 }
 
 /// The nodes a restore runs on, in order: the primary alone for engines whose
@@ -181,6 +191,16 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
         }
         return Ok(());
     }
+    if specs[0].engine.members_take_writes() {
+        // No primary to hand over: one member at a time, each back in step before
+        // the next.
+        for spec in &specs {
+            step.run(state, spec).await?;
+            wait_in_sync(state, instance, spec).await?;
+        }
+        observe_roles(state, instance).await?;
+        return Ok(());
+    }
     let Ok(primary) = pick_primary(&instance.guid, specs.clone()) else {
         // Nothing serves writes to keep serving (nodes down, a recreate to repair
         // them): every node gets the step, in order.
@@ -220,10 +240,25 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
     Ok(())
 }
 
-/// Waits until the node follows its primary (a primary at once).
+/// How often a node that stops while it joins its cluster is started again.
+const JOIN_RESTARTS: u32 = 3;
+
+/// Waits until the node follows its primary (a primary at once). A node whose
+/// processes stop meanwhile is started again, a few times: a failover tool may
+/// give up on a start-up hiccup (pg_autoctl stops when one of its services exits
+/// too often in a second), and the supervisor leaves nodes alone while a job runs.
 pub async fn wait_in_sync(state: &AppState, instance: &Instance, spec: &NodeSpec) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let mut restarts = 0;
     loop {
+        if restarts < JOIN_RESTARTS && !state.deployer.is_running(&instance.local_name, spec.index).await {
+            let parachute =
+                state.store.nodes(instance.id).await?.iter().any(|n| n.index == spec.index && n.parachute.is_some());
+            anyhow::ensure!(!parachute, "node {} was stopped by the parachute", spec.index);
+            restarts += 1;
+            tracing::warn!(instance = %instance.guid, node = spec.index, "node stopped before it followed its primary; starting it again");
+            state.deployer.start(spec).await.with_context(|| format!("starting node {} again", spec.index))?;
+        }
         match state.deployer.in_sync(spec).await {
             Ok(true) => return Ok(()),
             Ok(false) | Err(_) if started.elapsed() < IN_SYNC_TIMEOUT => {
@@ -276,7 +311,7 @@ pub async fn credentials(
     let specs = state.node_specs(instance).await?;
     let spec = specs
         .iter()
-        .find(|s| s.role == Some(Role::Primary))
+        .find(|s| matches!(s.role, Some(Role::Primary | Role::Member)))
         .or(specs.first())
         .with_context(|| format!("instance {} has no nodes", instance.guid))?;
     spec.engine.credentials(spec, username, password)

@@ -55,7 +55,8 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
         if nodes.len() > 1 && state.store.running_job(instance.id).await?.is_none() {
             nodes = crate::cluster::observe_roles(state, &instance).await?;
         }
-        let has_primary = nodes.iter().any(|n| n.role == Some(store::NodeRole::Primary));
+        let has_primary =
+            nodes.iter().any(|n| matches!(n.role, Some(store::NodeRole::Primary | store::NodeRole::Member)));
         for node in &nodes {
             let key = (instance.id, node.index);
             if node.parachute.is_some()

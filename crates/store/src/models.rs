@@ -182,10 +182,12 @@ pub struct Node {
 }
 
 text_enum!(
-    /// What a node of a cluster is: the one taking writes, or one following it.
+    /// What a node of a cluster is: the one taking writes, one following it, or
+    /// one of a cluster whose every node takes writes.
     NodeRole {
         Primary => "primary",
         Replica => "replica",
+        Member => "member",
     }
 );
 

@@ -422,6 +422,20 @@ async fn set_candidate_priority(node: &Node<'_>, names: &[String], priority: i32
     Ok(())
 }
 
+/// The state the node's keeper last reported to the monitor, and the one the
+/// monitor wants it in; `None` before it registered.
+pub async fn states(spec: &NodeSpec) -> anyhow::Result<Option<(String, String)>> {
+    let mut conn = connect_at(spec, monitor_port(spec)?, MONITOR_DATABASE).await?;
+    let states =
+        sqlx::query_as("SELECT reportedstate::text, goalstate::text FROM pgautofailover.node WHERE nodename = $1")
+            .bind(format!("node-{}", spec.index))
+            .fetch_optional(&mut conn)
+            .await
+            .context("asking the monitor for the node's state")?;
+    conn.close().await?;
+    Ok(states)
+}
+
 /// Gives pg_auto_failover's roles on the primary the password the keepers, the
 /// walreceivers and the monitor's health checks log in with. Node 0's keeper makes
 /// them once it has registered; replicas cannot copy the primary before.

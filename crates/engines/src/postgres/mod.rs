@@ -103,8 +103,19 @@ impl Engine for Postgres {
 
     /// A replica is in step once its walreceiver streams from the primary.
     async fn in_sync(&self, node: &Node<'_>) -> anyhow::Result<bool> {
-        if !node.spec.is_clustered() || !in_recovery(node.spec, node.spec.port).await? {
+        if !node.spec.is_clustered() {
             return Ok(true);
+        }
+        // A keeper that has just made its node restarts its own services before it
+        // reports a settled state, and may stop on the way (its supervisor gives up
+        // on a service that exits five times in a second): until then the node is
+        // not part of the cluster, whatever its server does.
+        let Some((reported, goal)) = keeper::states(node.spec).await? else { return Ok(false) };
+        if !in_recovery(node.spec, node.spec.port).await? {
+            return Ok(reported == goal);
+        }
+        if (reported.as_str(), goal.as_str()) != ("secondary", "secondary") {
+            return Ok(false);
         }
         let mut conn = connect(node.spec, "postgres").await?;
         let status: Option<String> =
@@ -301,9 +312,7 @@ impl Engine for Postgres {
     fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let mut extra = serde_json::Map::new();
         let uri = if spec.is_clustered() {
-            let mut nodes: Vec<(i64, &str, u16)> = vec![(spec.index, "127.0.0.1", spec.port)];
-            nodes.extend(spec.peers.iter().map(|p| (p.index, p.host.as_str(), p.port)));
-            nodes.sort_unstable();
+            let nodes = spec.cluster_addresses();
             let hosts: Vec<String> = nodes.iter().map(|(_, host, port)| format!("{host}:{port}")).collect();
             extra.insert(
                 "hosts".into(),

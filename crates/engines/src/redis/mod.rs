@@ -127,6 +127,7 @@ impl Engine for Redis {
         match role {
             Role::Primary => "master",
             Role::Replica => "replica",
+            Role::Member => "member",
         }
     }
 

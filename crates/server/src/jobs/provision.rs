@@ -58,8 +58,9 @@ async fn run(state: &AppState, job: &Job, plan_change: bool) -> anyhow::Result<(
                 })
                 .await?;
             if node.index == 0 {
-                state.store.set_node_role(updated.id, Some(NodeRole::Primary)).await?;
-                updated.role = Some(NodeRole::Primary);
+                let role = if engine.members_take_writes() { NodeRole::Member } else { NodeRole::Primary };
+                state.store.set_node_role(updated.id, Some(role)).await?;
+                updated.role = Some(role);
             }
             converted.push(node.index);
             *node = updated;
@@ -85,7 +86,11 @@ async fn run(state: &AppState, job: &Job, plan_change: bool) -> anyhow::Result<(
                     sealed_password,
                     // The one moment svcdash decides roles: a new cluster starts with
                     // node 0 as its primary.
-                    role: clustered.then_some(if index == 0 { NodeRole::Primary } else { NodeRole::Replica }),
+                    role: clustered.then_some(match index {
+                        _ if engine.members_take_writes() => NodeRole::Member,
+                        0 => NodeRole::Primary,
+                        _ => NodeRole::Replica,
+                    }),
                 })
                 .await?;
             nodes.push(node);

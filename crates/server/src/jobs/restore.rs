@@ -40,6 +40,9 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     // replica's data would win over the restored data. (A master-only restore
     // replaces a database on the live primary, and the replicas follow it.)
     let nodes = state.node_specs(&instance).await?;
+    if nodes.len() > 1 && spec.engine.restore_rebuilds_peers() {
+        return rebuilding_peers(state, &instance, backup_id, &spec, &nodes).await;
+    }
     let clustered = nodes.len() > 1 && spec.engine.cluster_kind() == Some(engines::ClusterKind::MultiNode);
     if clustered {
         state.deployer.hold_failover(&nodes).await;
@@ -50,6 +53,38 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         result?;
         return released;
     }
+    result
+}
+
+/// A restore that starts a new cluster from the restored node (Galera): the other
+/// nodes stop first, so none goes on with the old data, and start again after it,
+/// copying the restored node (or rejoining the old data, if the restore failed).
+/// The job ends once every node is back in step.
+async fn rebuilding_peers(
+    state: &AppState,
+    instance: &Instance,
+    backup_id: i64,
+    spec: &NodeSpec,
+    nodes: &[NodeSpec],
+) -> anyhow::Result<()> {
+    let peers: Vec<&NodeSpec> = nodes.iter().filter(|n| n.index != spec.index).collect();
+    for peer in &peers {
+        state.deployer.stop(peer).await?;
+    }
+    let result = load(state, backup_id, spec).await;
+    for peer in &peers {
+        let started = async {
+            state.deployer.start(peer).await?;
+            crate::cluster::wait_in_sync(state, instance, peer).await
+        };
+        if let Err(e) = started.await {
+            tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
+            if result.is_ok() {
+                return Err(e.context(format!("node {} did not copy the restored node", peer.index)));
+            }
+        }
+    }
+    crate::cluster::observe_roles(state, instance).await?;
     result
 }
 

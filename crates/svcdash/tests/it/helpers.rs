@@ -345,6 +345,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_engine_logs(&self.instances);
+        }
         // Engines run in process groups of their own and would outlive the test; the
         // data folder goes with the test, so they are killed, not asked to save. The
         // instances' accounts are the host's and would outlive it too.
@@ -356,6 +359,29 @@ impl Drop for TestApp {
                 engines::LocalDeployer::new(self.instances.clone(), engines::Tools::new(Default::default()))
         {
             deployer.remove_accounts_now();
+        }
+    }
+}
+
+/// Prints the end of every engine log under the instances folder: what the
+/// engines and their failover tools saw is the first thing to read when a test
+/// fails (in CI, only the test's output is kept).
+fn print_engine_logs(instances: &Path) {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(instances)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|instance| std::fs::read_dir(instance.path()).into_iter().flatten().flatten())
+        .flat_map(|node| std::fs::read_dir(node.path().join("ephemeral/log")).into_iter().flatten().flatten())
+        .map(|log| log.path())
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        println!("==== the last lines of {} ====", log.display());
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            println!("{line}");
         }
     }
 }

@@ -9,6 +9,7 @@ mod browser;
 mod browser_lifecycle;
 mod cli;
 mod cloud_foundry;
+mod cluster_mariadb;
 mod cluster_postgres;
 mod cluster_story;
 mod crash;

@@ -25,7 +25,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, MySqlConnection};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::engine::{
+    BackupStream, ClusterKind, Engine, Node, NodeControl, RestoreSink, Role, StagedRestore, StartMode,
+};
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
 /// The application database.
@@ -37,6 +39,11 @@ const SYSTEM_USER: &str = "mariadb.sys";
 /// instance's binding after disaster recovery), so they keep working with the
 /// rights every binding has.
 const OWNER: &str = "app_owner";
+
+mod galera;
+
+/// The server's InnoDB buffer pool.
+const BUFFER_POOL: &str = "128M";
 
 pub struct Mariadb;
 
@@ -93,7 +100,43 @@ impl Engine for Mariadb {
     }
 
     fn process_names(&self) -> &'static [&'static str] {
-        &["mariadbd"]
+        // Galera's state transfers run through these.
+        &["mariadbd", "mariadb-backup", "mbstream", "socat"]
+    }
+
+    fn cluster_ports(&self) -> &'static [&'static str] {
+        &["galera", "ist", "sst"]
+    }
+
+    fn cluster_kind(&self) -> Option<ClusterKind> {
+        Some(ClusterKind::MasterOnly)
+    }
+
+    fn members_take_writes(&self) -> bool {
+        true
+    }
+
+    fn restore_rebuilds_peers(&self) -> bool {
+        true
+    }
+
+    /// A member of the cluster's primary component; a node outside it (cut off
+    /// from the majority, or joining) answers an error, and counts as unknown.
+    async fn role(&self, node: &Node<'_>) -> anyhow::Result<Role> {
+        if !node.spec.is_clustered() {
+            return Ok(Role::Primary);
+        }
+        let status = galera_status(node.spec).await?;
+        anyhow::ensure!(status.primary_component, "the node is not in the cluster's primary component");
+        Ok(Role::Member)
+    }
+
+    async fn in_sync(&self, node: &Node<'_>) -> anyhow::Result<bool> {
+        if !node.spec.is_clustered() {
+            return Ok(true);
+        }
+        let status = galera_status(node.spec).await?;
+        Ok(status.primary_component && status.synced)
     }
 
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
@@ -111,6 +154,13 @@ impl Engine for Mariadb {
 
     /// `mariadb-install-db` unless the data folder holds a server already.
     async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        if node.spec.is_clustered() {
+            galera::ensure_certificate(node).await?;
+            // A joining node's data comes from a member by state transfer.
+            if node.spec.index != 0 {
+                return Ok(());
+            }
+        }
         let data = node.layout.data_dir();
         if files::is_folder(&data.join("mysql")) && std::fs::symlink_metadata(data.join("ibdata1")).is_ok() {
             return Ok(());
@@ -129,7 +179,11 @@ impl Engine for Mariadb {
 
     fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command> {
         let layout = node.layout;
+        let clustered = node.spec.is_clustered();
+        // A joiner gets every user and database with the state transfer.
+        let joiner = clustered && galera::is_joiner(node);
         match mode {
+            StartMode::Setup if joiner => {}
             StartMode::Setup => write_init_file(node, &admin_statements(node.spec))?,
             // The commit wrote the users to bring back.
             StartMode::AfterRestore => {}
@@ -138,22 +192,40 @@ impl Engine for Mariadb {
             }
         }
         let mut cmd = node.command("mariadbd")?;
-        // --no-defaults first: nothing of /etc/mysql applies.
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", layout.data_dir().display()))
+        // --no-defaults (or svcdash's own file) first: nothing of /etc/mysql applies.
+        if clustered {
+            galera::write_config(node, &os_user(node)?, BUFFER_POOL)?;
+            cmd.arg(format!("--defaults-file={}", galera::config_file(layout).display()));
+            if galera::starts_new_cluster(node, mode)? {
+                tracing::info!(instance = %node.spec.instance_guid, node = node.spec.index, "starting a new Galera cluster");
+                cmd.arg("--wsrep-new-cluster");
+            }
+        } else {
+            cmd.arg("--no-defaults");
+        }
+        cmd.arg(format!("--datadir={}", layout.data_dir().display()))
             .arg(format!("--port={}", node.spec.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={SOCKET}"))
             .arg(format!("--pid-file={}", self.pid_file(layout).display()))
             .arg(format!("--tmpdir={}", layout.run_dir().display()))
-            .args(["--skip-name-resolve", "--local-infile=0", "--innodb-buffer-pool-size=128M"]);
-        if mode != StartMode::Normal {
+            .args(["--skip-name-resolve", "--local-infile=0"]);
+        if !clustered {
+            // A cluster node's is in its file: Galera's state transfer passes this
+            // option on to mariadb-backup, which refuses it.
+            cmd.arg(format!("--innodb-buffer-pool-size={BUFFER_POOL}"));
+        }
+        if mode != StartMode::Normal && !joiner {
             cmd.arg(format!("--init-file={}", init_file(layout).display()));
         }
         Ok(cmd)
     }
 
+    /// Takes connections; a node of a cluster, once it is synced with it.
     async fn is_ready(&self, node: &Node<'_>) -> bool {
+        if node.spec.is_clustered() {
+            return galera_status(node.spec).await.is_ok_and(|s| s.primary_component && s.synced);
+        }
         match connect(node.spec).await {
             Ok(conn) => {
                 let _ = conn.close().await;
@@ -185,15 +257,35 @@ impl Engine for Mariadb {
         self.credentials(spec, username, password)
     }
 
+    /// For a cluster, every node's address: any member takes writes, so clients
+    /// go on with the next when one is lost (`hosts`, and the multi-host forms of
+    /// the MariaDB connectors: `uri` and `jdbcUrl`).
     fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
+        let mut extra = serde_json::Map::new();
+        let uri = if spec.is_clustered() {
+            let nodes = spec.cluster_addresses();
+            let hosts: Vec<String> = nodes.iter().map(|(_, host, port)| format!("{host}:{port}")).collect();
+            extra.insert(
+                "hosts".into(),
+                nodes.iter().map(|(_, host, port)| serde_json::json!({"host": host, "port": port})).collect(),
+            );
+            extra.insert(
+                "jdbcUrl".into(),
+                format!("jdbc:mariadb:sequential://{}/{DATABASE}?user={username}&password={password}", hosts.join(","))
+                    .into(),
+            );
+            format!("mysql://{username}:{password}@{}/{DATABASE}", hosts.join(","))
+        } else {
+            format!("mysql://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port)
+        };
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,
             username: username.into(),
             password: password.into(),
             database: Some(DATABASE.into()),
-            uri: format!("mysql://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port),
-            extra: Default::default(),
+            uri,
+            extra,
         })
     }
 
@@ -267,9 +359,25 @@ fn options(spec: &NodeSpec) -> MySqlConnectOptions {
 }
 
 async fn connect(spec: &NodeSpec) -> anyhow::Result<MySqlConnection> {
-    MySqlConnection::connect_with(&options(spec))
+    // A node of a cluster that lost its machine may not answer at all: bounded, so
+    // a cluster's jobs go on to the next node.
+    tokio::time::timeout(std::time::Duration::from_secs(10), MySqlConnection::connect_with(&options(spec)))
         .await
+        .map_err(|_| anyhow::anyhow!("MariaDB on port {} did not answer within 10 s", spec.port))?
         .with_context(|| format!("connecting to MariaDB on port {}", spec.port))
+}
+
+/// What Galera says of the node now.
+async fn galera_status(spec: &NodeSpec) -> anyhow::Result<galera::Status> {
+    let mut conn = connect(spec).await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status', 'wsrep_local_state_comment', 'wsrep_ready')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .context("asking Galera for the node's state")?;
+    conn.close().await?;
+    Ok(galera::status(&rows))
 }
 
 /// Runs statements built only from this module's constants and checked identifiers.
