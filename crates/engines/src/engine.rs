@@ -316,6 +316,12 @@ pub trait Engine: Send + Sync + 'static {
     async fn init(&self, _node: &Node<'_>) -> anyhow::Result<()> {
         Ok(())
     }
+    /// What the server's command line needs that only its data can tell, learnt
+    /// before each start (Galera: the position a member that stopped without
+    /// saying had reached); added after [`Self::start_command`]'s arguments.
+    async fn start_arguments(&self, _node: &Node<'_>, _mode: StartMode) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Writes the node's configuration and returns the command that runs the server
     /// in the foreground.
     fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command>;

@@ -287,7 +287,9 @@ impl LocalDeployer {
         layout.prepare(run_as)?;
         self.stop_leftover(spec, &layout).await;
         let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
+        let arguments = engine.start_arguments(&node, mode).await?;
         let mut cmd = engine.start_command(&node, mode)?;
+        cmd.args(arguments);
         let log_path = layout.log_file(engine.short_name());
         let (svcdash, _) = crate::layout::owners(run_as);
         let log = files::append(&log_path, svcdash, 0o640)?;

@@ -143,6 +143,26 @@ pub fn starts_new_cluster(node: &Node<'_>, mode: StartMode) -> anyhow::Result<bo
     })
 }
 
+/// Whether the member stopped without saying where it was: its state file has
+/// no position (`seqno: -1`, which Galera writes while the server runs), and it
+/// has data to recover one from.
+pub fn crashed(node: &Node<'_>) -> bool {
+    let data = node.layout.data_dir();
+    files::is_folder(&data.join("mysql"))
+        && files::read_small(&data.join("grastate.dat"))
+            .is_some_and(|state| state.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["seqno:", "-1"]))
+}
+
+/// The position `mariadbd --wsrep-recover` wrote in its log: `uuid:seqno`.
+pub fn recovered_position(log: &str) -> Option<String> {
+    let position = log.lines().rev().find_map(|l| l.split("WSREP: Recovered position: ").nth(1))?.trim();
+    let (uuid, seqno) = position.rsplit_once(':')?;
+    let valid = uuid.len() == 36
+        && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && seqno.parse::<i64>().is_ok_and(|n| n >= 0);
+    valid.then(|| position.to_owned())
+}
+
 fn listens(host: &str, port: u16) -> bool {
     let Ok(ip) = host.parse() else { return false };
     TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(300)).is_ok()
@@ -166,5 +186,24 @@ pub fn status(rows: &[(String, String)]) -> Status {
     Status {
         primary_component: value("wsrep_cluster_status") == Some("Primary"),
         synced: value("wsrep_local_state_comment") == Some("Synced") && value("wsrep_ready") == Some("ON"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recovered_position_is_read_from_the_log_and_nothing_else_passes() {
+        let log = "2026-12-01  7:09:40 0 [Note] InnoDB: Starting crash recovery\n\
+                   2026-12-01  7:09:41 0 [Note] WSREP: Recovered position: 0c082361-ed56-11f1-85f5-06d73873133b:8110\n";
+        assert_eq!(recovered_position(log).as_deref(), Some("0c082361-ed56-11f1-85f5-06d73873133b:8110"));
+        for bad in [
+            "WSREP: Recovered position: 00000000-0000-0000-0000-000000000000:-1",
+            "WSREP: Recovered position: 0c082361; --init-file=/x:1",
+            "nothing recovered",
+        ] {
+            assert_eq!(recovered_position(bad), None, "{bad}");
+        }
     }
 }

@@ -152,6 +152,8 @@ async fn rogue_node_log(instance_cert: &std::path::Path, galera_ports: &[u16]) -
     let mut rogue = tokio::process::Command::new("/usr/sbin/mariadbd")
         .arg(format!("--defaults-file={}", root.join("rogue.cnf").display()))
         .arg("--user=root")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
