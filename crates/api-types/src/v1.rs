@@ -134,8 +134,9 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceNode {
     pub index: i64,
-    /// As the engine names it (Redis: `master`, `replica`), or `unknown` while
-    /// the node does not answer.
+    /// As the engine names it (`primary` or `replica`; Redis: `master`,
+    /// `replica`; MariaDB and RabbitMQ, whose every node takes writes:
+    /// `member`), or `unknown` while the node does not answer.
     pub role: String,
     /// Since when the node is seen in that role.
     #[serde(with = "crate::timestamp::option")]

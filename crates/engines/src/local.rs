@@ -643,14 +643,15 @@ impl NodeProbe for LocalDeployer {
     /// say, and leaves the main process's tree) but those of the instance's other
     /// nodes, which share the account: each node runs in process groups of its own.
     async fn processes(&self, local_name: &str, index: i64) -> Vec<u32> {
-        let (pid, uid, engine, other_groups) = {
+        let (pid, uid, engine, other_groups, first) = {
             let running = self.running.lock().await;
             let Some(n) = running.get(&(local_name.to_owned(), index)).filter(|n| n.exited.borrow().is_none()) else {
                 return Vec::new();
             };
             let others: Vec<u32> =
                 running.iter().filter(|((name, i), _)| name == local_name && *i != index).map(|(_, n)| n.pid).collect();
-            (n.pid, n.uid, n.engine.clone(), others)
+            let first = running.keys().filter(|(name, _)| name == local_name).map(|(_, i)| *i).min();
+            (n.pid, n.uid, n.engine.clone(), others, first == Some(index))
         };
         let (own_companions, other_groups) = {
             let companions = self.companions.lock().await;
@@ -672,6 +673,7 @@ impl NodeProbe for LocalDeployer {
         };
         let mut pids = vec![pid];
         pids.extend(own_companions);
+        let own_groups = pids.clone();
         if let Some(uid) = uid {
             let names = engine.process_names();
             let others = tokio::task::spawn_blocking(move || accounts::processes_of(uid, names)).await;
@@ -685,7 +687,12 @@ impl NodeProbe for LocalDeployer {
                     _ => match process::groups_of(other) {
                         // Gone since it was listed: nobody's.
                         [None, None] => true,
-                        groups => groups.iter().flatten().any(|group| other_groups.contains(group)),
+                        // In no node's group nor folder (a port mapper the nodes share,
+                        // daemonized): the first running node's, counted once.
+                        groups => {
+                            let in_own = groups.iter().flatten().any(|group| own_groups.contains(group));
+                            !in_own && (groups.iter().flatten().any(|group| other_groups.contains(group)) || !first)
+                        }
                     },
                 };
                 if !pids.contains(&other) && !foreign {

@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn plans_of_three_nodes_are_refused_for_engines_that_do_not_cluster() {
+    fn plans_have_one_node_or_a_cluster_of_three_for_every_engine() {
         let text = |engine: &str, nodes: i64| {
             format!(
                 "[[services]]\nid = \"s\"\nname = \"x\"\nengine = \"{engine}\"\nversion = \"1\"\n\
@@ -236,10 +236,13 @@ mod tests {
             let catalog: super::Catalog = toml::from_str(&text(engine, nodes)).unwrap();
             catalog.validate(&engines).map_err(|e| e.to_string())
         };
-        assert!(check("redis", 3).is_ok());
-        assert!(check("redis", 1).is_ok());
-        assert!(check("rabbitmq", 3).unwrap_err().contains("single nodes only"));
-        assert!(check("redis", 2).unwrap_err().contains("1 node or a cluster of 3"));
+        // Every built-in engine clusters; an engine added without `cluster_kind`
+        // gets single-node plans only.
+        for engine in ["postgresql", "redis", "mariadb", "rabbitmq"] {
+            assert!(check(engine, 1).is_ok(), "{engine}");
+            assert!(check(engine, 3).is_ok(), "{engine}");
+            assert!(check(engine, 2).unwrap_err().contains("1 node or a cluster of 3"), "{engine}");
+        }
     }
 
     #[test]

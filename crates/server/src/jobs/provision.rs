@@ -40,9 +40,12 @@ async fn run(state: &AppState, job: &Job, plan_change: bool) -> anyhow::Result<(
         // nothing but needs its port back.
         let mut ports_used = state.store.node_ports().await?;
         // Nodes made for a single-node plan, now in a cluster: they lack the
-        // cluster's ports, and restart once they have them.
+        // cluster's ports (or, on an engine with none, a role), and restart once
+        // they have them, as nodes of the cluster.
         let mut converted = Vec::new();
-        for node in nodes.iter_mut().filter(|n| clustered && n.extra_ports.len() + 1 < wanted_ports) {
+        for node in
+            nodes.iter_mut().filter(|n| clustered && (n.extra_ports.len() + 1 < wanted_ports || n.role.is_none()))
+        {
             let mut extra_ports = node.extra_ports.clone();
             extra_ports.extend(free_ports(wanted_ports - 1 - extra_ports.len(), &mut ports_used)?);
             let mut updated = state

@@ -11,6 +11,7 @@ mod cli;
 mod cloud_foundry;
 mod cluster_mariadb;
 mod cluster_postgres;
+mod cluster_rabbitmq;
 mod cluster_story;
 mod crash;
 mod damaged_backups;

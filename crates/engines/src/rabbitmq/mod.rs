@@ -24,8 +24,12 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use tokio::process::Command;
 
-use crate::engine::{BackupStream, Engine, Node, NodeControl, RestoreSink, StagedRestore, StartMode};
+use crate::engine::{
+    BackupStream, ClusterKind, Engine, Node, NodeControl, RestoreSink, Role, StagedRestore, StartMode,
+};
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files};
+
+mod cluster;
 
 pub struct Rabbitmq;
 
@@ -141,6 +145,34 @@ impl Engine for Rabbitmq {
         &["beam.smp", "epmd", "erl_child_setup", "inet_gethost"]
     }
 
+    fn cluster_kind(&self) -> Option<ClusterKind> {
+        Some(ClusterKind::MasterOnly)
+    }
+
+    fn members_take_writes(&self) -> bool {
+        true
+    }
+
+    /// A member that runs in the cluster without a partition, as the node itself
+    /// sees it; otherwise an error, and the node counts as unknown.
+    async fn role(&self, node: &Node<'_>) -> anyhow::Result<Role> {
+        if !node.spec.is_clustered() {
+            return Ok(Role::Primary);
+        }
+        let (me, _) = cluster::members(&nodes(node.spec).await?, &cluster::node_name(node.spec.index));
+        anyhow::ensure!(me, "the node does not run in its cluster");
+        Ok(Role::Member)
+    }
+
+    /// Every node of the cluster runs, as this one sees it.
+    async fn in_sync(&self, node: &Node<'_>) -> anyhow::Result<bool> {
+        if !node.spec.is_clustered() {
+            return Ok(true);
+        }
+        let (me, running) = cluster::members(&nodes(node.spec).await?, &cluster::node_name(node.spec.index));
+        Ok(me && running == node.spec.peers.len() + 1)
+    }
+
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
         layout.run_dir().join("rabbitmq.pid")
     }
@@ -154,15 +186,27 @@ impl Engine for Rabbitmq {
          policies, parameters) as the management API exports them; messages are not part of a backup"
     }
 
-    /// The Erlang cookie, made once in the account's own folder.
+    /// The Erlang cookie in the account's own folder: a single node's made once, a
+    /// cluster's the instance's (a single node becoming a cluster gets it).
     async fn init(&self, node: &Node<'_>) -> anyhow::Result<()> {
-        let cookie = cookie_file(node.layout);
-        if std::fs::symlink_metadata(&cookie).is_err() {
+        let path = cookie_file(node.layout);
+        let wanted = node.spec.is_clustered().then(|| cluster::cookie(node.spec));
+        let present = files::read_small(&path);
+        let write = match (&wanted, &present) {
+            (_, None) => true,
+            (Some(cookie), Some(now)) => cookie != now,
+            (None, Some(_)) => false,
+        };
+        if write {
+            if present.is_some() {
+                // A link in its place is removed, never followed.
+                std::fs::remove_file(&path).context("removing the old Erlang cookie")?;
+            }
             let (_, engine) = crate::layout::owners(node.run_as);
-            let mut file = files::create_new(&cookie, 0o400)?;
-            std::io::Write::write_all(&mut file, crate::generate_secret(32).as_bytes())
-                .context("writing the Erlang cookie")?;
-            files::give(&file, &cookie, engine, 0o400)?;
+            let mut file = files::create_new(&path, 0o400)?;
+            let cookie = wanted.unwrap_or_else(|| crate::generate_secret(32));
+            std::io::Write::write_all(&mut file, cookie.as_bytes()).context("writing the Erlang cookie")?;
+            files::give(&file, &path, engine, 0o400)?;
         }
         Ok(())
     }
@@ -178,7 +222,9 @@ impl Engine for Rabbitmq {
              default_user = {user}\n\
              default_pass = {password}\n\
              default_vhost = {VHOST}\n\
-             loopback_users = none\n",
+             loopback_users = none\n\
+             {cluster}",
+            cluster = if spec.is_clustered() { cluster::config_lines(spec) } else { String::new() },
             amqp = spec.port,
             management = node.port("management")?,
             user = spec.admin_user,
@@ -189,10 +235,10 @@ impl Engine for Rabbitmq {
         // Read instead of /etc/rabbitmq/rabbitmq-env.conf.
         files::write_new(&env_file(layout), b"", svcdash, 0o640)?;
 
-        let epmd = node.port("epmd")?.to_string();
+        let epmd = cluster::epmd_port(spec)?.to_string();
         let mut cmd = node.command("rabbitmq-server")?;
         cmd.env("HOME", layout.data_dir())
-            .env("RABBITMQ_NODENAME", "rabbit@localhost")
+            .env("RABBITMQ_NODENAME", cluster::node_name(spec.index))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", spec.port.to_string())
             .env("RABBITMQ_DIST_PORT", node.port("distribution")?.to_string())
@@ -216,6 +262,14 @@ impl Engine for Rabbitmq {
             Ok(request) => request.send().await.is_ok_and(|r| r.status().is_success()),
             Err(_) => false,
         }
+    }
+
+    /// A new cluster's virtual host makes quorum queues unless told otherwise.
+    async fn setup(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        if node.spec.is_clustered() && node.spec.index == 0 {
+            quorum_by_default(node.spec).await?;
+        }
+        Ok(())
     }
 
     async fn create_user(&self, node: &Node<'_>, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
@@ -242,6 +296,23 @@ impl Engine for Rabbitmq {
         extra.insert("vhost".into(), json!(VHOST));
         extra.insert("http_api_uri".into(), json!(format!("http://{username}:{password}@127.0.0.1:{management}/api/")));
         extra.insert("management_url".into(), json!(format!("http://127.0.0.1:{management}/")));
+        if spec.is_clustered() {
+            // Every node takes connections: clients go on with the next.
+            let nodes = spec.cluster_addresses();
+            extra.insert(
+                "uris".into(),
+                nodes
+                    .iter()
+                    .map(|(_, host, port)| {
+                        json!(format!("amqp://{username}:{password}@{host}:{port}/{}", encode(VHOST)))
+                    })
+                    .collect(),
+            );
+            extra.insert(
+                "hosts".into(),
+                nodes.iter().map(|(_, host, port)| json!({"host": host, "port": port})).collect(),
+            );
+        }
         Ok(AppCredentials {
             host: "127.0.0.1".into(),
             port: spec.port,
@@ -275,6 +346,54 @@ impl Engine for Rabbitmq {
         let writer = files::staging_writer(&staging_file(node.layout))?;
         Ok(RestoreSink { writer: Box::new(writer), staged: Box::new(Restore) })
     }
+}
+
+/// What the node says of the cluster's nodes.
+async fn nodes(spec: &NodeSpec) -> anyhow::Result<Vec<Value>> {
+    let request = admin(spec, reqwest::Method::GET, "/nodes")?.timeout(std::time::Duration::from_secs(10));
+    Ok(send(request, "asking the node about its cluster").await?.json().await?)
+}
+
+/// Makes the virtual host again with quorum as its queues' type, while it holds
+/// nothing but svcdash's own permission (a new cluster's, or a single node's that
+/// never had a queue or a binding): 3.10 keeps the type only when the host is made
+/// with it. Otherwise, and once done, nothing changes.
+async fn quorum_by_default(spec: &NodeSpec) -> anyhow::Result<()> {
+    let path = format!("/vhosts/{}", encode(VHOST));
+    let vhost: Value =
+        send(admin(spec, reqwest::Method::GET, &path)?, "reading the virtual host").await?.json().await?;
+    if vhost["default_queue_type"] == "quorum" {
+        return Ok(());
+    }
+    let defs = format!("/definitions/{}", encode(VHOST));
+    let defs: Value = send(admin(spec, reqwest::Method::GET, &defs)?, "reading the virtual host").await?.json().await?;
+    let empty = |list: &str| defs[list].as_array().is_none_or(|l| l.is_empty());
+    let exchanges_builtin = defs["exchanges"]
+        .as_array()
+        .is_none_or(|l| l.iter().filter_map(Value::as_object).all(|e| is_builtin("exchanges", e)));
+    let permissions = format!("/vhosts/{}/permissions", encode(VHOST));
+    let permissions: Vec<Value> =
+        send(admin(spec, reqwest::Method::GET, &permissions)?, "reading permissions").await?.json().await?;
+    let only_svcdash = permissions.iter().all(|p| p["user"].as_str() == Some(spec.admin_user.as_str()));
+    if !(empty("queues")
+        && empty("bindings")
+        && empty("policies")
+        && empty("parameters")
+        && exchanges_builtin
+        && only_svcdash)
+    {
+        tracing::info!(instance = %spec.instance_guid, "the virtual host holds objects; its queues stay classic unless declared quorum");
+        return Ok(());
+    }
+    send(admin(spec, reqwest::Method::DELETE, &path)?, "removing the empty virtual host").await?;
+    send(admin(spec, reqwest::Method::PUT, &path)?.json(&cluster::quorum_vhost()), "making the virtual host").await?;
+    let own = format!("/permissions/{}/{}", encode(VHOST), encode(&spec.admin_user));
+    send(
+        admin(spec, reqwest::Method::PUT, &own)?.json(&json!({"configure": ".*", "write": ".*", "read": ".*"})),
+        "granting svcdash the virtual host",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Definitions written completely beside the data.
