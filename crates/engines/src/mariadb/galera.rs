@@ -168,11 +168,6 @@ fn listens(host: &str, port: u16) -> bool {
     TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(300)).is_ok()
 }
 
-/// Whether the node's data folder is a joiner's: empty, filled by a state transfer.
-pub fn is_joiner(node: &Node<'_>) -> bool {
-    node.spec.index != 0 && !files::is_folder(&node.layout.data_dir().join("mysql"))
-}
-
 /// What Galera says of the node: whether it is in the primary component, and
 /// whether it is synced with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -206,8 +206,10 @@ impl Engine for Mariadb {
     fn start_command(&self, node: &Node<'_>, mode: StartMode) -> anyhow::Result<Command> {
         let layout = node.layout;
         let clustered = node.spec.is_clustered();
-        // A joiner gets every user and database with the state transfer.
-        let joiner = clustered && galera::is_joiner(node);
+        let new_cluster = clustered && galera::starts_new_cluster(node, mode)?;
+        // A member joining a cluster gets every user and database from it: it runs
+        // no statements of its own at start (a recreated member, say).
+        let joiner = clustered && !new_cluster;
         match mode {
             StartMode::Setup if joiner => {}
             StartMode::Setup => write_init_file(node, &admin_statements(node.spec))?,
@@ -222,7 +224,7 @@ impl Engine for Mariadb {
         if clustered {
             galera::write_config(node, &os_user(node)?, BUFFER_POOL)?;
             cmd.arg(format!("--defaults-file={}", galera::config_file(layout).display()));
-            if galera::starts_new_cluster(node, mode)? {
+            if new_cluster {
                 tracing::info!(instance = %node.spec.instance_guid, node = node.spec.index, "starting a new Galera cluster");
                 cmd.arg("--wsrep-new-cluster");
             }

@@ -307,6 +307,23 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
 
     println!("mariadb galera cluster memory: {} MiB for 3 nodes", memory_mib(&app, &id).await);
 
+    // A recreate rolls too: each member's configuration is made again and it
+    // rejoins with its data; the binding writes on every member afterwards.
+    let (status, body) = app.api(reqwest::Method::PATCH, &format!("/v1/instances/{id}/recreate")).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    app.wait_for("the recreate", Duration::from_secs(300), || {
+        let (app, i) = (&app, &i);
+        async move { app.state().store.pending_job(i.id).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    let after = app.state().store.instance(i.id).await.unwrap();
+    assert_eq!(after.state, store::InstanceState::Available, "{:?}", after.state_reason);
+    assert_eq!(roles(&app, &id).await, MEMBERS);
+    for port in &ports {
+        let mut conn = connect(&creds, *port).await.expect("the binding logs in after the recreate");
+        exec(&mut conn, &format!("INSERT INTO r VALUES (-{})", 300 + port)).await.expect("every member takes writes");
+    }
+
     // svcdash's own restart: the cluster comes back whole (node 0, the last to
     // stop, starts it again) with its data.
     let rows_before = count(&creds, ports[0], "r").await.unwrap();
