@@ -54,12 +54,15 @@ pub enum Role {
 
 /// How far a node of a cluster is behind: for a replica, its primary's write
 /// position minus its own, and the seconds since it last heard from it; for a
-/// primary, the most any of its replicas is behind.
+/// primary, the most any of its replicas is behind. A member of a cluster whose
+/// every node takes writes has no lag to tell; it says how many nodes it sees in
+/// step with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replication {
     pub role: Role,
     pub lag_bytes: Option<u64>,
     pub lag_seconds: Option<u64>,
+    pub members: Option<u64>,
 }
 
 /// How a clustering engine's restores are done and listed, as the reference's

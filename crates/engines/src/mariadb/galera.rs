@@ -174,6 +174,8 @@ fn listens(host: &str, port: u16) -> bool {
 pub struct Status {
     pub primary_component: bool,
     pub synced: bool,
+    /// The members of the component the node is in.
+    pub size: Option<u64>,
 }
 
 pub fn status(rows: &[(String, String)]) -> Status {
@@ -181,6 +183,7 @@ pub fn status(rows: &[(String, String)]) -> Status {
     Status {
         primary_component: value("wsrep_cluster_status") == Some("Primary"),
         synced: value("wsrep_local_state_comment") == Some("Synced") && value("wsrep_ready") == Some("ON"),
+        size: value("wsrep_cluster_size").and_then(|v| v.parse().ok()),
     }
 }
 

@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    BackupStream, ClusterKind, Engine, Node, NodeControl, RestoreSink, Role, StagedRestore, StartMode,
+    BackupStream, ClusterKind, Engine, Node, NodeControl, Replication, RestoreSink, Role, StagedRestore, StartMode,
 };
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
@@ -137,6 +137,16 @@ impl Engine for Mariadb {
         }
         let status = galera_status(node.spec).await?;
         Ok(status.primary_component && status.synced)
+    }
+
+    /// The members of the primary component the node is in.
+    async fn replication(&self, node: &Node<'_>) -> anyhow::Result<Option<Replication>> {
+        if !node.spec.is_clustered() {
+            return Ok(None);
+        }
+        let status = galera_status(node.spec).await?;
+        anyhow::ensure!(status.primary_component, "the node is not in the cluster's primary component");
+        Ok(Some(Replication { role: Role::Member, lag_bytes: None, lag_seconds: None, members: status.size }))
     }
 
     fn pid_file(&self, layout: &NodeLayout) -> PathBuf {
@@ -399,7 +409,8 @@ async fn connect(spec: &NodeSpec) -> anyhow::Result<MySqlConnection> {
 async fn galera_status(spec: &NodeSpec) -> anyhow::Result<galera::Status> {
     let mut conn = connect(spec).await?;
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status', 'wsrep_local_state_comment', 'wsrep_ready')",
+        "SHOW GLOBAL STATUS WHERE Variable_name IN \
+         ('wsrep_cluster_status', 'wsrep_local_state_comment', 'wsrep_ready', 'wsrep_cluster_size')",
     )
     .fetch_all(&mut conn)
     .await

@@ -153,6 +153,7 @@ impl Engine for Postgres {
             role: if replica { Role::Replica } else { Role::Primary },
             lag_bytes: bytes.map(|b| b.max(0.0) as u64),
             lag_seconds: seconds.map(|s| s.max(0.0).round() as u64),
+            members: None,
         }))
     }
 

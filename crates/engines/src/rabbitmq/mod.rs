@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use tokio::process::Command;
 
 use crate::engine::{
-    BackupStream, ClusterKind, Engine, Node, NodeControl, RestoreSink, Role, StagedRestore, StartMode,
+    BackupStream, ClusterKind, Engine, Node, NodeControl, Replication, RestoreSink, Role, StagedRestore, StartMode,
 };
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files};
 
@@ -162,6 +162,16 @@ impl Engine for Rabbitmq {
         let (me, _) = cluster::members(&nodes(node.spec).await?, &cluster::node_name(node.spec.index));
         anyhow::ensure!(me, "the node does not run in its cluster");
         Ok(Role::Member)
+    }
+
+    /// The nodes running in the cluster, as this one sees them.
+    async fn replication(&self, node: &Node<'_>) -> anyhow::Result<Option<Replication>> {
+        if !node.spec.is_clustered() {
+            return Ok(None);
+        }
+        let (me, running) = cluster::members(&nodes(node.spec).await?, &cluster::node_name(node.spec.index));
+        anyhow::ensure!(me, "the node does not run in its cluster");
+        Ok(Some(Replication { role: Role::Member, lag_bytes: None, lag_seconds: None, members: Some(running as u64) }))
     }
 
     /// Every node of the cluster runs, as this one sees it.

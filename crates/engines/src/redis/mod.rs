@@ -193,7 +193,12 @@ impl Engine for Redis {
                     seconds = Some(seconds.unwrap_or(0).max(lag));
                 }
             }
-            return Ok(Some(Replication { role: Role::Primary, lag_bytes: bytes, lag_seconds: seconds }));
+            return Ok(Some(Replication {
+                role: Role::Primary,
+                lag_bytes: bytes,
+                lag_seconds: seconds,
+                members: None,
+            }));
         }
         let seconds = field("master_last_io_seconds_ago").and_then(|v| v.parse::<u64>().ok());
         let master_port = field("master_port").and_then(|v| v.parse::<u16>().ok());
@@ -208,7 +213,7 @@ impl Engine for Redis {
         {
             bytes = Some(theirs.saturating_sub(own));
         }
-        Ok(Some(Replication { role: Role::Replica, lag_bytes: bytes, lag_seconds: seconds }))
+        Ok(Some(Replication { role: Role::Replica, lag_bytes: bytes, lag_seconds: seconds, members: None }))
     }
 
     async fn switchover(&self, node: &Node<'_>) -> anyhow::Result<()> {

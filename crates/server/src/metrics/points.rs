@@ -26,10 +26,20 @@ impl NodeDisks {
 }
 
 /// A cluster node's `replication.*` points: `role` (1 for the primary, 0 for a
-/// replica), `lag_bytes` and `lag_ms` where the engine could tell.
+/// replica, 2 for a member of a cluster whose every node takes writes),
+/// `lag_bytes` and `lag_ms` where the engine could tell, and a member's
+/// `members` (the nodes it sees in step with it).
 pub fn replication(figures: &engines::Replication) -> Points {
     let mut points = Points::new();
-    push(&mut points, "replication.role", i64::from(figures.role == engines::Role::Primary));
+    let role = match figures.role {
+        engines::Role::Replica => 0,
+        engines::Role::Primary => 1,
+        engines::Role::Member => 2,
+    };
+    push(&mut points, "replication.role", role);
+    if let Some(members) = figures.members {
+        push(&mut points, "replication.members", members);
+    }
     if let Some(bytes) = figures.lag_bytes {
         push(&mut points, "replication.lag_bytes", bytes);
     }

@@ -14,7 +14,7 @@ use sqlx::Connection;
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{Writes, roles, rolling_restart, specs, wait_writes};
+use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, specs, wait_writes};
 use crate::helpers::*;
 
 pub const MARIADB_CLUSTER_PLAN: &str = "d3f5b7c9-1e3a-4d5f-b7c9-1e3a5d7f9b33";
@@ -167,6 +167,7 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     let dir = data_dir();
     let mut config = config(dir.path());
     config.engines.check_interval_secs = 1;
+    config.metrics.interval_secs = 1;
     let mut app = TestApp::start_in(dir.path(), config).await;
     app.keep_dir(dir);
 
@@ -249,6 +250,9 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     let acked = writes.acknowledged.len() as i64 + 3;
     assert!(rows >= acked && rows <= acked + writes.failed as i64, "{rows} rows for {acked} acknowledged writes");
     drop(writes);
+
+    // Replication figures: every node a member, all three in step.
+    check_member_figures(&app, &id, "mariadb").await;
 
     // A backup comes from a member other than the one svcdash writes to.
     let backup = app.create_backup(&id).await;

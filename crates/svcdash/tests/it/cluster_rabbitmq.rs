@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{Writes, roles, rolling_restart, specs, wait_writes};
+use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, specs, wait_writes};
 use crate::helpers::*;
 
 pub const RABBITMQ_CLUSTER_PLAN: &str = "e4a6c8e0-2b4d-4e6f-a8c0-2b4d6f8a0c44";
@@ -111,6 +111,7 @@ async fn a_rabbitmq_cluster_loses_no_confirmed_message_when_a_node_is_lost_and_r
     let dir = data_dir();
     let mut config = config(dir.path());
     config.engines.check_interval_secs = 1;
+    config.metrics.interval_secs = 1;
     let mut app = TestApp::start_in(dir.path(), config).await;
     app.keep_dir(dir);
 
@@ -171,6 +172,9 @@ async fn a_rabbitmq_cluster_loses_no_confirmed_message_when_a_node_is_lost_and_r
     // A publish that timed out may still have been taken; nothing else is there.
     assert!(held <= (writes.acknowledged.len() as u64) + writes.failed, "{held} messages");
     drop(writes);
+
+    // Replication figures: every node a member, all three in step.
+    check_member_figures(&app, &id, "rabbitmq").await;
 
     // A backup comes from another member; a change after it, then a restore: once,
     // on node 0, and every node sees the backup's definitions.

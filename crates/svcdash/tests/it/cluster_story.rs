@@ -696,3 +696,29 @@ async fn a_full_disk_stops_one_node_and_the_cluster_serves_until_every_node_is_s
     assert_eq!(value, "written with a node stopped");
     app.stop().await;
 }
+
+/// Every node of a cluster whose nodes are members (MariaDB, RabbitMQ) reports
+/// itself as one with all three nodes in step: in the history, in the Graphite
+/// lines (`short_name` is the engine's namespace) and on its Metrics tab.
+pub async fn check_member_figures(app: &TestApp, id: &str, short_name: &str) {
+    let history = &app.state().metrics.history;
+    app.wait_for("every member's replication figures", Duration::from_secs(60), || async move {
+        (0..3)
+            .all(|node| {
+                history.sampled(id, node, 10).pop().is_some_and(|newest| {
+                    newest.get("replication.role") == Some(2) && newest.get("replication.members") == Some(3)
+                })
+            })
+            .then_some(())
+    })
+    .await;
+    let instance = app.state().store.instance_by_guid(id).await.unwrap();
+    let lines = server::metrics::collect(app.state()).await.unwrap();
+    for node in 0..3 {
+        let namespace = server::metrics::namespace(app.state(), &instance, short_name, node);
+        assert!(lines.contains(&format!("{namespace}.replication.role 2 ")), "{lines}");
+        assert!(lines.contains(&format!("{namespace}.replication.members 3 ")), "{lines}");
+    }
+    let metrics = crate::pages::page(app, &app.token, &format!("/service-instances/{id}/metrics?node=1")).await;
+    assert!(metrics.contains(r#"<dd id="replication">member; 3 nodes of the cluster in step with it"#), "{metrics}");
+}

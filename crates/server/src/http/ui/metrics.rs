@@ -139,6 +139,11 @@ fn node_view(index: i64, samples: &[Sample], engine: Option<&engines::EngineRef>
         let seconds = newest.get("replication.lag_ms").map_or_else(|| "–".to_owned(), |ms| format!("{} s", ms / 1000));
         match role {
             1 => format!("{}; its furthest replica is {bytes} and {seconds} behind", name(engines::Role::Primary)),
+            2 => format!(
+                "{}; {} nodes of the cluster in step with it",
+                name(engines::Role::Member),
+                newest.get("replication.members").map_or_else(|| "–".to_owned(), |n| n.to_string())
+            ),
             _ => format!(
                 "{}; {bytes} and {seconds} behind its {}",
                 name(engines::Role::Replica),
