@@ -106,6 +106,16 @@ impl NodeSpec {
         nodes
     }
 
+    /// Every node of the cluster as `host:port`, by index: multi-host URIs.
+    pub fn host_ports(&self) -> Vec<String> {
+        self.cluster_addresses().iter().map(|(_, host, port)| format!("{host}:{port}")).collect()
+    }
+
+    /// Every node of the cluster as a binding's `hosts` field, `[{"host", "port"}]`.
+    pub fn hosts_field(&self) -> serde_json::Value {
+        self.cluster_addresses().iter().map(|(_, host, port)| serde_json::json!({"host": host, "port": port})).collect()
+    }
+
     /// The node of the cluster last seen as its primary (this one or a peer), as
     /// (index, port).
     pub fn last_primary(&self) -> Option<(i64, u16)> {

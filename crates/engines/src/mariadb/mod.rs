@@ -301,12 +301,8 @@ impl Engine for Mariadb {
     fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let mut extra = serde_json::Map::new();
         let uri = if spec.is_clustered() {
-            let nodes = spec.cluster_addresses();
-            let hosts: Vec<String> = nodes.iter().map(|(_, host, port)| format!("{host}:{port}")).collect();
-            extra.insert(
-                "hosts".into(),
-                nodes.iter().map(|(_, host, port)| serde_json::json!({"host": host, "port": port})).collect(),
-            );
+            let hosts = spec.host_ports();
+            extra.insert("hosts".into(), spec.hosts_field());
             extra.insert(
                 "jdbcUrl".into(),
                 format!("jdbc:mariadb:sequential://{}/{DATABASE}?user={username}&password={password}", hosts.join(","))

@@ -313,12 +313,8 @@ impl Engine for Postgres {
     fn credentials(&self, spec: &NodeSpec, username: &str, password: &str) -> anyhow::Result<AppCredentials> {
         let mut extra = serde_json::Map::new();
         let uri = if spec.is_clustered() {
-            let nodes = spec.cluster_addresses();
-            let hosts: Vec<String> = nodes.iter().map(|(_, host, port)| format!("{host}:{port}")).collect();
-            extra.insert(
-                "hosts".into(),
-                nodes.iter().map(|(_, host, port)| serde_json::json!({"host": host, "port": port})).collect(),
-            );
+            let hosts = spec.host_ports();
+            extra.insert("hosts".into(), spec.hosts_field());
             format!("postgres://{username}:{password}@{}/{DATABASE}?target_session_attrs=read-write", hosts.join(","))
         } else {
             format!("postgres://{username}:{password}@127.0.0.1:{}/{DATABASE}", spec.port)

@@ -318,10 +318,7 @@ impl Engine for Rabbitmq {
                     })
                     .collect(),
             );
-            extra.insert(
-                "hosts".into(),
-                nodes.iter().map(|(_, host, port)| json!({"host": host, "port": port})).collect(),
-            );
+            extra.insert("hosts".into(), spec.hosts_field());
         }
         Ok(AppCredentials {
             host: "127.0.0.1".into(),

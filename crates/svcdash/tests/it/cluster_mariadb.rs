@@ -103,12 +103,7 @@ async fn memory_mib(app: &TestApp, instance: &str) -> u64 {
     for index in 0..3 {
         let pids = probe.processes(&i.local_name, index).await;
         assert_eq!(pids.len(), 1, "one server a node, no state transfer running: {pids:?}");
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap_or_default();
-        kib += status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        kib += rss_kib(pids[0]);
     }
     kib / 1024
 }
@@ -367,25 +362,7 @@ async fn a_single_mariadb_node_becomes_a_galera_cluster_through_the_broker_and_k
     exec(&mut conn, "CREATE TABLE t (n int PRIMARY KEY); INSERT INTO t SELECT seq FROM seq_1_to_1000").await.unwrap();
     conn.close().await.unwrap();
 
-    let (status, body) = app
-        .broker(
-            reqwest::Method::PATCH,
-            &format!("/v2/service_instances/{id}?accepts_incomplete=true"),
-            Some(serde_json::json!({"service_id": MARIADB_SERVICE, "plan_id": MARIADB_CLUSTER_PLAN})),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
-    let op = body["operation"].as_str().unwrap().to_owned();
-    let last = app
-        .wait_for("the plan change", Duration::from_secs(180), || {
-            let (app, id, op) = (&app, &id, &op);
-            async move {
-                let path = format!("/v2/service_instances/{id}/last_operation?operation={op}");
-                let (_, body) = app.broker(reqwest::Method::GET, &path, None).await;
-                (body["state"] != "in progress").then_some(body)
-            }
-        })
-        .await;
+    let last = app.change_plan(&id, MARIADB_SERVICE, MARIADB_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(roles(&app, &id).await, MEMBERS);
     let nodes = specs(&app, &id).await;

@@ -387,19 +387,7 @@ async fn a_single_postgresql_node_becomes_a_cluster_through_the_broker_and_keeps
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
     assert!(body["description"].as_str().unwrap().contains("not available for cluster instances"), "{body}");
 
-    let (status, body) = patch(serde_json::json!({"service_id": PG_SERVICE, "plan_id": PG_CLUSTER_PLAN})).await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
-    let op = body["operation"].as_str().unwrap().to_owned();
-    let last = app
-        .wait_for("the plan change", Duration::from_secs(180), || {
-            let (app, id, op) = (&app, &id, &op);
-            async move {
-                let path = format!("/v2/service_instances/{id}/last_operation?operation={op}");
-                let (_, body) = app.broker(reqwest::Method::GET, &path, None).await;
-                (body["state"] != "in progress").then_some(body)
-            }
-        })
-        .await;
+    let last = app.change_plan(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
     let nodes = specs(&app, &id).await;

@@ -95,12 +95,7 @@ async fn memory_mib(app: &TestApp, instance: &str) -> u64 {
     for index in 0..3 {
         for pid in probe.processes(&i.local_name, index).await {
             assert!(seen.insert(pid), "process {pid} counted for two nodes");
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            kib += status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
+            kib += rss_kib(pid);
         }
     }
     kib / 1024
@@ -281,25 +276,7 @@ async fn a_single_rabbitmq_node_becomes_a_cluster_through_the_broker_and_keeps_i
         assert!(publish(&old, port, "kept", n).await);
     }
 
-    let (status, body) = app
-        .broker(
-            reqwest::Method::PATCH,
-            &format!("/v2/service_instances/{id}?accepts_incomplete=true"),
-            Some(json!({"service_id": RABBITMQ_SERVICE, "plan_id": RABBITMQ_CLUSTER_PLAN})),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
-    let op = body["operation"].as_str().unwrap().to_owned();
-    let last = app
-        .wait_for("the plan change", Duration::from_secs(180), || {
-            let (app, id, op) = (&app, &id, &op);
-            async move {
-                let path = format!("/v2/service_instances/{id}/last_operation?operation={op}");
-                let (_, body) = app.broker(reqwest::Method::GET, &path, None).await;
-                (body["state"] != "in progress").then_some(body)
-            }
-        })
-        .await;
+    let last = app.change_plan(&id, RABBITMQ_SERVICE, RABBITMQ_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(roles(&app, &id).await, MEMBERS);
     let nodes = specs(&app, &id).await;

@@ -170,12 +170,7 @@ async fn memory_mib(app: &TestApp, instance: &str) -> u64 {
         assert_eq!(pids.len(), 2, "node {index}: {pids:?}");
         for pid in pids {
             assert!(seen.insert(pid), "process {pid} counted for two nodes");
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            kib += status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
+            kib += rss_kib(pid);
         }
     }
     kib / 1024
@@ -502,24 +497,7 @@ async fn a_single_redis_node_becomes_a_cluster_through_the_broker_and_keeps_its_
     assert_eq!(app.state().store.nodes(i.id).await.unwrap().len(), 1);
 
     // Single node → cluster: an asynchronous operation the platform follows.
-    let (status, body) = patch(serde_json::json!({"service_id": REDIS_SERVICE, "plan_id": REDIS_CLUSTER_PLAN})).await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
-    let op = body["operation"].as_str().unwrap().to_owned();
-    let last = app
-        .wait_for("the plan change", Duration::from_secs(120), || {
-            let (app, id, op) = (&app, &id, &op);
-            async move {
-                let (_, body) = app
-                    .broker(
-                        reqwest::Method::GET,
-                        &format!("/v2/service_instances/{id}/last_operation?operation={op}"),
-                        None,
-                    )
-                    .await;
-                (body["state"] != "in progress").then_some(body)
-            }
-        })
-        .await;
+    let last = app.change_plan(&id, REDIS_SERVICE, REDIS_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
     let nodes = specs(&app, &id).await;

@@ -236,6 +236,25 @@ impl TestApp {
         id
     }
 
+    /// Changes the instance's plan through the broker's `PATCH`, which must take it
+    /// as an asynchronous update, and waits for it to end; returns the last
+    /// operation's answer (its `state`, and `description` on failure).
+    pub async fn change_plan(&self, id: &str, service: &str, plan: &str) -> Value {
+        let path = format!("/v2/service_instances/{id}?accepts_incomplete=true");
+        let (status, body) =
+            self.broker(Method::PATCH, &path, Some(json!({"service_id": service, "plan_id": plan}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let op = body["operation"].as_str().unwrap().to_owned();
+        self.wait_for("the plan change", Duration::from_secs(180), || {
+            let path = format!("/v2/service_instances/{id}/last_operation?operation={op}");
+            async move {
+                let (_, body) = self.broker(Method::GET, &path, None).await;
+                (body["state"] != "in progress").then_some(body)
+            }
+        })
+        .await
+    }
+
     /// Binds and returns the credentials object.
     pub async fn bind(&self, instance: &str, service: &str, plan: &str) -> Value {
         self.bind_as(instance, &server::instances::new_guid(), service, plan).await
@@ -406,6 +425,16 @@ impl Drop for AccountsGuard {
 /// The main process of a node's engine, if it runs (as the local deployer sees it).
 pub async fn engine_pid(state: &AppState, spec: &engines::NodeSpec) -> Option<u32> {
     state.deployer.probe().expect("the local deployer probes its nodes").main_pid(&spec.local_name, spec.index).await
+}
+
+/// A process's resident memory in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// An HTTP client for tests: every request gives up after two minutes, so a server
