@@ -18,6 +18,38 @@ pub struct Backup {
     #[serde(with = "crate::timestamp")]
     pub finished_at: DateTime<Utc>,
     pub downloadable: bool,
+    /// While the backup runs: how far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// How far a running backup or restore is, as its worker said within the last
+/// seconds. Bytes are of the plain data: the engine's dump as it is read, or
+/// as it is fed to the engine's loader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub bytes_done: u64,
+    /// What the job expects in all: for a backup an estimate (the previous
+    /// backup's size, else the engine's data size); null while unknown.
+    pub bytes_total: Option<u64>,
+    /// The average since the job started.
+    pub bytes_per_second: u64,
+    /// Seconds left at that rate; null while the total is unknown.
+    pub eta_seconds: Option<u64>,
+    /// 0 to 99 while running; null while the total is unknown.
+    pub percent: Option<u8>,
+    /// Who asked to cancel it; it stops at its next safe point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_by: Option<String>,
+}
+
+/// The answer to `POST .../backups/:id/cancel` and `POST .../restores/:id/cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub id: i64,
+    /// `failed` when it was queued and never runs; `running` while it stops.
+    pub status: TaskStatus,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +70,9 @@ pub struct Restore {
     /// For a restore to a point in time: the moment it brings the data back to.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timestamp::option")]
     pub target_time: Option<DateTime<Utc>>,
+    /// While the restore runs: how far it is (on the node it works on now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// The times a restore to a point in time can reach (`GET /v1/instances/:id/pitr`):

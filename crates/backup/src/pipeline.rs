@@ -25,6 +25,8 @@ const COPY_BUFFER: usize = 1 << 20;
 const INPUT_CHUNKS: usize = 8;
 /// Chunks queued between two stages of a restore: enough to keep both busy.
 const STAGE_CHUNKS: usize = 3;
+/// How long a failed upload waits for the dump's producer to exit.
+const PRODUCER_EXIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How hard to compress and how to upload.
 #[derive(Debug, Clone)]
@@ -108,7 +110,12 @@ where
     let encoded = encoder.await.context("the backup pipeline thread panicked")?;
     let read = reader.await.context("the dump reader panicked")?;
     let outcome = match (sent, read, encoded) {
-        (Err(e), _, _) | (Ok(()), Err(e), _) | (Ok(()), Ok(()), Err(e)) => Err(e),
+        (Err(e), _, _) | (Ok(()), Err(e), _) | (Ok(()), Ok(()), Err(e)) => {
+            // The producer finds its output closed and exits; waiting for it lets
+            // its own clean-up run (a bounded wait: dropping it kills it).
+            let _ = tokio::time::timeout(PRODUCER_EXIT, source_done).await;
+            Err(e)
+        }
         (Ok(()), Ok(()), Ok(plain_size)) => {
             source_done.await.map(|()| Stored { size, sha256: hex::encode(hasher.finalize()), plain_size })
         }

@@ -108,6 +108,9 @@ pub enum StartMode {
 pub struct BackupStream {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
     pub done: BoxFuture<'static, anyhow::Result<()>>,
+    /// What the engine expects the stream to hold (the data's size on disk, say),
+    /// for the progress of a first backup; later ones go by the one before.
+    pub estimated_size: Option<u64>,
 }
 
 /// A physical base backup in progress, and where the write-ahead log it needs

@@ -166,6 +166,22 @@
       });
     });
     document.querySelectorAll('[data-action="update"]').forEach(confirmPatch);
+    document.querySelectorAll('[data-action="cancel"]').forEach((btn) => {
+      btn.addEventListener("click", () => {
+        const dialog = document.getElementById("confirm-cancel");
+        dialog.querySelector('[data-slot="what"]').textContent = btn.dataset.what;
+        dialog.returnValue = "";
+        dialog.onclose = async () => {
+          if (dialog.returnValue !== "yes") { btn.focus(); return; }
+          try {
+            const body = await call(btn.dataset.url);
+            say(`${body.message.charAt(0).toUpperCase()}${body.message.slice(1)}.`);
+            await reload();
+          } catch (e) { say(`${btn.dataset.what} could not be cancelled: ${e.message}`, true); }
+        };
+        dialog.showModal();
+      });
+    });
     document.querySelectorAll('[data-action="restore"]').forEach((btn) => {
       btn.addEventListener("click", () => {
         const dialog = document.getElementById("confirm-restore");

@@ -133,6 +133,10 @@ pub struct BackupsConfig {
     /// silently until the log it needs is archived, forever while archiving is
     /// stuck, and the instance's later jobs (restores too) would wait behind it.
     pub base_backup_idle_timeout_secs: u64,
+    /// The most a backup reads from an engine, or a restore feeds into one, in MiB
+    /// a second (0: as fast as it goes). Keeps a long backup from taking the disk
+    /// and CPU a tenant's own queries need.
+    pub max_mib_per_second: u64,
     /// The svcdash program PostgreSQL runs to hand over write-ahead log files; the
     /// running one by default.
     pub wal_push_program: Option<PathBuf>,
@@ -157,6 +161,7 @@ impl Default for BackupsConfig {
             schedule_spread_secs: 3600,
             wal_archive_timeout_secs: 60,
             base_backup_idle_timeout_secs: 600,
+            max_mib_per_second: 0,
             wal_push_program: None,
         }
     }
@@ -181,6 +186,7 @@ impl std::fmt::Debug for BackupsConfig {
             .field("schedule_spread_secs", &self.schedule_spread_secs)
             .field("wal_archive_timeout_secs", &self.wal_archive_timeout_secs)
             .field("base_backup_idle_timeout_secs", &self.base_backup_idle_timeout_secs)
+            .field("max_mib_per_second", &self.max_mib_per_second)
             .field("wal_push_program", &self.wal_push_program)
             .finish()
     }
@@ -202,6 +208,11 @@ impl BackupsConfig {
             part_size: self.part_size_mib.max(5) << 20,
             upload_concurrency: self.upload_concurrency.max(1),
         }
+    }
+
+    /// A new tracker for one backup or restore stream, paced as configured.
+    pub fn tracker(&self) -> std::sync::Arc<backup::Tracker> {
+        backup::Tracker::new(Some(self.max_mib_per_second << 20))
     }
 }
 

@@ -104,6 +104,12 @@ pub trait JobStore: Send + Sync {
     async fn pending_job(&self, instance_id: i64) -> StoreResult<Option<Job>>;
     /// How many jobs there are of each kind and status.
     async fn job_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+    /// Records how far a running job is; returns who asked to cancel it, if
+    /// anybody did (the worker's cue to stop).
+    async fn record_progress(&self, id: i64, progress: JobProgress) -> StoreResult<Option<String>>;
+    /// Cancels a queued job at once (failed, "cancelled by `who`"), or marks a
+    /// running one for its worker to stop.
+    async fn cancel_job(&self, id: i64, who: &str) -> StoreResult<CancelOutcome>;
 }
 
 /// Backups and restores.
@@ -119,7 +125,7 @@ pub trait BackupStore: Send + Sync {
     /// Newest first.
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>>;
     /// Records what was stored; the caller then finishes the job.
-    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str) -> StoreResult<()>;
+    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()>;
 
     /// Records a restore of `backup_id` with one queued job per node, unless a
     /// restore of the instance is queued already (some of its jobs not started):

@@ -251,6 +251,29 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What a running backup or restore has processed, as its worker last said.
+    pub progress: Option<JobProgress>,
+    /// Who asked to cancel the job, once somebody did.
+    pub cancelled_by: Option<String>,
+}
+
+/// Bytes a backup or restore has processed (of the plain data: the dump read, or
+/// fed to the engine's loader) and the total it expects, if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobProgress {
+    pub bytes: u64,
+    pub total: Option<u64>,
+}
+
+/// What asking to cancel a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was queued: it is failed now and never runs.
+    Cancelled,
+    /// It runs: its worker stops it at the next safe point.
+    Requested,
+    /// It had ended already.
+    Finished,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +293,8 @@ pub struct Backup {
     pub object_key: String,
     pub size: Option<i64>,
     pub sha256: Option<String>,
+    /// Bytes of the plain dump, once the backup is done.
+    pub plain_size: Option<i64>,
     pub deleted_at: Option<DateTime<Utc>>,
     /// The task that makes the backup.
     pub job: Job,

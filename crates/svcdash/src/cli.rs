@@ -505,6 +505,24 @@ async fn instances(state: AppState, cmd: InstancesCommand) -> anyhow::Result<()>
                 i.state,
                 i.state_reason.clone().map(|r| format!(" ({r})")).unwrap_or_default()
             );
+            if let Some(job) = state.store.running_job(i.id).await? {
+                let what = match (job.backup_id, job.restore_id) {
+                    (_, Some(r)) => format!("restore {}", state.store.restore(r).await?.seq),
+                    (Some(b), None) => format!("backup {}", state.store.backup(b).await?.seq),
+                    (None, None) => job.kind.to_string(),
+                };
+                // Which node matters only where there are several.
+                let node = match job.node_index {
+                    Some(n) if nodes.len() > 1 => format!(" on node {n}"),
+                    _ => String::new(),
+                };
+                // A backup's total is an estimate; a restore's is the backup's size.
+                let estimated = job.restore_id.is_none();
+                match server::progress::of_job(&job, chrono::Utc::now()) {
+                    Some(p) => println!("running:    {what}{node}: {}", server::progress::describe(&p, estimated)),
+                    None => println!("running:    {what}{node}"),
+                }
+            }
             if i.continuous_archiving {
                 let segments = state.store.wal_segments(i.id).await?;
                 match segments.iter().max_by_key(|s| s.archived_at) {

@@ -354,8 +354,9 @@ impl Engine for Mariadb {
             .arg(format!("--socket={SOCKET}"))
             .arg(format!("--user={}", os_user(node)?))
             .current_dir(layout.data_dir());
+        let estimated_size = data_bytes(node.spec).await.ok();
         let (reader, done) = process::stream_stdout(cmd, "mariadb-backup")?;
-        Ok(BackupStream { reader: Box::new(reader), done })
+        Ok(BackupStream { reader: Box::new(reader), done, estimated_size })
     }
 
     /// `mbstream -x` into a folder beside the data.
@@ -399,6 +400,18 @@ async fn connect(spec: &NodeSpec) -> anyhow::Result<MySqlConnection> {
         .await
         .map_err(|_| anyhow::anyhow!("MariaDB on port {} did not answer within 10 s", spec.port))?
         .with_context(|| format!("connecting to MariaDB on port {}", spec.port))
+}
+
+/// Bytes of the tables and indexes: about what a physical backup copies.
+async fn data_bytes(spec: &NodeSpec) -> anyhow::Result<u64> {
+    let mut conn = connect(spec).await?;
+    let bytes: u64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS UNSIGNED) FROM information_schema.tables",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(bytes)
 }
 
 /// What Galera says of the node now.

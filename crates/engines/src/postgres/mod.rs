@@ -356,6 +356,7 @@ impl Engine for Postgres {
         if writer != spec.port {
             wait_replayed(spec, writer).await?;
         }
+        let estimated_size = table_bytes(spec).await.ok();
         let mut cmd = client_command(node, "pg_dump", BACKUP_ROLE, &password)?;
         cmd.args(["--format=custom", "--compress=0", "--dbname", DATABASE]);
         let spec = spec.clone();
@@ -365,7 +366,7 @@ impl Engine for Postgres {
             end_job_role_at(&spec, writer, BACKUP_ROLE).await;
             result
         };
-        Ok(BackupStream { reader: Box::new(reader), done: done.boxed() })
+        Ok(BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size })
     }
 
     /// Creates an empty staging database and starts `pg_restore` into it; the
@@ -489,6 +490,21 @@ async fn connect_at(spec: &NodeSpec, port: u16, database: &str) -> anyhow::Resul
         .await
         .map_err(|_| anyhow::anyhow!("PostgreSQL on port {port} did not answer within 10 s"))?
         .with_context(|| format!("connecting to PostgreSQL on port {port}"))
+}
+
+/// Bytes of the application's tables (with their TOAST, without indexes): about
+/// what a dump of their rows holds.
+async fn table_bytes(spec: &NodeSpec) -> anyhow::Result<u64> {
+    let mut conn = connect(spec, DATABASE).await?;
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(pg_table_size(c.oid)), 0)::bigint FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
 }
 
 async fn in_recovery(spec: &NodeSpec, port: u16) -> anyhow::Result<bool> {

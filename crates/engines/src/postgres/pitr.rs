@@ -55,7 +55,10 @@ pub(super) async fn base_backup(node: &Node<'_>) -> anyhow::Result<BaseBackupStr
         end_job_role(&spec, BASE_BACKUP_ROLE).await;
         result
     };
-    Ok(BaseBackupStream { stream: BackupStream { reader: Box::new(reader), done: done.boxed() }, start })
+    Ok(BaseBackupStream {
+        stream: BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size: None },
+        start,
+    })
 }
 
 /// The file being written now; its first eight digits are the timeline.

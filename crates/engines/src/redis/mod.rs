@@ -324,8 +324,10 @@ impl Engine for Redis {
         let mut cmd = node.command("redis-cli")?;
         cmd.args(["-h", "127.0.0.1", "-p", &spec.port.to_string(), "--user", &spec.admin_user, "--rdb", "-"])
             .env("REDISCLI_AUTH", spec.admin_password.expose_secret());
+        // The last snapshot on disk is the size of the next one, near enough.
+        let estimated_size = std::fs::symlink_metadata(node.layout.data_dir().join("dump.rdb")).ok().map(|m| m.len());
         let (reader, done) = process::stream_stdout(cmd, "redis-cli --rdb")?;
-        Ok(BackupStream { reader: Box::new(reader), done })
+        Ok(BackupStream { reader: Box::new(reader), done, estimated_size })
     }
 
     /// The RDB file is written beside the data folder, and swapped in once complete.

@@ -13,7 +13,7 @@ mod prometheus;
 mod return_to;
 mod security_headers;
 mod sso;
-mod ui;
+pub(crate) mod ui;
 mod v1;
 
 use axum::Router;

@@ -2,15 +2,18 @@
 //! for an instance archiving its write-ahead log, a base backup before it.
 
 use std::io::ErrorKind;
+use std::sync::Arc;
 
 use anyhow::Context;
+use api_types::TaskStatus;
+use backup::Tracker;
 use chrono::Utc;
 use engines::NodeSpec;
 use store::{Backup, BaseBackup, Instance, Job};
 
 use crate::state::AppState;
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
+pub async fn run(state: &AppState, job: &Job, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
     let backup_id = job.backup_id.context("a backup job without a backup")?;
     let backup = state.store.backup(backup_id).await?;
     let instance = state.store.instance(job.instance_id).await?;
@@ -29,10 +32,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
     };
     let base = match spec.archive.is_some() && spec.engine.archives_wal() {
-        true => Some(base_backup(state, &instance, &backup, &spec).await?),
+        true => Some(base_backup(state, &instance, &backup, &spec, tracker).await?),
         false => None,
     };
-    let dumped = dump(state, &backup, &spec).await;
+    let dumped = dump(state, &backup, &spec, tracker).await;
     match (dumped, base) {
         (Ok(()), Some(base)) => {
             state.store.record_base_backup(&base).await?;
@@ -51,20 +54,31 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     }
 }
 
-async fn dump(state: &AppState, backup: &Backup, spec: &NodeSpec) -> anyhow::Result<()> {
+async fn dump(state: &AppState, backup: &Backup, spec: &NodeSpec, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
     let key = state.backup_key(backup).await?;
     let stream = state.deployer.backup(spec).await?;
+    // The backup before is the best guess of this one's size; the engine's, else.
+    let before = state
+        .store
+        .backups(backup.instance_id)
+        .await?
+        .into_iter()
+        .find_map(|b| (b.id != backup.id && b.job.status == TaskStatus::Done).then_some(b.plain_size).flatten());
+    let estimate = before.and_then(|b| u64::try_from(b).ok()).or(stream.estimated_size);
+    // A base backup streamed through the tracker before.
+    tracker.set_total(estimate.map(|e| tracker.bytes() + e));
     let stored = backup::upload(
         &state.storage,
         &backup.object_key,
-        stream.reader,
+        Box::new(tracker.track(stream.reader)),
         stream.done,
         key.recipient(),
         &state.config.backups.pipeline(),
     )
     .await?;
     let size = i64::try_from(stored.size).context("backup size")?;
-    state.store.record_backup_object(backup.id, size, &stored.sha256).await?;
+    let plain_size = i64::try_from(stored.plain_size).context("backup size")?;
+    state.store.record_backup_object(backup.id, size, &stored.sha256, plain_size).await?;
     tracing::info!(backup = backup.seq, bytes = stored.size, plain_bytes = stored.plain_size, "backup stored");
     Ok(())
 }
@@ -77,6 +91,7 @@ async fn base_backup(
     instance: &Instance,
     backup: &Backup,
     spec: &NodeSpec,
+    tracker: &Arc<Tracker>,
 ) -> anyhow::Result<BaseBackup> {
     let started_at = Utc::now();
     let key = state.generated_key(instance).await?;
@@ -88,7 +103,7 @@ async fn base_backup(
     let stored = backup::upload(
         &state.storage,
         &object_key,
-        Box::new(reader),
+        Box::new(tracker.track(reader)),
         base.stream.done,
         recipient,
         &state.config.backups.pipeline(),

@@ -4,6 +4,7 @@
 mod backup;
 mod idle_timeout;
 mod lifecycle;
+mod progress;
 mod provision;
 pub(crate) mod restore;
 
@@ -98,19 +99,31 @@ async fn worker(n: usize, state: AppState, shutdown: CancellationToken) {
 async fn run_one(state: &AppState, job: Job) {
     tracing::info!("job started");
     let started = std::time::Instant::now();
+    let tracker = state.config.backups.tracker();
+    let watch = matches!(job.kind, JobKind::Backup | JobKind::Restore)
+        .then(|| tokio::spawn(progress::watch(state.clone(), job.id, tracker.clone())));
     let result = match job.kind {
         JobKind::Provision => provision::provision(state, &job).await,
         JobKind::PlanChange => provision::change_plan(state, &job).await,
         JobKind::Deprovision => provision::deprovision(state, &job).await,
-        JobKind::Backup => backup::run(state, &job).await,
-        JobKind::Restore => restore::run(state, &job).await,
+        JobKind::Backup => backup::run(state, &job, &tracker).await,
+        JobKind::Restore => restore::run(state, &job, &tracker).await,
         JobKind::Restart => lifecycle::restart(state, &job).await,
         JobKind::Recreate => lifecycle::recreate(state, &job).await,
         JobKind::Update => lifecycle::update(state, &job).await,
     };
-    let (status, error) = match &result {
-        Ok(()) => (TaskStatus::Done, None),
-        Err(e) => (TaskStatus::Failed, Some(format!("{e:#}"))),
+    if let Some(watch) = watch {
+        watch.abort();
+    }
+    let (status, error) = match (&result, tracker.cancelled()) {
+        (Ok(()), None) => (TaskStatus::Done, None),
+        (Ok(()), Some(_)) => {
+            tracing::info!("asked to cancel after the point of no return: the job went on and is done");
+            (TaskStatus::Done, None)
+        }
+        // Whatever broke off first, the reason is the cancel.
+        (Err(_), Some(reason)) => (TaskStatus::Failed, Some(reason)),
+        (Err(e), None) => (TaskStatus::Failed, Some(format!("{e:#}"))),
     };
     match &error {
         None => tracing::info!(seconds = started.elapsed().as_secs_f64(), "job done"),

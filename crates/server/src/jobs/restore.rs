@@ -6,9 +6,11 @@
 //! replays the archived write-ahead log up to the target beside the live data
 //! (fetched through the node's fetch socket, served here while it runs).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use backup::Tracker;
 use chrono::{DateTime, Utc};
 use engines::{NodeSpec, RecoveryTarget, WalSocket};
 use store::{Instance, Job, Restore};
@@ -19,7 +21,7 @@ use crate::state::AppState;
 /// archived.
 const SEAL_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
+pub async fn run(state: &AppState, job: &Job, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
     let backup_id = job.backup_id.context("a restore job without a backup")?;
     let instance = state.store.instance(job.instance_id).await?;
     crate::metrics::parachute::ensure_released(state, &instance).await?;
@@ -33,7 +35,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     if let Some(restore_id) = job.restore_id {
         let restore = state.store.restore(restore_id).await?;
         if let Some(target) = restore.target_time {
-            return point_in_time(state, &instance, &spec, &restore, target).await;
+            return point_in_time(state, &instance, &spec, &restore, target, tracker).await;
         }
     }
     // No sentinel may promote a replica while a node's data is being replaced: the
@@ -41,13 +43,13 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     // replaces a database on the live primary, and the replicas follow it.)
     let nodes = state.node_specs(&instance).await?;
     if nodes.len() > 1 && spec.engine.restore_rebuilds_peers() {
-        return rebuilding_peers(state, &instance, backup_id, &spec, &nodes).await;
+        return rebuilding_peers(state, &instance, backup_id, &spec, &nodes, tracker).await;
     }
     let clustered = nodes.len() > 1 && spec.engine.cluster_kind() == Some(engines::ClusterKind::MultiNode);
     if clustered {
         state.deployer.hold_failover(&nodes).await;
     }
-    let result = load(state, backup_id, &spec).await;
+    let result = load(state, backup_id, &spec, tracker).await;
     if clustered {
         let released = state.deployer.release_failover(&nodes).await;
         result?;
@@ -66,12 +68,13 @@ async fn rebuilding_peers(
     backup_id: i64,
     spec: &NodeSpec,
     nodes: &[NodeSpec],
+    tracker: &Arc<Tracker>,
 ) -> anyhow::Result<()> {
     let peers: Vec<&NodeSpec> = nodes.iter().filter(|n| n.index != spec.index).collect();
     for peer in &peers {
         state.deployer.stop(peer).await?;
     }
-    let result = load(state, backup_id, spec).await;
+    let result = load(state, backup_id, spec, tracker).await;
     for peer in &peers {
         let started = async {
             state.deployer.start(peer).await?;
@@ -89,18 +92,37 @@ async fn rebuilding_peers(
 }
 
 /// Downloads the backup into the node and switches the node over to it.
-async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec) -> anyhow::Result<()> {
+async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
     let backup = state.store.backup(backup_id).await?;
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let key = state.backup_key(&backup).await?;
+    tracker.set_total(backup.plain_size.and_then(|s| u64::try_from(s).ok()));
     let sink = state.deployer.begin_restore(spec).await?;
-    match backup::download(&state.storage, &backup.object_key, &expected, key.identity(), sink.writer).await {
-        Ok(bytes) => {
-            tracing::info!(backup = backup.seq, plain_bytes = bytes, "backup verified and loaded; switching over");
-            state.deployer.commit_restore(spec, sink.staged).await
+    let writer = Box::new(tracker.track(sink.writer));
+    let loaded = backup::download(&state.storage, &backup.object_key, &expected, key.identity(), writer).await;
+    switch_over(state, spec, sink.staged, loaded, tracker, &format!("backup {}", backup.seq)).await
+}
+
+/// The last moment a cancel is taken: after it the node's data is replaced.
+async fn switch_over(
+    state: &AppState,
+    spec: &NodeSpec,
+    staged: Box<dyn engines::StagedRestore>,
+    loaded: anyhow::Result<u64>,
+    tracker: &Tracker,
+    what: &str,
+) -> anyhow::Result<()> {
+    match (loaded, tracker.cancelled()) {
+        (Ok(bytes), None) => {
+            tracing::info!(what, plain_bytes = bytes, "verified and loaded; switching over");
+            state.deployer.commit_restore(spec, staged).await
         }
-        Err(e) => {
-            state.deployer.abort_restore(spec, sink.staged).await;
+        (Ok(_), Some(reason)) | (Err(_), Some(reason)) => {
+            state.deployer.abort_restore(spec, staged).await;
+            Err(anyhow::anyhow!(reason))
+        }
+        (Err(e), None) => {
+            state.deployer.abort_restore(spec, staged).await;
             Err(e)
         }
     }
@@ -112,12 +134,13 @@ async fn point_in_time(
     spec: &NodeSpec,
     restore: &Restore,
     target: DateTime<Utc>,
+    tracker: &Arc<Tracker>,
 ) -> anyhow::Result<()> {
     let mut users = Vec::new();
     for binding in state.store.bindings(instance.id).await? {
         users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
     }
-    let timeline = replay_into(state, instance, spec, target, users, None).await?;
+    let timeline = replay_into(state, instance, spec, target, users, None, tracker).await?;
     state.store.set_restore_timeline(restore.id, i64::from(timeline)).await?;
     tracing::info!(timeline, target = %target, "restored to a point in time");
     backup_after(state, instance, &format!("restore {} to {}", restore.seq, api_types::timestamp::format(&target)))
@@ -137,7 +160,8 @@ pub async fn new_instance_at(
 ) -> anyhow::Result<()> {
     let origin_spec = state.node_specs(origin).await?.into_iter().next().context("the origin has no node")?;
     let password = origin_spec.admin_password.clone();
-    let timeline = replay_into(state, origin, spec, target, Vec::new(), Some(password)).await?;
+    let tracker = state.config.backups.tracker();
+    let timeline = replay_into(state, origin, spec, target, Vec::new(), Some(password), &tracker).await?;
     state.store.set_start_timeline(into.id, i64::from(timeline)).await?;
     tracing::info!(into = %into.guid, origin = %origin.guid, timeline, target = %target, "made at a moment of another instance");
     Ok(())
@@ -152,6 +176,7 @@ async fn replay_into(
     target: DateTime<Utc>,
     users: Vec<(String, secrecy::SecretString)>,
     source_admin_password: Option<secrecy::SecretString>,
+    tracker: &Arc<Tracker>,
 ) -> anyhow::Result<u32> {
     // Replay stops at the first commit after the target: make sure the archive holds
     // one, and everything written up to now.
@@ -184,18 +209,13 @@ async fn replay_into(
         client: crate::archive::client_program(&state.config)?,
         source_admin_password,
     };
+    tracker.set_total(u64::try_from(base.plain_size).ok());
     let result = async {
         let sink = state.deployer.begin_point_in_time_restore(spec, &recovery).await?;
-        match backup::download(&state.storage, &base.object_key, &base.sha256, key.identity(), sink.writer).await {
-            Ok(bytes) => {
-                tracing::info!(plain_bytes = bytes, target = %target, "base backup loaded; replaying the archive");
-                state.deployer.commit_restore(spec, sink.staged).await
-            }
-            Err(e) => {
-                state.deployer.abort_restore(spec, sink.staged).await;
-                Err(e)
-            }
-        }
+        let writer = Box::new(tracker.track(sink.writer));
+        let loaded = backup::download(&state.storage, &base.object_key, &base.sha256, key.identity(), writer).await;
+        let what = format!("base backup, replaying the archive to {target}");
+        switch_over(state, spec, sink.staged, loaded, tracker, &what).await
     }
     .await;
     server.abort();

@@ -91,10 +91,11 @@ impl BackupStore for SqliteStore {
         convert(sqlx::query_as::<_, BackupRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
     }
 
-    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE backups SET size = ?, sha256 = ? WHERE id = ?")
+    async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE backups SET size = ?, sha256 = ?, plain_size = ? WHERE id = ?")
             .bind(size)
             .bind(sha256)
+            .bind(plain_size)
             .bind(id)
             .execute(&self.pool)
             .await?;

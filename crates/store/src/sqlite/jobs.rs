@@ -124,4 +124,48 @@ impl JobStore for SqliteStore {
         .map(Job::try_from)
         .transpose()
     }
+
+    async fn record_progress(&self, id: i64, progress: JobProgress) -> StoreResult<Option<String>> {
+        let bytes = i64::try_from(progress.bytes).unwrap_or(i64::MAX);
+        let total = progress.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let cancelled: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE jobs SET progress_bytes = ?, progress_total = ? WHERE id = ? AND status = 'running' \
+             RETURNING cancelled_by",
+        )
+        .bind(bytes)
+        .bind(total)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(cancelled.flatten())
+    }
+
+    async fn cancel_job(&self, id: i64, who: &str) -> StoreResult<CancelOutcome> {
+        let now = now();
+        let queued = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = ?, cancelled_by = ?, updated_at = ?, finished_at = ? \
+             WHERE id = ? AND status = 'queued'",
+        )
+        .bind(format!("cancelled by {who}"))
+        .bind(who)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if queued.rows_affected() > 0 {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        // The first to ask is the one named.
+        let running =
+            sqlx::query("UPDATE jobs SET cancelled_by = COALESCE(cancelled_by, ?) WHERE id = ? AND status = 'running'")
+                .bind(who)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(match running.rows_affected() {
+            0 => CancelOutcome::Finished,
+            _ => CancelOutcome::Requested,
+        })
+    }
 }

@@ -162,6 +162,9 @@ pub(super) struct JobRow {
     started_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    progress_bytes: Option<i64>,
+    progress_total: Option<i64>,
+    cancelled_by: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -180,6 +183,11 @@ impl TryFrom<JobRow> for Job {
             started_at: r.started_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            progress: r.progress_bytes.map(|bytes| JobProgress {
+                bytes: u64::try_from(bytes).unwrap_or(0),
+                total: r.progress_total.and_then(|t| u64::try_from(t).ok()),
+            }),
+            cancelled_by: r.cancelled_by,
         })
     }
 }
@@ -194,6 +202,7 @@ pub(super) struct BackupRow {
     object_key: String,
     size: Option<i64>,
     sha256: Option<String>,
+    plain_size: Option<i64>,
     deleted_at: Option<DateTime<Utc>>,
     job_id: i64,
     kind: String,
@@ -204,11 +213,14 @@ pub(super) struct BackupRow {
     started_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    progress_bytes: Option<i64>,
+    progress_total: Option<i64>,
+    cancelled_by: Option<String>,
 }
 
 pub(super) const BACKUP_SELECT: &str = "SELECT b.id, b.instance_id, b.seq, b.key_id, b.object_key, b.size, b.sha256, \
-     b.deleted_at, b.job_id, j.kind, j.node_index, j.status, j.error, j.created_at, j.started_at, j.updated_at, \
-     j.finished_at FROM backups b JOIN jobs j ON j.id = b.job_id";
+     b.plain_size, b.deleted_at, b.job_id, j.kind, j.node_index, j.status, j.error, j.created_at, j.started_at, \
+     j.updated_at, j.finished_at, j.progress_bytes, j.progress_total, j.cancelled_by FROM backups b JOIN jobs j ON j.id = b.job_id";
 
 impl TryFrom<BackupRow> for Backup {
     type Error = StoreError;
@@ -226,6 +238,9 @@ impl TryFrom<BackupRow> for Backup {
             started_at: r.started_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            progress_bytes: r.progress_bytes,
+            progress_total: r.progress_total,
+            cancelled_by: r.cancelled_by,
         };
         Ok(Backup {
             id: r.id,
@@ -235,6 +250,7 @@ impl TryFrom<BackupRow> for Backup {
             object_key: r.object_key,
             size: r.size,
             sha256: r.sha256,
+            plain_size: r.plain_size,
             deleted_at: r.deleted_at,
             job: job.try_into()?,
         })

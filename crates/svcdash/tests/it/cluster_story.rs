@@ -431,7 +431,10 @@ async fn a_person_sees_the_nodes_and_restores_a_redis_cluster_in_the_browser() {
     assert_eq!(rows[0][3], "0", "the master's row comes first: {findings}");
     assert_eq!(rows[1][0], "1", "{findings}");
     assert_eq!(rows[2][0], "2", "{findings}");
-    assert_eq!(findings["fusedCells"], 3, "restore, backup and its time span the node rows: {findings}");
+    assert_eq!(
+        findings["fusedCells"], 4,
+        "restore, backup, its time and the restore's actions span the node rows: {findings}"
+    );
     assert_eq!(findings["pageErrors"], serde_json::json!([]), "{findings}");
     let mut master = connect(&creds, master_port(&creds).await.unwrap()).await.unwrap();
     let greeting: String = redis::cmd("GET").arg("greeting").query_async(&mut master).await.unwrap();

@@ -27,7 +27,11 @@ async fn replace_backup_content(app: &TestApp, id: &str, seq: i64, plain: Vec<u8
     )
     .await
     .unwrap();
-    state.store.record_backup_object(backup.id, stored.size as i64, &stored.sha256).await.unwrap();
+    state
+        .store
+        .record_backup_object(backup.id, stored.size as i64, &stored.sha256, stored.plain_size as i64)
+        .await
+        .unwrap();
 }
 
 /// The plain bytes of a backup, as a restore reads them.

@@ -29,6 +29,7 @@ mod new_engines;
 mod pages;
 mod parachute;
 mod pitr;
+mod progress;
 mod retention;
 mod s3;
 mod schedule;

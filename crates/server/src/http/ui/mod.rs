@@ -5,7 +5,7 @@
 
 mod assets;
 mod chart;
-mod format;
+pub(crate) mod format;
 mod metrics;
 mod pages;
 mod pitr;

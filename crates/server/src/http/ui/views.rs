@@ -92,6 +92,29 @@ pub struct BackupView {
     pub node: Option<i64>,
     /// Why it cannot be downloaded; `None` when it can.
     pub not_downloadable: Option<String>,
+    pub progress: Option<ProgressView>,
+    /// Queued or running: it can be cancelled.
+    pub cancellable: bool,
+}
+
+/// A running job's progress bar and the line under it.
+pub struct ProgressView {
+    /// `None` draws a bar that says "busy" without a share.
+    pub percent: Option<u8>,
+    pub text: String,
+    pub label: String,
+}
+
+impl ProgressView {
+    /// `estimated`: the total is a guess (a backup's), shown with "about".
+    pub fn new(p: &api_types::v1::Progress, estimated: bool) -> Self {
+        let text = crate::progress::describe(p, estimated);
+        let label = match p.percent {
+            Some(pct) => format!("{pct} % done"),
+            None => "running".into(),
+        };
+        ProgressView { percent: p.percent, text, label }
+    }
 }
 
 impl BackupView {
@@ -111,6 +134,8 @@ impl BackupView {
                 _ => "–".into(),
             },
             not_downloadable: crate::backups::not_downloadable_reason(b, personal_key),
+            progress: crate::progress::of_job(&b.job, Utc::now()).map(|p| ProgressView::new(&p, true)),
+            cancellable: is_busy(status),
         }
     }
 }
@@ -129,6 +154,8 @@ pub struct RestoreView {
     pub backup_created_at_text: String,
     /// One row per node the restore ran on; the backup's columns span them.
     pub nodes: Vec<RestoreNodeView>,
+    /// Queued or running, no node restored yet: it can be cancelled.
+    pub cancellable: bool,
 }
 
 pub struct RestoreNodeView {
@@ -138,6 +165,7 @@ pub struct RestoreNodeView {
     pub triggered_at_text: String,
     pub finished_at_text: Option<String>,
     pub duration: String,
+    pub progress: Option<ProgressView>,
 }
 
 impl RestoreView {
@@ -157,8 +185,10 @@ impl RestoreView {
                     triggered_at_text: format::time(&j.created_at),
                     finished_at_text: j.finished_at.as_ref().map(format::time),
                     duration: duration(j),
+                    progress: crate::progress::of_job(j, Utc::now()).map(|p| ProgressView::new(&p, false)),
                 })
                 .collect(),
+            cancellable: is_busy(r.status()) && !r.jobs.iter().any(|j| j.status == TaskStatus::Done),
         }
     }
 }

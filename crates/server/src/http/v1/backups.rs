@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/instances/{instance_id}/backups/{id}", get(show_backup).delete(delete_backup))
         .route("/v1/instances/{instance_id}/backups/{id}/download", get(download_backup))
         .route("/v1/instances/{instance_id}/backups/{id}/restore", post(restore_backup))
+        .route("/v1/instances/{instance_id}/backups/{id}/cancel", post(cancel_backup))
 }
 
 /// The backup as API V1 shows it; `personal_key` is the instance's current one.
@@ -31,6 +32,7 @@ pub fn to_v1(backup: &Backup, personal_key: Option<&store::InstanceKey>) -> v1::
         triggered_at: backup.job.created_at,
         finished_at: backup.deleted_at.unwrap_or(backup.job.updated_at),
         downloadable: crate::backups::not_downloadable_reason(backup, personal_key).is_none(),
+        progress: crate::progress::of_job(&backup.job, chrono::Utc::now()),
     }
 }
 
@@ -100,6 +102,17 @@ async fn restore_backup(
     let backup = find_backup(&state, &instance, &id).await?;
     let restore = state.trigger_restore(&caller, &instance, &backup).await?;
     Ok(Json(v1::RestoreCreated { id: restore.seq }))
+}
+
+/// Stops a queued or running backup; it is listed failed, "cancelled by" the caller.
+async fn cancel_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<v1::Cancelled>)> {
+    let instance = state.authorized_instance(&caller, &instance_id, Role::Manage).await?;
+    let backup = find_backup(&state, &instance, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(state.cancel_backup(&caller, &instance, &backup).await?)))
 }
 
 /// Removes one backup's object; its metadata stays, with status `deleted`.
