@@ -7,6 +7,12 @@
 //! is started again once another node has become the primary (it then rejoins as a
 //! replica), or after [`FAILOVER_GRACE`] when none has. Starting it at once would
 //! race the failover, and svcdash does not decide roles.
+//!
+//! Likewise a dead member of a peer cluster (Galera, RabbitMQ) is started again
+//! only once the live members no longer count it (or after the grace): Galera
+//! evicts a silent member after some seconds, and a new incarnation that joins
+//! before that is refused over and over, while the cluster, counting both, can
+//! lose its quorum.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -57,6 +63,7 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
         }
         let has_primary =
             nodes.iter().any(|n| matches!(n.role, Some(store::NodeRole::Primary | store::NodeRole::Member)));
+        let mut dead_still_counted = None;
         for node in &nodes {
             let key = (instance.id, node.index);
             if node.parachute.is_some()
@@ -66,11 +73,20 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
                 down_since.remove(&key);
                 continue;
             }
-            if nodes.len() > 1 && !has_primary {
+            if nodes.len() > 1 {
                 let since = *down_since.entry(key).or_insert_with(Instant::now);
                 if since.elapsed() < FAILOVER_GRACE {
-                    tracing::info!(instance = %instance.guid, node = node.index, "cluster has no primary; waiting for its failover before starting the node again");
-                    continue;
+                    if !has_primary {
+                        tracing::info!(instance = %instance.guid, node = node.index, "cluster has no primary; waiting for its failover before starting the node again");
+                        continue;
+                    }
+                    if *match &mut dead_still_counted {
+                        Some(counted) => counted,
+                        None => dead_still_counted.insert(dead_still_counted_by_peers(state, &instance).await?),
+                    } {
+                        tracing::info!(instance = %instance.guid, node = node.index, "the cluster still counts the node; waiting for its peers to let it go before starting it again");
+                        continue;
+                    }
                 }
             }
             down_since.remove(&key);
@@ -92,4 +108,24 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
         }
     }
     Ok(())
+}
+
+/// Whether a live node of the instance counts more members than are running: its
+/// peers have not yet evicted a dead one. Engines without a member count say no.
+async fn dead_still_counted_by_peers(state: &AppState, instance: &store::Instance) -> anyhow::Result<bool> {
+    let mut live = Vec::new();
+    for spec in state.node_specs(instance).await? {
+        if state.deployer.is_running(&instance.local_name, spec.index).await {
+            live.push(spec);
+        }
+    }
+    for spec in &live {
+        let asked = tokio::time::timeout(Duration::from_secs(3), state.deployer.replication(spec)).await;
+        if let Ok(Ok(Some(engines::Replication { members: Some(members), .. }))) = asked
+            && members > live.len() as u64
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
