@@ -65,6 +65,12 @@
 #   BENCH_TASK_TIMEOUT  seconds to wait for a svcdash backup/restore (default 7200)
 #   BENCH_OUT           directory for a copy of the report (default bench/out)
 #   BENCH_KEEP_TMP      1: keep the temporary directory (dumps, logs)
+#   BENCH_SERIES        N: instead of the comparison, N consecutive svcdash
+#                       backups, each followed by a restore of it, printing the
+#                       server's peak RSS during each and its RSS after each
+#                       (does the footprint grow from one to the next?)
+#   SVCDASH_ENV         extra environment for the server, e.g.
+#                       "MALLOC_ARENA_MAX=2" (space-separated NAME=VALUE)
 #   PG_BINDIR           directory of the PostgreSQL client tools to use; their
 #                       major version must be >= the server's
 #
@@ -94,7 +100,7 @@ ORG=bench-org
 SPACE=bench-space
 SERVICE_NAME=postgresql
 PLAN_NAME=single-small
-RSS_TARGET_MIB=150
+RSS_TARGET_MIB=100
 POLL_S=0.1
 REPEAT=${BENCH_REPEAT:-1}
 TASK_TIMEOUT_S=${BENCH_TASK_TIMEOUT:-7200}
@@ -262,6 +268,7 @@ descendants() {
 }
 
 vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+vmrss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # proc_cpu PID: user + system seconds of PID and of its reaped children.
 proc_cpu() {
@@ -376,7 +383,7 @@ if [ -z "$URI" ]; then
     mkdir -p "$tmp/data"
     SVCDASH_BROKER__USERNAME=$BROKER_USER SVCDASH_BROKER__PASSWORD=$BROKER_PASSWORD \
         SVCDASH_DATA="$tmp/data" \
-        "$SVCDASH_BIN" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
+        env ${SVCDASH_ENV:-} "$SVCDASH_BIN" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
         >"$tmp/svcdash.log" 2>&1 &
     SVC_PID=$!
 
@@ -469,6 +476,35 @@ fi
 DB_BYTES=$(db_size "$URI")
 SOURCE_ROWS=$(row_count "$URI")
 log "database: $(mib "$DB_BYTES") MiB on disk, $SOURCE_ROWS rows"
+
+# --- series: does the footprint grow from one backup to the next? ------------------
+
+if [ -n "${BENCH_SERIES:-}" ]; then
+    [ "$BENCH_SKIP_SVCDASH" != 1 ] || die "BENCH_SERIES needs svcdash (no --uri, no BENCH_SKIP_SVCDASH)"
+    mkdir -p "$BENCH_OUT"
+    report="$BENCH_OUT/backup-series-$(date -u +%Y%m%dT%H%M%SZ).txt"
+    {
+        echo "svcdash backup/restore series, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, server env: ${SVCDASH_ENV:-none}"
+        echo "database: $(mib "$DB_BYTES") MiB on disk, $SOURCE_ROWS rows; RSS after start $(mib $(($(vmrss_kib "$SVC_PID") * 1024))) MiB"
+        printf '%-6s %9s %14s %13s %9s %14s %13s\n' round 'backup s' 'backup peak' 'RSS after' 'restore s' 'restore peak' 'RSS after'
+    } | tee "$report"
+    for ((r = 1; r <= BENCH_SERIES; r++)); do
+        svcdash_task "backup#$r" "/v1/instances/$IID/backups" "/v1/instances/$IID/backups"
+        b_rss=$(vmrss_kib "$SVC_PID")
+        svcdash_task "restore#$r" "/v1/instances/$IID/backups/$TASK_ID/restore" "/v1/instances/$IID/restores"
+        r_rss=$(vmrss_kib "$SVC_PID")
+        check_rows "restore#$r" "$URI"
+        printf '%-6s %9.2f %10s MiB %9s MiB %9.2f %10s MiB %9s MiB\n' "$r" \
+            "${WALL[backup#$r]}" "$(mib $((RSS[backup#$r] * 1024)))" "$(mib $((b_rss * 1024)))" \
+            "${WALL[restore#$r]}" "$(mib $((RSS[restore#$r] * 1024)))" "$(mib $((r_rss * 1024)))" | tee -a "$report"
+    done
+    peaks=$(for ((r = 1; r <= BENCH_SERIES; r++)); do echo "${RSS[backup#$r]}"; echo "${RSS[restore#$r]}"; done | sort -n)
+    {
+        echo "peak over the series: $(mib $(($(tail -n 1 <<<"$peaks") * 1024))) MiB (lowest $(mib $(($(head -n 1 <<<"$peaks") * 1024))) MiB); target < $RSS_TARGET_MIB MiB and no growth"
+    } | tee -a "$report"
+    log "report saved to $report"
+    exit 0
+fi
 
 # --- backups -----------------------------------------------------------------------
 
