@@ -69,7 +69,7 @@
 #                       backups, each followed by a restore of it, printing the
 #                       server's peak RSS during each and its RSS after each
 #                       (does the footprint grow from one to the next?)
-#   SVCDASH_ENV         extra environment for the server, e.g.
+#   BENCH_SERVER_ENV         extra environment for the server, e.g.
 #                       "MALLOC_ARENA_MAX=2" (space-separated NAME=VALUE)
 #   PG_BINDIR           directory of the PostgreSQL client tools to use; their
 #                       major version must be >= the server's
@@ -383,7 +383,7 @@ if [ -z "$URI" ]; then
     mkdir -p "$tmp/data"
     SVCDASH_BROKER__USERNAME=$BROKER_USER SVCDASH_BROKER__PASSWORD=$BROKER_PASSWORD \
         SVCDASH_DATA="$tmp/data" \
-        env ${SVCDASH_ENV:-} "$SVCDASH_BIN" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
+        env ${BENCH_SERVER_ENV:-} "$SVCDASH_BIN" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
         >"$tmp/svcdash.log" 2>&1 &
     SVC_PID=$!
 
@@ -484,7 +484,7 @@ if [ -n "${BENCH_SERIES:-}" ]; then
     mkdir -p "$BENCH_OUT"
     report="$BENCH_OUT/backup-series-$(date -u +%Y%m%dT%H%M%SZ).txt"
     {
-        echo "svcdash backup/restore series, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, server env: ${SVCDASH_ENV:-none}"
+        echo "svcdash backup/restore series, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, server env: ${BENCH_SERVER_ENV:-none}"
         echo "database: $(mib "$DB_BYTES") MiB on disk, $SOURCE_ROWS rows; RSS after start $(mib $(($(vmrss_kib "$SVC_PID") * 1024))) MiB"
         printf '%-6s %9s %14s %13s %9s %14s %13s\n' round 'backup s' 'backup peak' 'RSS after' 'restore s' 'restore peak' 'RSS after'
     } | tee "$report"

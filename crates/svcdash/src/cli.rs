@@ -20,6 +20,13 @@ pub struct Args {
     command: Command,
 }
 
+impl Args {
+    /// Whether this runs the service (rather than a command beside it).
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve { .. })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the service: HTTP APIs, job workers and the instances' engines.

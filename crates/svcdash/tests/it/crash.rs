@@ -72,6 +72,27 @@ impl Drop for Svcdash {
     }
 }
 
+/// The `NAME=value` entries of a process's environment.
+fn environ(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // After "(comm)": state, then the parent's id.
+        let parent = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok());
+        if parent == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
 /// Runs the command line; it fails the test after two minutes instead of hanging it.
 fn cli(data: &Path, args: &[&str]) -> String {
     let child = Command::new(env!("CARGO_BIN_EXE_svcdash"))
@@ -154,6 +175,20 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
     let mut first = Svcdash::start(data, port, &slow);
     let (id, show) = create_postgresql(data, &[]);
     assert!(show.contains(&format!("dashboard:  http://127.0.0.1:8080/service-instances/{id}")), "{show}");
+    // `serve` started itself again (same process id) with glibc's malloc settings;
+    // the engines it started have a cleared environment.
+    // glibc (2.36) cuts the variable at its first `:` in the process's memory once
+    // it has read it, so only the first setting shows.
+    let tunables = environ(first.0.id()).into_iter().find(|v| v.starts_with("GLIBC_TUNABLES="));
+    assert!(
+        tunables.as_deref().is_some_and(|v| v.starts_with("GLIBC_TUNABLES=glibc.malloc.arena_max=2")),
+        "{tunables:?}"
+    );
+    let engines = children(first.0.id());
+    assert!(!engines.is_empty(), "svcdash started the instance's engine");
+    for pid in engines {
+        assert!(!environ(pid).iter().any(|v| v.starts_with("GLIBC_TUNABLES")), "process {pid}");
+    }
 
     let (status, creds) = {
         let res = client
