@@ -155,3 +155,40 @@ async fn long_backups_and_restores_show_progress_and_a_cancel_leaves_everything_
     );
     app.stop().await;
 }
+
+/// The same in a real browser (tests/support/cancel.mjs): the progress bar, the
+/// confirmation, and the backup listed failed with who cancelled it.
+#[tokio::test]
+async fn a_manager_cancels_a_running_backup_in_the_browser() {
+    let dir = data_dir();
+    let mut config = config(dir.path());
+    // Slow enough that the backup is still running when the browser gets to it.
+    config.backups.max_mib_per_second = 1;
+    let mut app = TestApp::start_in(dir.path(), config).await;
+    app.keep_dir(dir);
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    sqlx::raw_sql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 120) AS body FROM generate_series(1, 140000) g",
+    )
+    .execute(&mut pg(&creds).await)
+    .await
+    .unwrap();
+    browser_sign_in(&app).await;
+    let backup = format!("/v1/instances/{id}/backups/{}", app.create_backup(&id).await);
+    progress_under_way(&app, &backup).await;
+
+    let findings = browser_findings(browser_script("cancel.mjs", &app.base, &id))
+        .await
+        .unwrap_or_else(|e| panic!("the browser test failed:\n{e}"));
+    assert!(findings["barLabel"].as_str().unwrap().ends_with(" % done"), "{findings}");
+    assert!(findings["barText"].as_str().unwrap().contains(" of about "), "{findings}");
+    assert!(findings["dialog"].as_str().unwrap().starts_with("Cancel backup 1?"), "{findings}");
+    assert_eq!(findings["runningAfterNo"], 1, "No left the backup running: {findings}");
+    assert_eq!(findings["status"], "Backup 1 is stopping: cancelled by alice.", "{findings}");
+    assert!(findings["row"].as_str().unwrap().contains("failed cancelled by alice"), "{findings}");
+    assert_eq!(findings["pageErrors"], serde_json::json!([]), "{findings}");
+    assert_eq!(app.wait_finished(&backup).await["status"], "failed");
+    assert_eq!(app.backup_objects(), Vec::<std::path::PathBuf>::new(), "the cancelled upload left nothing behind");
+    app.stop().await;
+}
