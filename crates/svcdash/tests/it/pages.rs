@@ -20,7 +20,8 @@ pub(crate) async fn page(app: &TestApp, token: &str, path: &str) -> String {
     res.text().await.unwrap()
 }
 
-async fn reader_token(app: &TestApp, name: &str, tenant: &str) -> String {
+/// A bearer token of a new user who may read `tenant`'s instances.
+pub async fn reader_token(app: &TestApp, name: &str, tenant: &str) -> String {
     let store = &app.state().store;
     let user = store.create_user(name).await.unwrap();
     store.grant(user.id, tenant, None, store::Role::Read).await.unwrap();

@@ -34,15 +34,12 @@ async fn cancel(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     app.api_as(token, Method::POST, &format!("{path}/cancel"), None).await
 }
 
-async fn rows(creds: &Value, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&mut pg(creds).await).await.unwrap()
-}
-
-#[tokio::test]
-async fn long_backups_and_restores_show_progress_and_a_cancel_leaves_everything_as_it_was() {
+/// A PostgreSQL instance of org-a holding some 25 MiB (table `big`, 140,000 rows)
+/// on a svcdash whose jobs move at most `mib_per_second`; its binding's credentials.
+async fn slow_postgres(mib_per_second: u64) -> (TestApp, String, Value) {
     let dir = data_dir();
     let mut config = config(dir.path());
-    config.backups.max_mib_per_second = 2;
+    config.backups.max_mib_per_second = mib_per_second;
     let mut app = TestApp::start_in(dir.path(), config).await;
     app.keep_dir(dir);
     let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
@@ -53,12 +50,18 @@ async fn long_backups_and_restores_show_progress_and_a_cancel_leaves_everything_
     .execute(&mut pg(&creds).await)
     .await
     .unwrap();
+    (app, id, creds)
+}
+
+async fn rows(creds: &Value, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&mut pg(creds).await).await.unwrap()
+}
+
+#[tokio::test]
+async fn long_backups_and_restores_show_progress_and_a_cancel_leaves_everything_as_it_was() {
+    let (mut app, id, creds) = slow_postgres(2).await;
     let store = &app.state().store;
-    let reader = store.create_user("rita").await.unwrap();
-    store.grant(reader.id, "org-a", None, store::Role::Read).await.unwrap();
-    let token = server::auth::new_token();
-    store.create_token(reader.id, &server::auth::hash_token(&token), None).await.unwrap();
-    let rita = format!("bearer {token}");
+    let rita = crate::pages::reader_token(&app, "rita", "org-a").await;
 
     // A first backup: the total is the engine's estimate (the table's size).
     let first = format!("/v1/instances/{id}/backups/{}", app.create_backup(&id).await);
@@ -160,20 +163,8 @@ async fn long_backups_and_restores_show_progress_and_a_cancel_leaves_everything_
 /// confirmation, and the backup listed failed with who cancelled it.
 #[tokio::test]
 async fn a_manager_cancels_a_running_backup_in_the_browser() {
-    let dir = data_dir();
-    let mut config = config(dir.path());
     // Slow enough that the backup is still running when the browser gets to it.
-    config.backups.max_mib_per_second = 1;
-    let mut app = TestApp::start_in(dir.path(), config).await;
-    app.keep_dir(dir);
-    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
-    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
-    sqlx::raw_sql(
-        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 120) AS body FROM generate_series(1, 140000) g",
-    )
-    .execute(&mut pg(&creds).await)
-    .await
-    .unwrap();
+    let (mut app, id, _) = slow_postgres(1).await;
     browser_sign_in(&app).await;
     let backup = format!("/v1/instances/{id}/backups/{}", app.create_backup(&id).await);
     progress_under_way(&app, &backup).await;

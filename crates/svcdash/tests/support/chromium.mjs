@@ -14,6 +14,19 @@ export const env = (name) => {
   return value;
 };
 
+/**
+ * Opens `url` without a session, signs in on the login page it leads to as USER
+ * with PASSWORD, and waits to be back on `url`.
+ */
+export async function signIn(page, url) {
+  await page.goto(url);
+  await page.waitForURL(/\/auth\/login/);
+  await page.getByLabel("User name").fill(env("USER"));
+  await page.getByLabel("Password").fill(env("PASSWORD"));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(url);
+}
+
 /** The screenshot folder, created. */
 export function screenshots() {
   const shots = env("SCREENSHOTS");

@@ -10,7 +10,7 @@
 
 import path from "node:path";
 
-import { env, openPage, run, screenshots } from "./chromium.mjs";
+import { env, openPage, run, screenshots, signIn } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
@@ -23,12 +23,7 @@ const cells = async (row) => (await row.innerText()).split("\t").map((s) => s.tr
 await run(async (browser, findings) => {
   const { page, errors } = await openPage(browser, { height: 1000, timeout: TIMEOUT });
 
-  await page.goto(`${base}/service-instances/${instance}`);
-  await page.waitForURL(/\/auth\/login/);
-  await page.getByLabel("User name").fill(env("USER"));
-  await page.getByLabel("Password").fill(env("PASSWORD"));
-  await page.keyboard.press("Enter");
-  await page.waitForURL(`${base}/service-instances/${instance}`);
+  await signIn(page, `${base}/service-instances/${instance}`);
   const nodes = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Role" }) });
   await nodes.waitFor();
   findings.nodes = [];

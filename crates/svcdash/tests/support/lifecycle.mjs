@@ -11,7 +11,7 @@
 
 import path from "node:path";
 
-import { env, openPage, run, screenshots } from "./chromium.mjs";
+import { env, openPage, run, screenshots, signIn } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
@@ -22,12 +22,7 @@ const TIMEOUT = 90_000;
 await run(async (browser, findings) => {
   const { page, errors } = await openPage(browser, { height: 900, timeout: TIMEOUT });
 
-  await page.goto(`${base}/service-instances/${instance}`);
-  await page.waitForURL(/\/auth\/login/);
-  await page.getByLabel("User name").fill(env("USER"));
-  await page.getByLabel("Password").fill(env("PASSWORD"));
-  await page.keyboard.press("Enter");
-  await page.waitForURL(`${base}/service-instances/${instance}`);
+  await signIn(page, `${base}/service-instances/${instance}`);
   await page.getByRole("heading", { name: "Overview" }).waitFor();
   const badge = page.locator("h1 .badge");
   const tab = (name) => page.getByRole("navigation", { name: "Instance" }).getByRole("link", { name, exact: true });

@@ -10,7 +10,7 @@
 
 import path from "node:path";
 
-import { env, openPage, run, screenshots } from "./chromium.mjs";
+import { env, openPage, run, screenshots, signIn } from "./chromium.mjs";
 
 const base = env("BASE_URL");
 const instance = env("INSTANCE");
@@ -21,12 +21,7 @@ const TIMEOUT = 90_000;
 await run(async (browser, findings) => {
   const { page, errors } = await openPage(browser, { height: 1000, timeout: TIMEOUT });
 
-  await page.goto(`${base}/service-instances/${instance}/backups`);
-  await page.waitForURL(/\/auth\/login/);
-  await page.getByLabel("User name").fill(env("USER"));
-  await page.getByLabel("Password").fill(env("PASSWORD"));
-  await page.keyboard.press("Enter");
-  await page.waitForURL(`${base}/service-instances/${instance}/backups`);
+  await signIn(page, `${base}/service-instances/${instance}/backups`);
   const panel = page.locator("section#pitr");
   await panel.getByRole("heading", { name: "Point-in-Time Recovery" }).waitFor();
   findings.window = (await panel.locator("#pitr-window").innerText()).trim();
