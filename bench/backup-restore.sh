@@ -87,6 +87,8 @@ BENCH="$ROOT/bench"
 MEASURE=(python3 "$BENCH/measure.py")
 
 SVCDASH_BIN=${SVCDASH_BIN:-$ROOT/target/release/svcdash}
+# svcdash reads every SVCDASH_ variable as configuration, and "bin" is none of it.
+export -n SVCDASH_BIN
 BENCH_GIB=${BENCH_GIB:-1}
 BENCH_MB=${BENCH_MB:-}
 BENCH_SKIP_SVCDASH=${BENCH_SKIP_SVCDASH:-0}

@@ -109,6 +109,8 @@ MEASURE=(python3 "$BENCH/measure.py")
 GEN_SQL="$BENCH/mariadb-gen-data.sql"
 
 SVCDASH_BIN=${SVCDASH_BIN:-$ROOT/target/release/svcdash}
+# svcdash reads every SVCDASH_ variable as configuration, and "bin" is none of it.
+export -n SVCDASH_BIN
 BENCH_GIB=${BENCH_GIB:-1}
 BENCH_MB=${BENCH_MB:-}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out}

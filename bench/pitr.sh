@@ -44,6 +44,8 @@ export LC_ALL=C PSQLRC=/dev/null PGCONNECT_TIMEOUT=10 PGOPTIONS='-c client_min_m
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 SVCDASH_BIN=${SVCDASH_BIN:-$ROOT/target/release/svcdash}
+# svcdash reads every SVCDASH_ variable as configuration, and "bin" is none of it.
+export -n SVCDASH_BIN
 BENCH_GIB=${BENCH_GIB:-1}
 BENCH_WAL_GIB=${BENCH_WAL_GIB:-1}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}

@@ -108,6 +108,35 @@ async fn sequence_numbers_are_per_instance_and_lists_are_newest_first() {
     assert_eq!(store.backups(b.id).await.unwrap()[0].seq, 1);
 }
 
+/// Lists are read folded into one JSON value; what they hold must be what the
+/// row-by-row reads of one backup or restore give, text escapes and all.
+#[tokio::test]
+async fn listed_backups_and_restores_read_back_as_stored() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let done = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    store.claim_next_job().await.unwrap();
+    store.record_backup_object(done.id, 1234, "ab12", 5678).await.unwrap();
+    store.finish_job(done.job.id, TaskStatus::Done, None).await.unwrap();
+    let failed = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    store.claim_next_job().await.unwrap();
+    let error = "pg_dump: \"quoted\", a back\\slash,\na new line and ünïcode";
+    store.finish_job(failed.job.id, TaskStatus::Failed, Some(error)).await.unwrap();
+    let restore = store.enqueue_restore(a.id, done.id, &[0, 1]).await.unwrap();
+
+    let listed = store.backups(a.id).await.unwrap();
+    assert_eq!(listed, [store.backup_by_seq(a.id, 2).await.unwrap(), store.backup_by_seq(a.id, 1).await.unwrap()]);
+    assert_eq!(listed[0].job.error.as_deref(), Some(error));
+    assert_eq!(
+        (listed[1].size, listed[1].plain_size, listed[1].sha256.as_deref()),
+        (Some(1234), Some(5678), Some("ab12"))
+    );
+    let restores = store.restores(a.id).await.unwrap();
+    assert_eq!(restores, [store.restore_by_seq(a.id, restore.seq).await.unwrap()]);
+    assert_eq!(restores[0].jobs.iter().map(|j| j.node_index).collect::<Vec<_>>(), [Some(0), Some(1)]);
+    assert!(store.backups(a.id + 1).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_live_instance_name_is_taken_once() {
     let store = SqliteStore::in_memory().await.unwrap();

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
+use super::folded::{self, folded};
 use super::instances::insert_job;
-use super::rows::{BACKUP_SELECT, BackupRow, JobRow, RestoreRow, convert};
+use super::rows::{BACKUP_SELECT, BackupRow, JOB_SELECT, JobRow, RestoreRow, convert};
 use super::{SqliteStore, now};
 use crate::models::*;
 use crate::{BackupStore, StoreResult};
@@ -15,6 +16,21 @@ use crate::{BackupStore, StoreResult};
 const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.seq AS backup_seq, r.created_at, \
      r.target_time, r.timeline \
      FROM restores r JOIN backups b ON b.id = r.backup_id";
+
+/// An instance's backups, each with its job: the Backups page and API lists.
+pub(super) fn backups_sql() -> String {
+    folded(BACKUP_SELECT, "WHERE b.instance_id = ?")
+}
+
+/// An instance's restores.
+pub(super) fn restores_sql() -> String {
+    folded(RESTORE_SELECT, "WHERE r.instance_id = ?")
+}
+
+/// The jobs of an instance's restores (one per node restored).
+pub(super) fn restore_jobs_sql() -> String {
+    folded(JOB_SELECT, "WHERE instance_id = ? AND restore_id IS NOT NULL")
+}
 
 impl SqliteStore {
     async fn backup_where(&self, condition: &str, a: i64, b: Option<i64>) -> StoreResult<Backup> {
@@ -31,14 +47,10 @@ impl SqliteStore {
         let Some(instance_id) = rows.first().map(|r| r.instance_id) else {
             return Ok(Vec::new());
         };
-        let jobs: Vec<Job> = convert(
-            sqlx::query_as::<_, JobRow>(
-                "SELECT * FROM jobs WHERE instance_id = ? AND restore_id IS NOT NULL ORDER BY id",
-            )
-            .bind(instance_id)
-            .fetch_all(&self.pool)
-            .await?,
-        )?;
+        let sql = restore_jobs_sql();
+        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
+        let mut jobs: Vec<Job> = convert(folded::rows::<JobRow>(&json)?)?;
+        jobs.sort_unstable_by_key(|j| j.id);
         let mut by_restore: HashMap<i64, Vec<Job>> = HashMap::new();
         for job in jobs {
             by_restore.entry(job.restore_id.unwrap_or_default()).or_default().push(job);
@@ -87,8 +99,11 @@ impl BackupStore for SqliteStore {
     }
 
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>> {
-        let sql = format!("{BACKUP_SELECT} WHERE b.instance_id = ? ORDER BY b.seq DESC");
-        convert(sqlx::query_as::<_, BackupRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?)
+        let sql = backups_sql();
+        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
+        let mut backups: Vec<Backup> = convert(folded::rows::<BackupRow>(&json)?)?;
+        backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.seq));
+        Ok(backups)
     }
 
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()> {
@@ -139,8 +154,10 @@ impl BackupStore for SqliteStore {
     }
 
     async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>> {
-        let sql = format!("{RESTORE_SELECT} WHERE r.instance_id = ? ORDER BY r.seq DESC");
-        let rows = sqlx::query_as::<_, RestoreRow>(AssertSqlSafe(sql)).bind(instance_id).fetch_all(&self.pool).await?;
+        let sql = restores_sql();
+        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
+        let mut rows = folded::rows::<RestoreRow>(&json)?;
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
         self.with_jobs(rows).await
     }
 

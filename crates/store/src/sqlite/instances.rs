@@ -14,6 +14,9 @@ const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, stat
 const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at, \
      role, role_seen_at";
 
+/// An instance's newest key of a kind: read on every listing of its backups.
+pub(super) const CURRENT_KEY: &str = "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
+     WHERE instance_id = ? AND kind = ? ORDER BY id DESC LIMIT 1";
 impl SqliteStore {
     async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
         let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}");
@@ -348,15 +351,12 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn current_key(&self, instance_id: i64, kind: KeyKind) -> StoreResult<InstanceKey> {
-        sqlx::query_as::<_, KeyRow>(
-            "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
-             WHERE instance_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(instance_id)
-        .bind(kind.as_str())
-        .fetch_one(&self.pool)
-        .await?
-        .try_into()
+        sqlx::query_as::<_, KeyRow>(CURRENT_KEY)
+            .bind(instance_id)
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_into()
     }
 }
 

@@ -3,8 +3,11 @@
 mod archive;
 mod audit;
 mod backups;
+mod folded;
 mod instances;
 mod jobs;
+#[cfg(test)]
+mod plans;
 mod rows;
 mod sessions;
 mod users;

@@ -148,7 +148,8 @@ impl TryFrom<KeyRow> for InstanceKey {
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// A job, as [`JOB_SELECT`] reads it.
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct JobRow {
     id: i64,
     instance_id: i64,
@@ -166,6 +167,9 @@ pub(super) struct JobRow {
     progress_total: Option<i64>,
     cancelled_by: Option<String>,
 }
+
+pub(super) const JOB_SELECT: &str = "SELECT id, instance_id, kind, backup_id, restore_id, node_index, status, error, \
+     created_at, started_at, updated_at, finished_at, progress_bytes, progress_total, cancelled_by FROM jobs";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -193,7 +197,7 @@ impl TryFrom<JobRow> for Job {
 }
 
 /// A backup joined with its job.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct BackupRow {
     id: i64,
     instance_id: i64,
@@ -257,7 +261,7 @@ impl TryFrom<BackupRow> for Backup {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct RestoreRow {
     pub id: i64,
     pub instance_id: i64,
