@@ -4,6 +4,7 @@
 //! engine's loader, counted and cancellable. Also the sealing of keys under the master key.
 
 pub mod keys;
+mod parts;
 mod pipeline;
 mod progress;
 mod storage;

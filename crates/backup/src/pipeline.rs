@@ -9,13 +9,14 @@ use std::iter;
 use anyhow::{Context, anyhow, bail};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use object_store::{GetResultPayload, ObjectStoreExt, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 
 use crate::BackupStorage;
+use crate::parts::GrowingUpload;
 
 /// Chunk handed from the encoding thread to the uploader.
 const CHUNK: usize = 1 << 20;
@@ -35,15 +36,18 @@ pub struct PipelineOptions {
     pub zstd_level: i32,
     /// zstd worker threads; 0 compresses on the pipeline's own thread.
     pub zstd_workers: u32,
-    /// Size of each multipart upload part.
+    /// The smallest multipart upload part; parts grow from it with the backup's
+    /// size (see `parts`).
     pub part_size: usize,
     /// Parts uploaded at once.
     pub upload_concurrency: usize,
+    /// The engine's guess of the backup's (uncompressed) size, if it has one.
+    pub estimated_size: Option<u64>,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        Self { zstd_level: 2, zstd_workers: 2, part_size: 16 << 20, upload_concurrency: 2 }
+        Self { zstd_level: 2, zstd_workers: 2, part_size: 5 << 20, upload_concurrency: 2, estimated_size: None }
     }
 }
 
@@ -81,7 +85,7 @@ where
         .put_multipart(&path)
         .await
         .with_context(|| format!("starting the upload to {}", storage.display_url()))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, options.part_size);
+    let mut writer = GrowingUpload::new(upload, options.part_size, options.estimated_size, options.upload_concurrency);
 
     // The dump is read on its own task into a buffer of a few MiB, so the dump program
     // never waits on a 64 KiB pipe while the encoder is busy with a chunk.
@@ -97,13 +101,12 @@ where
     let mut size = 0u64;
     let mut sent: anyhow::Result<()> = Ok(());
     while let Some(chunk) = rx.recv().await {
-        if let Err(e) = writer.wait_for_capacity(options.upload_concurrency).await {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        if let Err(e) = writer.put(chunk).await {
             sent = Err(anyhow::Error::new(e).context(format!("uploading to {}", storage.display_url())));
             break;
         }
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        writer.put(chunk);
     }
     // Closing the channel tells the encoder to stop if the upload broke off.
     drop(rx);

@@ -107,7 +107,9 @@ pub struct BackupsConfig {
     pub zstd_level: i32,
     /// zstd worker threads (0: compress on the pipeline thread).
     pub zstd_workers: u32,
-    /// Multipart upload part size in MiB.
+    /// The smallest multipart upload part in MiB (at least 5, S3's minimum). Parts
+    /// grow from it with the backup's estimated and uploaded size, so that any
+    /// backup fits S3's 10,000 parts; each part is held in memory until stored.
     pub part_size_mib: usize,
     /// Parts uploaded at once.
     pub upload_concurrency: usize,
@@ -207,6 +209,7 @@ impl BackupsConfig {
             zstd_workers: self.zstd_workers,
             part_size: self.part_size_mib.max(5) << 20,
             upload_concurrency: self.upload_concurrency.max(1),
+            estimated_size: None,
         }
     }
 

@@ -73,7 +73,7 @@ async fn dump(state: &AppState, backup: &Backup, spec: &NodeSpec, tracker: &Arc<
         Box::new(tracker.track(stream.reader)),
         stream.done,
         key.recipient(),
-        &state.config.backups.pipeline(),
+        &backup::PipelineOptions { estimated_size: estimate, ..state.config.backups.pipeline() },
     )
     .await?;
     let size = i64::try_from(stored.size).context("backup size")?;
