@@ -1,6 +1,7 @@
 //! Backups and restores in SQLite.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,19 +19,12 @@ const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.
      FROM restores r JOIN backups b ON b.id = r.backup_id";
 
 /// An instance's backups, each with its job: the Backups page and API lists.
-pub(super) fn backups_sql() -> String {
-    folded(BACKUP_SELECT, "WHERE b.instance_id = ?")
-}
-
+pub(super) static BACKUPS: LazyLock<String> = LazyLock::new(|| folded(BACKUP_SELECT, "WHERE b.instance_id = ?"));
 /// An instance's restores.
-pub(super) fn restores_sql() -> String {
-    folded(RESTORE_SELECT, "WHERE r.instance_id = ?")
-}
-
+pub(super) static RESTORES: LazyLock<String> = LazyLock::new(|| folded(RESTORE_SELECT, "WHERE r.instance_id = ?"));
 /// The jobs of an instance's restores (one per node restored).
-pub(super) fn restore_jobs_sql() -> String {
-    folded(JOB_SELECT, "WHERE instance_id = ? AND restore_id IS NOT NULL")
-}
+pub(super) static RESTORE_JOBS: LazyLock<String> =
+    LazyLock::new(|| folded(JOB_SELECT, "WHERE instance_id = ? AND restore_id IS NOT NULL"));
 
 impl SqliteStore {
     async fn backup_where(&self, condition: &str, a: i64, b: Option<i64>) -> StoreResult<Backup> {
@@ -47,9 +41,7 @@ impl SqliteStore {
         let Some(instance_id) = rows.first().map(|r| r.instance_id) else {
             return Ok(Vec::new());
         };
-        let sql = restore_jobs_sql();
-        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
-        let mut jobs: Vec<Job> = convert(folded::rows::<JobRow>(&json)?)?;
+        let mut jobs: Vec<Job> = convert(folded::fetch::<JobRow>(&self.pool, &RESTORE_JOBS, instance_id).await?)?;
         jobs.sort_unstable_by_key(|j| j.id);
         let mut by_restore: HashMap<i64, Vec<Job>> = HashMap::new();
         for job in jobs {
@@ -99,9 +91,7 @@ impl BackupStore for SqliteStore {
     }
 
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>> {
-        let sql = backups_sql();
-        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
-        let mut backups: Vec<Backup> = convert(folded::rows::<BackupRow>(&json)?)?;
+        let mut backups: Vec<Backup> = convert(folded::fetch::<BackupRow>(&self.pool, &BACKUPS, instance_id).await?)?;
         backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.seq));
         Ok(backups)
     }
@@ -154,9 +144,7 @@ impl BackupStore for SqliteStore {
     }
 
     async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>> {
-        let sql = restores_sql();
-        let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(instance_id).fetch_one(&self.pool).await?;
-        let mut rows = folded::rows::<RestoreRow>(&json)?;
+        let mut rows = folded::fetch::<RestoreRow>(&self.pool, &RESTORES, instance_id).await?;
         rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
         self.with_jobs(rows).await
     }

@@ -6,8 +6,9 @@
 //! (`json_group_array`), which is parsed into the same row types.
 
 use serde::de::DeserializeOwned;
+use sqlx::{AssertSqlSafe, SqlitePool};
 
-use crate::StoreError;
+use crate::{StoreError, StoreResult};
 
 /// The names of the result columns of `SELECT a.x, b.y AS z, c FROM …`: what
 /// follows the last `.` or ` AS ` of each item of the select list.
@@ -32,9 +33,10 @@ pub(super) fn folded(select: &str, rest: &str) -> String {
     format!("SELECT json_group_array(json_object({})) FROM ({select} {rest})", fields.join(", "))
 }
 
-/// The rows of a [`folded`] query.
-pub(super) fn rows<T: DeserializeOwned>(json: &str) -> Result<Vec<T>, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Other(anyhow::anyhow!("reading a folded list: {e}")))
+/// The rows of a [`folded`] query with one parameter.
+pub(super) async fn fetch<T: DeserializeOwned>(pool: &SqlitePool, sql: &str, param: i64) -> StoreResult<Vec<T>> {
+    let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(param).fetch_one(pool).await?;
+    serde_json::from_str(&json).map_err(|e| StoreError::Other(anyhow::anyhow!("reading a folded list: {e}")))
 }
 
 #[cfg(test)]

@@ -16,14 +16,14 @@ async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
 async fn listing_reads_search_indexes_and_scan_no_table() {
     let store = SqliteStore::in_memory().await.unwrap();
     let reads = [
-        ("backups", super::backups::backups_sql()),
-        ("restores", super::backups::restores_sql()),
-        ("restore jobs", super::backups::restore_jobs_sql()),
-        ("current key", super::instances::CURRENT_KEY.to_owned()),
-        ("instance", "SELECT * FROM instances WHERE guid = ?".to_owned()),
+        ("backups", super::backups::BACKUPS.as_str()),
+        ("restores", super::backups::RESTORES.as_str()),
+        ("restore jobs", super::backups::RESTORE_JOBS.as_str()),
+        ("current key", super::instances::CURRENT_KEY),
+        ("instance", "SELECT * FROM instances WHERE guid = ?"),
     ];
     for (what, sql) in reads {
-        let steps = plan(&store, &sql).await;
+        let steps = plan(&store, sql).await;
         // A subquery flattened into the aggregate shows no step of its own.
         let tables: Vec<&String> = steps.iter().filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN")).collect();
         assert!(!tables.is_empty(), "{what}: no table read in {steps:?}");
