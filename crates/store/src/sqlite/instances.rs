@@ -17,9 +17,15 @@ const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admi
 /// An instance's newest key of a kind: read on every listing of its backups.
 pub(super) const CURRENT_KEY: &str = "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
      WHERE instance_id = ? AND kind = ? ORDER BY id DESC LIMIT 1";
+
+/// The instances that meet `condition`.
+pub(super) fn instances_where(condition: &str) -> String {
+    format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}")
+}
+
 impl SqliteStore {
     async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
-        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}");
+        let sql = instances_where(condition);
         sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql)).bind(value).fetch_one(&self.pool).await?.try_into()
     }
 }

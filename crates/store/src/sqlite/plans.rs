@@ -15,12 +15,13 @@ async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
 #[tokio::test]
 async fn listing_reads_search_indexes_and_scan_no_table() {
     let store = SqliteStore::in_memory().await.unwrap();
+    let by_guid = super::instances::instances_where("guid = ?");
     let reads = [
         ("backups", super::backups::BACKUPS.as_str()),
         ("restores", super::backups::RESTORES.as_str()),
         ("restore jobs", super::backups::RESTORE_JOBS.as_str()),
         ("current key", super::instances::CURRENT_KEY),
-        ("instance", "SELECT * FROM instances WHERE guid = ?"),
+        ("instance", by_guid.as_str()),
     ];
     for (what, sql) in reads {
         let steps = plan(&store, sql).await;
