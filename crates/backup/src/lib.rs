@@ -3,12 +3,16 @@
 //! and no temporary file; a restore reads the object back, checks it and feeds the
 //! engine's loader, counted and cancellable. Also the sealing of keys under the master key.
 
+mod frames;
 pub mod keys;
 mod parts;
 mod pipeline;
 mod progress;
+mod ranges;
 mod storage;
 
-pub use pipeline::{PipelineOptions, Stored, download, upload};
+pub use frames::Frame;
+pub use pipeline::{PipelineOptions, Stored, download, upload, upload_tapped};
 pub use progress::{Tracked, Tracker};
+pub use ranges::{read_range, verify};
 pub use storage::BackupStorage;

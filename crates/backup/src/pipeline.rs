@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 
 use crate::BackupStorage;
+use crate::frames::{Frame, FramedEncoder};
 use crate::parts::GrowingUpload;
 
 /// Chunk handed from the encoding thread to the uploader.
@@ -43,11 +44,21 @@ pub struct PipelineOptions {
     pub upload_concurrency: usize,
     /// The engine's guess of the backup's (uncompressed) size, if it has one.
     pub estimated_size: Option<u64>,
+    /// Compress in independent frames of this many plain bytes (see `frames`), for
+    /// backups a restore reads in pieces.
+    pub frame_size: Option<u64>,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        Self { zstd_level: 2, zstd_workers: 2, part_size: 5 << 20, upload_concurrency: 2, estimated_size: None }
+        Self {
+            zstd_level: 2,
+            zstd_workers: 2,
+            part_size: 5 << 20,
+            upload_concurrency: 2,
+            estimated_size: None,
+            frame_size: None,
+        }
     }
 }
 
@@ -60,6 +71,8 @@ pub struct Stored {
     pub sha256: String,
     /// Bytes of the dump before compression.
     pub plain_size: u64,
+    /// Where each compressed frame starts.
+    pub frames: Vec<Frame>,
 }
 
 /// Streams `source` through zstd and age into the object `key`.
@@ -79,6 +92,24 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     F: Future<Output = anyhow::Result<()>>,
 {
+    upload_tapped(storage, key, source, source_done, recipient, options, None).await
+}
+
+/// [`upload`], showing the plain stream to `tap` on its way (an engine that notes
+/// where the pieces of its dump lie).
+pub async fn upload_tapped<R, F>(
+    storage: &BackupStorage,
+    key: &str,
+    source: R,
+    source_done: F,
+    recipient: Box<dyn age::Recipient + Send>,
+    options: &PipelineOptions,
+    tap: Option<Box<dyn Write + Send>>,
+) -> anyhow::Result<Stored>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    F: Future<Output = anyhow::Result<()>>,
+{
     let path = storage.path(key);
     let upload = storage
         .store()
@@ -92,9 +123,10 @@ where
     let (input_tx, input_rx) = mpsc::channel::<Bytes>(INPUT_CHUNKS);
     let reader = tokio::spawn(read_chunks(source, input_tx));
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let (level, workers) = (options.zstd_level, options.zstd_workers);
     let input = ChannelReader::new(input_rx);
-    let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), level, workers));
+    let compression =
+        Compression { level: options.zstd_level, workers: options.zstd_workers, frame_size: options.frame_size };
+    let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), compression, tap));
 
     // Hashing here, not on the encoder's thread, puts it on another core.
     let mut hasher = Sha256::new();
@@ -119,8 +151,8 @@ where
             let _ = tokio::time::timeout(PRODUCER_EXIT, source_done).await;
             Err(e)
         }
-        (Ok(()), Ok(()), Ok(plain_size)) => {
-            source_done.await.map(|()| Stored { size, sha256: hex::encode(hasher.finalize()), plain_size })
+        (Ok(()), Ok(()), Ok((plain_size, frames))) => {
+            source_done.await.map(|()| Stored { size, sha256: hex::encode(hasher.finalize()), plain_size, frames })
         }
     };
     match outcome {
@@ -161,30 +193,55 @@ async fn read_chunks(mut source: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>
     }
 }
 
+struct Compression {
+    level: i32,
+    workers: u32,
+    frame_size: Option<u64>,
+}
+
 fn encode(
     mut reader: impl Read,
     tx: mpsc::Sender<Bytes>,
     recipient: &(dyn age::Recipient + Send),
-    level: i32,
-    workers: u32,
-) -> anyhow::Result<u64> {
+    compression: Compression,
+    tap: Option<Box<dyn Write + Send>>,
+) -> anyhow::Result<(u64, Vec<Frame>)> {
     let sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK) };
     let encrypted = age::Encryptor::with_recipients(iter::once(recipient as &dyn age::Recipient))
         .context("setting up encryption")?
         .wrap_output(sink)
         .context("writing the encryption header")?;
-    let mut compressed = zstd::stream::write::Encoder::new(encrypted, level).context("setting up compression")?;
-    if workers > 0 {
-        compressed.multithread(workers).context("starting compression threads")?;
-    }
+    let Compression { level, workers, frame_size } = compression;
+    let compressed = FramedEncoder::new(encrypted, level, workers, frame_size).context("setting up compression")?;
+    let mut compressed = Tee { inner: compressed, tap };
     let plain_size = copy(&mut reader, &mut compressed).map_err(|e| match e {
         Copy::Read(e) => anyhow!(e).context("reading the dump"),
         Copy::Write(e) => anyhow!(e).context("compressing and encrypting"),
     })?;
-    let encrypted = compressed.finish().context("finishing compression")?;
+    let (encrypted, frames) = compressed.inner.finish().context("finishing compression")?;
     let mut sink = encrypted.finish().context("finishing encryption")?;
     sink.send()?;
-    Ok(plain_size)
+    Ok((plain_size, frames))
+}
+
+/// Writes to `inner` and shows the same bytes to `tap`.
+struct Tee<W> {
+    inner: W,
+    tap: Option<Box<dyn Write + Send>>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.write_all(&data[..n])?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Collects the encrypted bytes into chunks and hands them on.

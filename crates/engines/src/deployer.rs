@@ -67,6 +67,14 @@ pub trait Deployer: Send + Sync {
     async fn backup(&self, spec: &NodeSpec) -> anyhow::Result<BackupStream>;
     /// Prepares a restore beside the node's data.
     async fn begin_restore(&self, spec: &NodeSpec) -> anyhow::Result<RestoreSink>;
+    /// Loads a backup several pieces at once beside the node's data, if its engine
+    /// can use the layout it noted (see `Engine::begin_parallel_restore`).
+    async fn begin_parallel_restore(
+        &self,
+        spec: &NodeSpec,
+        layout: &serde_json::Value,
+        pieces: std::sync::Arc<dyn crate::engine::BackupPieces>,
+    ) -> anyhow::Result<Option<Box<dyn StagedRestore>>>;
     /// Prepares a restore to a point in time beside the node's data: the base
     /// backup's plain bytes go into the sink; its commit replays the archive.
     async fn begin_point_in_time_restore(

@@ -111,6 +111,23 @@ pub struct BackupStream {
     /// What the engine expects the stream to hold (the data's size on disk, say),
     /// for the progress of a first backup; later ones go by the one before.
     pub estimated_size: Option<u64>,
+    /// Notes where the pieces of the dump lie, for a restore that loads several at
+    /// once ([`Engine::begin_parallel_restore`]).
+    pub layout: Option<LayoutTap>,
+}
+
+/// Sees a dump's plain bytes as they stream into the backup.
+pub struct LayoutTap {
+    pub tap: Box<dyn std::io::Write + Send>,
+    /// The layout once the stream has ended, or `None` if it could not be made out.
+    pub finish: Box<dyn FnOnce() -> Option<serde_json::Value> + Send>,
+}
+
+/// A stored backup's plain bytes, read a range at a time: decrypted, decompressed,
+/// authenticated and counted by the restore's progress. A read fails rather than
+/// come back short.
+pub trait BackupPieces: Send + Sync {
+    fn read(&self, start: u64, end: u64) -> Box<dyn AsyncRead + Send + Unpin>;
 }
 
 /// A physical base backup in progress, and where the write-ahead log it needs
@@ -350,4 +367,16 @@ pub trait Engine: Send + Sync + 'static {
     /// Prepares a restore beside the node's data; write the backup's plain bytes into
     /// the sink, then commit or abort the staged restore.
     async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink>;
+    /// Loads a backup whose layout the engine noted when it was taken, several pieces
+    /// at once, beside the node's data; the caller checks the object as a whole
+    /// meanwhile, then commits or aborts. `None`: the engine has no use for this
+    /// layout, and the backup restores as one stream through [`Self::begin_restore`].
+    async fn begin_parallel_restore(
+        &self,
+        _node: &Node<'_>,
+        _layout: &serde_json::Value,
+        _pieces: std::sync::Arc<dyn BackupPieces>,
+    ) -> anyhow::Result<Option<Box<dyn StagedRestore>>> {
+        Ok(None)
+    }
 }

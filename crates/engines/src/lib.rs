@@ -20,8 +20,8 @@ mod tools;
 
 pub use deployer::{Deployer, NodeDiskPaths, NodeProbe, WalListener, WalSocket};
 pub use engine::{
-    BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, Node, NodeControl, RecoveryTarget, Replication,
-    RestoreSink, Role, StagedRestore, StartMode, WalPosition,
+    BackupPieces, BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, LayoutTap, Node, NodeControl,
+    RecoveryTarget, Replication, RestoreSink, Role, StagedRestore, StartMode, WalPosition,
 };
 pub use layout::NodeLayout;
 pub use local::LocalDeployer;

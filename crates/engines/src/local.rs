@@ -567,6 +567,15 @@ impl Deployer for LocalDeployer {
         self.with_node(spec, async |node| spec.engine.begin_restore(node).await).await
     }
 
+    async fn begin_parallel_restore(
+        &self,
+        spec: &NodeSpec,
+        layout: &serde_json::Value,
+        pieces: std::sync::Arc<dyn crate::engine::BackupPieces>,
+    ) -> anyhow::Result<Option<Box<dyn StagedRestore>>> {
+        self.with_node(spec, async |node| spec.engine.begin_parallel_restore(node, layout, pieces).await).await
+    }
+
     async fn begin_point_in_time_restore(
         &self,
         spec: &NodeSpec,

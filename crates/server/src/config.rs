@@ -210,6 +210,7 @@ impl BackupsConfig {
             part_size: self.part_size_mib.max(5) << 20,
             upload_concurrency: self.upload_concurrency.max(1),
             estimated_size: None,
+            frame_size: None,
         }
     }
 

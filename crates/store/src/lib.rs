@@ -126,6 +126,11 @@ pub trait BackupStore: Send + Sync {
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>>;
     /// Records what was stored; the caller then finishes the job.
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()>;
+    /// Records where the pieces of a backup's object lie (JSON the server writes and
+    /// reads), before the backup is done.
+    async fn record_backup_layout(&self, id: i64, layout: &str) -> StoreResult<()>;
+    /// The layout recorded for a backup, if any.
+    async fn backup_layout(&self, id: i64) -> StoreResult<Option<String>>;
 
     /// Records a restore of `backup_id` with one queued job per node, unless a
     /// restore of the instance is queued already (some of its jobs not started):

@@ -356,7 +356,7 @@ impl Engine for Mariadb {
             .current_dir(layout.data_dir());
         let estimated_size = data_bytes(node.spec).await.ok();
         let (reader, done) = process::stream_stdout(cmd, "mariadb-backup")?;
-        Ok(BackupStream { reader: Box::new(reader), done, estimated_size })
+        Ok(BackupStream { reader: Box::new(reader), done, estimated_size, layout: None })
     }
 
     /// `mbstream -x` into a folder beside the data.

@@ -16,11 +16,14 @@
 //! replicas, a monitor beside node 0, and bindings that name every node so libpq
 //! finds the primary after a failover.
 
+mod archive;
 mod keeper;
+mod parallel;
 mod pitr;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -34,8 +37,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, Node, NodeControl, RecoveryTarget, Replication,
-    RestoreSink, Role, StagedRestore, StartMode, WalPosition,
+    BackupPieces, BackupStream, BaseBackupStream, ClusterKind, Companion, Engine, LayoutTap, Node, NodeControl,
+    RecoveryTarget, Replication, RestoreSink, Role, StagedRestore, StartMode, WalPosition,
 };
 use crate::{AppCredentials, NodeLayout, NodeSpec, Tools, files, process};
 
@@ -366,18 +369,14 @@ impl Engine for Postgres {
             end_job_role_at(&spec, writer, BACKUP_ROLE).await;
             result
         };
-        Ok(BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size })
+        Ok(BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size, layout: Some(layout_tap()) })
     }
 
     /// Creates an empty staging database and starts `pg_restore` into it; the
     /// application database is not touched until the commit.
     async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {
         let spec = node.spec;
-        let mut conn = connect(spec, "postgres").await?;
-        exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await?;
-        exec(&mut conn, format!("CREATE DATABASE {STAGING} OWNER {OWNER} TEMPLATE template0 ENCODING 'UTF8'")).await?;
-        conn.close().await?;
-
+        new_staging(spec).await?;
         let password = job_role(spec, RESTORE_ROLE).await?;
         let mut cmd = client_command(node, "pg_restore", RESTORE_ROLE, &password)?;
         // The tenant's functions run during the load (constraints, index expressions):
@@ -393,6 +392,71 @@ impl Engine for Postgres {
         process::widen_pipe(&stdin);
         let stderr = process::collect_tail(child.stderr.take().context("pg_restore has no stderr")?);
         Ok(RestoreSink { writer: Box::new(stdin), staged: Box::new(Restore { child, stderr }) })
+    }
+
+    /// Loads the archive's tables and builds its indexes several at once
+    /// ([`parallel`]) into an empty staging database.
+    async fn begin_parallel_restore(
+        &self,
+        node: &Node<'_>,
+        layout: &serde_json::Value,
+        pieces: Arc<dyn BackupPieces>,
+    ) -> anyhow::Result<Option<Box<dyn StagedRestore>>> {
+        let Ok(layout) = serde_json::from_value::<archive::ArchiveLayout>(layout.clone()) else {
+            return Ok(None);
+        };
+        let spec = node.spec;
+        new_staging(spec).await?;
+        let password = job_role(spec, RESTORE_ROLE).await?;
+        match parallel::load(node, &layout, pieces, &password, parallel::loaders()).await {
+            Ok(()) => Ok(Some(Box::new(Loaded))),
+            Err(e) => {
+                end_job_role(spec, RESTORE_ROLE).await;
+                drop_staging(spec).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An empty staging database, owned by the owner role.
+async fn new_staging(spec: &NodeSpec) -> anyhow::Result<()> {
+    let mut conn = connect(spec, "postgres").await?;
+    exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await?;
+    exec(&mut conn, format!("CREATE DATABASE {STAGING} OWNER {OWNER} TEMPLATE template0 ENCODING 'UTF8'")).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Notes where the dump's tables lie as it streams past.
+fn layout_tap() -> LayoutTap {
+    let scanner = Arc::new(Mutex::new(archive::Scanner::new()));
+    let finish = {
+        let scanner = scanner.clone();
+        move || {
+            let scanner = std::mem::take(&mut *scanner.lock().unwrap_or_else(|p| p.into_inner()));
+            match scanner.finish() {
+                Ok(layout) => serde_json::to_value(layout).ok(),
+                Err(why) => {
+                    tracing::warn!(why, "the dump's layout was not made out; it will restore as one stream");
+                    None
+                }
+            }
+        }
+    };
+    LayoutTap { tap: Box::new(ScannerTap(scanner)), finish: Box::new(finish) }
+}
+
+struct ScannerTap(Arc<Mutex<archive::Scanner>>);
+
+impl std::io::Write for ScannerTap {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).observe(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -650,50 +714,75 @@ impl StagedRestore for Restore {
         let loaded = process::finish(self.child, self.stderr, "pg_restore").await;
         end_job_role(spec, RESTORE_ROLE).await;
         loaded?;
-        let mut conn = connect(spec, "postgres").await?;
-        let steps = [
-            format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)"),
-            format!("ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false"),
-            format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname IN ('{DATABASE}', '{STAGING}') AND pid <> pg_backend_pid()"
-            ),
-            format!("ALTER DATABASE {DATABASE} RENAME TO {REPLACED}"),
-            format!("ALTER DATABASE {STAGING} RENAME TO {DATABASE}"),
-            format!("DROP DATABASE {REPLACED} WITH (FORCE)"),
-        ];
-        for step in &steps {
-            // Terminated backends can take a moment to go; retry the renames briefly.
-            let mut attempt = 0;
-            loop {
-                match exec(&mut conn, step.clone()).await {
-                    Ok(_) => break,
-                    Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("switching to the restored database ({step})")),
-                }
-            }
-        }
-        conn.close().await?;
-        Ok(())
+        swap_in_staging(spec).await
     }
 
     /// Stops the load and drops the staging database.
     async fn abort(mut self: Box<Self>, node: &Node<'_>) {
-        let spec = node.spec;
         let _ = self.child.kill().await;
         self.stderr.abort();
-        end_job_role(spec, RESTORE_ROLE).await;
-        match connect(spec, "postgres").await {
-            Ok(mut conn) => {
-                if let Err(e) = exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await {
-                    tracing::warn!(error = %e, "could not drop the staging database of a failed restore");
+        end_job_role(node.spec, RESTORE_ROLE).await;
+        drop_staging(node.spec).await;
+    }
+}
+
+/// A staging database loaded in full.
+struct Loaded;
+
+#[async_trait]
+impl StagedRestore for Loaded {
+    async fn commit(self: Box<Self>, node: &Node<'_>, _control: &dyn NodeControl) -> anyhow::Result<()> {
+        end_job_role(node.spec, RESTORE_ROLE).await;
+        swap_in_staging(node.spec).await
+    }
+
+    async fn abort(self: Box<Self>, node: &Node<'_>) {
+        end_job_role(node.spec, RESTORE_ROLE).await;
+        drop_staging(node.spec).await;
+    }
+}
+
+/// Swaps the staging database in for the application database. Connections are
+/// refused for the moment of the swap and the old data dropped.
+async fn swap_in_staging(spec: &NodeSpec) -> anyhow::Result<()> {
+    let mut conn = connect(spec, "postgres").await?;
+    let steps = [
+        format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)"),
+        format!("ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false"),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname IN ('{DATABASE}', '{STAGING}') AND pid <> pg_backend_pid()"
+        ),
+        format!("ALTER DATABASE {DATABASE} RENAME TO {REPLACED}"),
+        format!("ALTER DATABASE {STAGING} RENAME TO {DATABASE}"),
+        format!("DROP DATABASE {REPLACED} WITH (FORCE)"),
+    ];
+    for step in &steps {
+        // Terminated backends can take a moment to go; retry the renames briefly.
+        let mut attempt = 0;
+        loop {
+            match exec(&mut conn, step.clone()).await {
+                Ok(_) => break,
+                Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                let _ = conn.close().await;
+                Err(e) => return Err(e).with_context(|| format!("switching to the restored database ({step})")),
             }
-            Err(e) => tracing::warn!(error = %e, "could not drop the staging database of a failed restore"),
         }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+async fn drop_staging(spec: &NodeSpec) {
+    match connect(spec, "postgres").await {
+        Ok(mut conn) => {
+            if let Err(e) = exec(&mut conn, format!("DROP DATABASE IF EXISTS {STAGING} WITH (FORCE)")).await {
+                tracing::warn!(error = %e, "could not drop the staging database of a failed restore");
+            }
+            let _ = conn.close().await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not drop the staging database of a failed restore"),
     }
 }

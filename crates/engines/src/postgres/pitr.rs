@@ -56,7 +56,7 @@ pub(super) async fn base_backup(node: &Node<'_>) -> anyhow::Result<BaseBackupStr
         result
     };
     Ok(BaseBackupStream {
-        stream: BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size: None },
+        stream: BackupStream { reader: Box::new(reader), done: done.boxed(), estimated_size: None, layout: None },
         start,
     })
 }

@@ -346,7 +346,12 @@ impl Engine for Rabbitmq {
         let stream = response.bytes_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
         // A broken body ends the stream with an error, which fails the upload.
-        Ok(BackupStream { reader: Box::new(reader), done: async { Ok(()) }.boxed(), estimated_size: None })
+        Ok(BackupStream {
+            reader: Box::new(reader),
+            done: async { Ok(()) }.boxed(),
+            estimated_size: None,
+            layout: None,
+        })
     }
 
     async fn begin_restore(&self, node: &Node<'_>) -> anyhow::Result<RestoreSink> {

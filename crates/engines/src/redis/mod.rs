@@ -327,7 +327,7 @@ impl Engine for Redis {
         // The last snapshot on disk is the size of the next one, near enough.
         let estimated_size = std::fs::symlink_metadata(node.layout.data_dir().join("dump.rdb")).ok().map(|m| m.len());
         let (reader, done) = process::stream_stdout(cmd, "redis-cli --rdb")?;
-        Ok(BackupStream { reader: Box::new(reader), done, estimated_size })
+        Ok(BackupStream { reader: Box::new(reader), done, estimated_size, layout: None })
     }
 
     /// The RDB file is written beside the data folder, and swapped in once complete.

@@ -67,17 +67,24 @@ async fn dump(state: &AppState, backup: &Backup, spec: &NodeSpec, tracker: &Arc<
     let estimate = before.and_then(|b| u64::try_from(b).ok()).or(stream.estimated_size);
     // A base backup streamed through the tracker before.
     tracker.set_total(estimate.map(|e| tracker.bytes() + e));
-    let stored = backup::upload(
+    let (tap, layout) = stream.layout.map(|l| (l.tap, l.finish)).unzip();
+    let frame_size = layout.is_some().then_some(super::pieces::FRAME_SIZE);
+    let stored = backup::upload_tapped(
         &state.storage,
         &backup.object_key,
         Box::new(tracker.track(stream.reader)),
         stream.done,
         key.recipient(),
-        &backup::PipelineOptions { estimated_size: estimate, ..state.config.backups.pipeline() },
+        &backup::PipelineOptions { estimated_size: estimate, frame_size, ..state.config.backups.pipeline() },
+        tap,
     )
     .await?;
     let size = i64::try_from(stored.size).context("backup size")?;
     let plain_size = i64::try_from(stored.plain_size).context("backup size")?;
+    if let Some(engine) = layout.and_then(|finish| finish()) {
+        let layout = super::pieces::Layout { frames: stored.frames, engine };
+        state.store.record_backup_layout(backup.id, &serde_json::to_string(&layout)?).await?;
+    }
     state.store.record_backup_object(backup.id, size, &stored.sha256, plain_size).await?;
     tracing::info!(backup = backup.seq, bytes = stored.size, plain_bytes = stored.plain_size, "backup stored");
     Ok(())

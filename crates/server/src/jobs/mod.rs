@@ -4,6 +4,7 @@
 mod backup;
 mod idle_timeout;
 mod lifecycle;
+mod pieces;
 mod progress;
 mod provision;
 pub(crate) mod restore;

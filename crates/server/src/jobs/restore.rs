@@ -97,6 +97,32 @@ async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<T
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let key = state.backup_key(&backup).await?;
     tracker.set_total(backup.plain_size.and_then(|s| u64::try_from(s).ok()));
+    if let Some(layout) = state.store.backup_layout(backup.id).await? {
+        let layout: super::pieces::Layout = serde_json::from_str(&layout).context("reading the backup's layout")?;
+        let pieces = Arc::new(super::pieces::ObjectPieces {
+            storage: state.storage.clone(),
+            object_key: backup.object_key.clone(),
+            key: state.backup_key(&backup).await?,
+            frames: layout.frames,
+            tracker: tracker.clone(),
+        });
+        // The object is checked as a whole while its pieces load.
+        let (staged, verified) = tokio::join!(
+            state.deployer.begin_parallel_restore(spec, &layout.engine, pieces),
+            backup::verify(&state.storage, &backup.object_key, &expected),
+        );
+        match (staged, verified) {
+            (Ok(Some(staged)), verified) => {
+                let what = format!("backup {}, in pieces", backup.seq);
+                return switch_over(state, spec, staged, verified, tracker, &what).await;
+            }
+            (Ok(None), _) => tracing::debug!(backup = backup.seq, "the engine restores this backup as one stream"),
+            // A cancel, or a damaged object, explains a failed load best.
+            (Err(e), verified) => {
+                return Err(tracker.cancelled().map(anyhow::Error::msg).or(verified.err()).unwrap_or(e));
+            }
+        }
+    }
     let sink = state.deployer.begin_restore(spec).await?;
     let writer = Box::new(tracker.track(sink.writer));
     let loaded = backup::download(&state.storage, &backup.object_key, &expected, key.identity(), writer).await;

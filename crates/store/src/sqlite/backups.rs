@@ -107,6 +107,22 @@ impl BackupStore for SqliteStore {
         Ok(())
     }
 
+    async fn record_backup_layout(&self, id: i64, layout: &str) -> StoreResult<()> {
+        sqlx::query("INSERT OR REPLACE INTO backup_layouts (backup_id, layout) VALUES (?, ?)")
+            .bind(id)
+            .bind(layout)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn backup_layout(&self, id: i64) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT layout FROM backup_layouts WHERE backup_id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn enqueue_restore(&self, instance_id: i64, backup_id: i64, node_indexes: &[i64]) -> StoreResult<Restore> {
         self.insert_restore(instance_id, backup_id, None, node_indexes).await
     }

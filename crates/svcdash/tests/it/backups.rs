@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use crate::helpers::*;
 
@@ -125,6 +125,96 @@ async fn redis_backup_and_restore_round_trip() {
     let mut conn = redis(&creds).await;
     let size: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     assert_eq!(size, 501);
+}
+
+/// A schema with more than tables: keys, a foreign key, a check, an expression
+/// index, a trigger function, a view, an empty table, sequences and a large object.
+const RICH_SCHEMA: &str = "
+    CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL);
+    CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        customer_id int NOT NULL REFERENCES customers(id), total numeric(10,2) CHECK (total >= 0), note text);
+    CREATE INDEX orders_lower_note ON orders (lower(note));
+    CREATE TABLE audit (n bigserial PRIMARY KEY, what text NOT NULL);
+    CREATE TABLE nothing_yet (x int);
+    CREATE FUNCTION audit_order() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN INSERT INTO audit (what) VALUES ('order ' || NEW.id); RETURN NEW; END $$;
+    CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order();
+    CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+    INSERT INTO customers (email) SELECT 'c' || n || '@example.org' FROM generate_series(1, 300) n;
+    INSERT INTO orders (customer_id, total, note)
+        SELECT 1 + n % 300, n * 0.5, 'Note ' || md5(n::text) || E'\ttab' FROM generate_series(1, 20000) n;
+    SELECT lo_from_bytea(424242, convert_to(repeat('large object ', 1000), 'UTF8'));
+";
+
+/// Everything a restore must bring back, as text.
+async fn rich_snapshot(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    let queries = [
+        "SELECT count(*)::text || ' ' || md5(string_agg(c::text, ',' ORDER BY id)) FROM customers c",
+        "SELECT count(*)::text || ' ' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o",
+        "SELECT count(*)::text || ' ' || md5(string_agg(a::text, ',' ORDER BY n)) FROM audit a",
+        "SELECT count(*)::text FROM big_orders",
+        "SELECT count(*)::text FROM nothing_yet",
+        "SELECT last_value::text FROM customers_id_seq",
+        "SELECT last_value::text FROM audit_n_seq",
+        "SELECT md5(lo_get(424242))",
+        "SELECT string_agg(indexname || ':' || indexdef, '; ' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'",
+        "SELECT string_agg(conname || ':' || contype::text, '; ' ORDER BY conname) FROM pg_constraint \
+         WHERE connamespace = 'public'::regnamespace",
+        "SELECT string_agg(tgname, '; ' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal",
+    ];
+    let mut out = Vec::new();
+    for query in queries {
+        let value: Option<String> = sqlx::query_scalar(query).fetch_one(&mut *conn).await.unwrap();
+        out.push(format!("{query} => {}", value.unwrap_or_default()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_postgresql_backup_restores_in_pieces_and_as_one_stream_alike() {
+    let app = TestApp::start().await;
+    let id = app.provision(PG_SERVICE, PG_PLAN, "org-a").await;
+    let creds = app.bind(&id, PG_SERVICE, PG_PLAN).await;
+    let mut conn = pg(&creds).await;
+    sqlx::raw_sql(RICH_SCHEMA).execute(&mut conn).await.unwrap();
+    let before = rich_snapshot(&mut conn).await;
+    assert!(before[2].contains("=> 20000 "), "the trigger wrote the audit: {before:?}");
+
+    let seq = app.create_backup(&id).await;
+    app.wait_done(&format!("/v1/instances/{id}/backups/{seq}")).await;
+    let store = &app.state().store;
+    let instance = store.instance_by_guid(&id).await.unwrap();
+    let backup = store.backup_by_seq(instance.id, seq).await.unwrap();
+    let layout: Value = serde_json::from_str(&store.backup_layout(backup.id).await.unwrap().unwrap()).unwrap();
+    let blocks = layout["engine"]["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 5, "four tables and the large objects, each to be read on its own: {layout}");
+    assert!(!layout["frames"].as_array().unwrap().is_empty(), "{layout}");
+
+    let vandalise = "DELETE FROM orders WHERE id > 5; DROP TRIGGER orders_audit ON orders; \
+                     INSERT INTO nothing_yet VALUES (1); SELECT lo_unlink(424242); DROP INDEX orders_lower_note;";
+    sqlx::raw_sql(vandalise).execute(&mut conn).await.unwrap();
+    drop(conn);
+    let restore = app.restore(&id, seq).await;
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    let mut conn = pg(&creds).await;
+    assert_eq!(rich_snapshot(&mut conn).await, before, "restored in pieces");
+
+    // A backup taken before layouts were noted restores as one stream.
+    sqlx::raw_sql(vandalise).execute(&mut conn).await.unwrap();
+    drop(conn);
+    let state_db = app.state().config.database_path();
+    let mut sqlite = sqlx::SqliteConnection::connect(&format!("sqlite://{}", state_db.display())).await.unwrap();
+    let forgotten = sqlx::query("DELETE FROM backup_layouts WHERE backup_id = ?")
+        .bind(backup.id)
+        .execute(&mut sqlite)
+        .await
+        .unwrap();
+    assert_eq!(forgotten.rows_affected(), 1);
+    drop(sqlite);
+    let restore = app.restore(&id, seq).await;
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    let mut conn = pg(&creds).await;
+    assert_eq!(rich_snapshot(&mut conn).await, before, "restored as one stream");
 }
 
 #[tokio::test]
