@@ -54,8 +54,9 @@
 #   SVCDASH_BIN         svcdash binary (default: target/release/svcdash)
 #   BENCH_GIB           target database size in GiB (default 1; decimals allowed)
 #   BENCH_MB            target size in MiB instead, for quick runs
-#   BENCH_REPEAT        rounds of floor, standard and svcdash backups (default
-#                       1); with more, the targets use each one's median
+#   BENCH_REPEAT        rounds of floor, standard and svcdash backups, and of the
+#                       floor's and svcdash's restores (default 1); with more,
+#                       the targets use each one's median
 #   BENCH_SKIP_SVCDASH  1: skip svcdash's backup and restore (it still
 #                       provisions the database unless --uri is given)
 #   BENCH_URI           same as --uri
@@ -157,6 +158,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/svcdash-bench.XXXXXX")
 chmod 755 "$tmp"
 SVC_PID=
 IID=
+FLOOR_IID=   # a second instance the floor's restores load into, if need be
+FLOOR_URI=
 SERVICE_ID=
 PLAN_ID=
 RESTORE_DBS=()   # databases this script created, dropped on exit
@@ -169,11 +172,11 @@ cleanup() {
         psql "$ADMIN_URI" -q -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1
     done
     if [ -n "$SVC_PID" ] && kill -0 "$SVC_PID" 2>/dev/null; then
-        if [ -n "$IID" ]; then
-            log "deprovisioning $IID"
-            broker DELETE "/v2/service_instances/$IID?accepts_incomplete=true&service_id=$SERVICE_ID&plan_id=$PLAN_ID" >/dev/null 2>&1
-            wait_deprovisioned
-        fi
+        for iid in $IID $FLOOR_IID; do
+            log "deprovisioning $iid"
+            broker DELETE "/v2/service_instances/$iid?accepts_incomplete=true&service_id=$SERVICE_ID&plan_id=$PLAN_ID" >/dev/null 2>&1
+            wait_deprovisioned "$iid"
+        done
         local leftovers
         leftovers=$(descendants "$SVC_PID")
         log "stopping svcdash (pid $SVC_PID)"
@@ -277,10 +280,10 @@ proc_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"
 }
 
-wait_deprovisioned() {
+wait_deprovisioned() { # wait_deprovisioned IID
     local code state
     for _ in $(seq 300); do
-        code=$(broker GET "/v2/service_instances/$IID/last_operation?service_id=$SERVICE_ID&plan_id=$PLAN_ID") || return
+        code=$(broker GET "/v2/service_instances/$1/last_operation?service_id=$SERVICE_ID&plan_id=$PLAN_ID") || return
         [ "$code" = 410 ] && return
         state=$(body | json 'd.get("state")' 2>/dev/null) || return
         [ "$state" = "in progress" ] || return
@@ -331,11 +334,22 @@ run() {
 # new_db NAME: creates an empty database on the benchmarked server and sets
 # NEW_DB to its URI.
 new_db() {
+    if [ -n "$FLOOR_URI" ]; then
+        # The bound user may not create databases: the second instance's
+        # application database, emptied, stands in for a new one.
+        psql "$FLOOR_URI" -q -c 'DROP SCHEMA public CASCADE' -c 'CREATE SCHEMA public' >/dev/null
+        NEW_DB=$FLOOR_URI
+        return
+    fi
     psql "$ADMIN_URI" -q -c "DROP DATABASE IF EXISTS \"$1\"" -c "CREATE DATABASE \"$1\"" >/dev/null
     RESTORE_DBS+=("$1")
     NEW_DB=$(with_db "$ADMIN_URI" "$1")
 }
 drop_db() {
+    if [ -n "$FLOOR_URI" ]; then
+        psql "$FLOOR_URI" -q -c 'DROP SCHEMA public CASCADE' -c 'CREATE SCHEMA public' >/dev/null
+        return
+    fi
     psql "$ADMIN_URI" -q -c "DROP DATABASE IF EXISTS \"$1\"" >/dev/null
     local kept=() db
     for db in "${RESTORE_DBS[@]}"; do [ "$db" != "$1" ] && kept+=("$db"); done
@@ -377,6 +391,43 @@ svcdash_task() {
 
 # --- svcdash: start, provision, bind ---------------------------------------------
 
+# provision IID BID: provisions an instance of the plan and binds it (BOUND_URI).
+provision() {
+    local iid=$1 bid=$2 t0 code operation q i state
+    log "provisioning instance $iid"
+    t0=$EPOCHREALTIME
+    code=$(broker PUT "/v2/service_instances/$iid?accepts_incomplete=true" --data "$(cat <<EOF
+{"service_id": "$SERVICE_ID", "plan_id": "$PLAN_ID",
+ "organization_guid": "$ORG", "space_guid": "$SPACE",
+ "context": {"platform": "cloudfoundry", "organization_guid": "$ORG", "space_guid": "$SPACE"}}
+EOF
+)")
+    expect "$code" 201 202
+    if [ "$code" = 202 ]; then
+        operation=$(body | json 'd.get("operation")')
+        q="service_id=$SERVICE_ID&plan_id=$PLAN_ID"
+        [ -n "$operation" ] && q="$q&operation=$(python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1]))' "$operation")"
+        for i in $(seq 1500); do   # 5 minutes
+            code=$(broker GET "/v2/service_instances/$iid/last_operation?$q")
+            expect "$code" 200
+            state=$(body | json 'd["state"]')
+            case $state in
+                succeeded) break ;;
+                failed) die "provisioning failed: $(body)" ;;
+            esac
+            [ "$i" = 1500 ] && die "provisioning still '$state' after 5 minutes"
+            sleep 0.2
+        done
+    fi
+    log "provisioned in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+
+    code=$(broker PUT "/v2/service_instances/$iid/service_bindings/$bid" \
+        --data "{\"service_id\": \"$SERVICE_ID\", \"plan_id\": \"$PLAN_ID\"}")
+    expect "$code" 200 201
+    BOUND_URI=$(body | json 'd["credentials"]["uri"]')
+    log "bound: $(body | json 'd["credentials"]["username"] + "@" + d["credentials"]["host"] + ":" + str(d["credentials"]["port"])')"
+}
+
 if [ -z "$URI" ]; then
     [ -x "$SVCDASH_BIN" ] || die "no svcdash binary at $SVCDASH_BIN (build it first, or set SVCDASH_BIN)"
     PORT=${BENCH_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
@@ -402,38 +453,8 @@ if [ -z "$URI" ]; then
 
     IID=$(python3 -c 'import uuid; print(uuid.uuid4())')
     BID=$(python3 -c 'import uuid; print(uuid.uuid4())')
-    log "provisioning instance $IID"
-    t0=$EPOCHREALTIME
-    code=$(broker PUT "/v2/service_instances/$IID?accepts_incomplete=true" --data "$(cat <<EOF
-{"service_id": "$SERVICE_ID", "plan_id": "$PLAN_ID",
- "organization_guid": "$ORG", "space_guid": "$SPACE",
- "context": {"platform": "cloudfoundry", "organization_guid": "$ORG", "space_guid": "$SPACE"}}
-EOF
-)")
-    expect "$code" 201 202
-    if [ "$code" = 202 ]; then
-        operation=$(body | json 'd.get("operation")')
-        q="service_id=$SERVICE_ID&plan_id=$PLAN_ID"
-        [ -n "$operation" ] && q="$q&operation=$(python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1]))' "$operation")"
-        for i in $(seq 1500); do   # 5 minutes
-            code=$(broker GET "/v2/service_instances/$IID/last_operation?$q")
-            expect "$code" 200
-            state=$(body | json 'd["state"]')
-            case $state in
-                succeeded) break ;;
-                failed) die "provisioning failed: $(body)" ;;
-            esac
-            [ "$i" = 1500 ] && die "provisioning still '$state' after 5 minutes"
-            sleep 0.2
-        done
-    fi
-    log "provisioned in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
-
-    code=$(broker PUT "/v2/service_instances/$IID/service_bindings/$BID" \
-        --data "{\"service_id\": \"$SERVICE_ID\", \"plan_id\": \"$PLAN_ID\"}")
-    expect "$code" 200 201
-    URI=$(body | json 'd["credentials"]["uri"]')
-    log "bound: $(body | json 'd["credentials"]["username"] + "@" + d["credentials"]["host"] + ":" + str(d["credentials"]["port"])')"
+    provision "$IID" "$BID"
+    URI=$BOUND_URI
 
     if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
         svcdash users create bench >/dev/null
@@ -539,19 +560,34 @@ done
 RESTORES_OK=1
 if ! psql "$ADMIN_URI" -q -c 'DROP DATABASE IF EXISTS bench_restore_probe' \
         -c 'CREATE DATABASE bench_restore_probe' -c 'DROP DATABASE bench_restore_probe' >/dev/null 2>"$tmp/probe.err"; then
-    log "cannot create databases ($(head -n 1 "$tmp/probe.err")); skipping the shell restores (set BENCH_RESTORE_URI)"
-    RESTORES_OK=0
+    if [ -n "$SVC_PID" ]; then
+        # A second instance of the same plan, on this machine, is where the shell
+        # methods restore (the same engine and settings as svcdash's restore).
+        log "the bound user cannot create databases: the shell restores load into a second instance"
+        FLOOR_IID=$(python3 -c 'import uuid; print(uuid.uuid4())')
+        provision "$FLOOR_IID" "$(python3 -c 'import uuid; print(uuid.uuid4())')"
+        FLOOR_URI=$BOUND_URI
+    else
+        log "cannot create databases ($(head -n 1 "$tmp/probe.err")); skipping the shell restores (set BENCH_RESTORE_URI)"
+        RESTORES_OK=0
+    fi
 fi
 if [ "$RESTORES_OK" = 1 ]; then
     new_db bench_restore_floor
     run floor-file-restore -- pg_restore --no-owner --no-privileges --exit-on-error -d "$NEW_DB" "$tmp/floor.dump"
     check_rows floor-file-restore "$NEW_DB"; drop_db bench_restore_floor
 
-    new_db bench_restore_legacy
-    run legacy-restore --in "$tmp/legacy.out" --out /dev/null -- \
-        openssl enc -d -aes256 -md md5 -pass "pass:$KEY" :: gunzip :: \
-        psql -q -X -v ON_ERROR_STOP=1 -d "$NEW_DB"
-    check_rows legacy-restore "$NEW_DB"; drop_db bench_restore_legacy
+    if [ -z "$FLOOR_URI" ]; then
+        new_db bench_restore_legacy
+        run legacy-restore --in "$tmp/legacy.out" --out /dev/null -- \
+            openssl enc -d -aes256 -md md5 -pass "pass:$KEY" :: gunzip :: \
+            psql -q -X -v ON_ERROR_STOP=1 -d "$NEW_DB"
+        check_rows legacy-restore "$NEW_DB"; drop_db bench_restore_legacy
+    else
+        # The plain dump sets owners to the source's roles, which the second
+        # instance does not have.
+        log "legacy-restore skipped: it needs a database on the source's server"
+    fi
 
     new_db bench_restore_standard
     run standard-restore --in "$tmp/std.out" -- age -d -i "$tmp/age.key" :: zstd -d :: \
@@ -563,6 +599,19 @@ if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
         "/v1/instances/$IID/restores"
     check_rows svcdash-restore "$URI"
 fi
+# Further rounds of the floor's and svcdash's restores, interleaved.
+for ((r = 2; r <= REPEAT; r++)); do
+    if [ "$RESTORES_OK" = 1 ]; then
+        new_db bench_restore_floor
+        run "floor-file-restore#$r" -- pg_restore --no-owner --no-privileges --exit-on-error -d "$NEW_DB" "$tmp/floor.dump"
+        check_rows "floor-file-restore#$r" "$NEW_DB"; drop_db bench_restore_floor
+    fi
+    if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
+        svcdash_task "svcdash-restore#$r" "/v1/instances/$IID/backups/$SVC_BACKUP/restore" \
+            "/v1/instances/$IID/restores"
+        check_rows "svcdash-restore#$r" "$URI"
+    fi
+done
 
 # --- report --------------------------------------------------------------------------
 
@@ -601,12 +650,19 @@ report="$BENCH_OUT/backup-restore-$(date -u +%Y%m%dT%H%M%SZ).txt"
         echo "svcdash size/legacy size $r_size"
         echo "svcdash/standard wall    $r_std   (size $(ratio "$ss" "${SIZE[standard]}"), RSS $(ratio "$srss" "${RSS[standard]}"))"
         echo "svcdash-restore/standard-restore wall $([ -n "${WALL[standard-restore]:-}" ] && ratio "${WALL[svcdash-restore]}" "${WALL[standard-restore]}" || echo n/a)"
+        r_restore=n/a
+        if [ -n "${WALL[floor-file-restore]:-}" ]; then
+            r_restore=$(ratio "$(median_wall svcdash-restore)" "$(median_wall floor-file-restore)")
+            echo "svcdash-restore/floor-file-restore wall $r_restore (medians: $(median_wall svcdash-restore) / $(median_wall floor-file-restore) s)"
+        fi
         echo
         echo "targets:"
         printf '  %-44s %s\n' "backup wall <= 1.5 x floor ($r_floor)" "$(verdict le "$r_floor" 1.5)"
         printf '  %-44s %s\n' "backup faster than standard tools ($r_std)" "$(verdict awk -v r="$r_std" 'BEGIN { exit !(r < 1) }')"
         printf '  %-44s %s\n' "backup >= 3 x faster than legacy ($r_legacy)" "$(verdict le 3 "$r_legacy")"
         printf '  %-44s %s\n' "output no larger than legacy's ($r_size)" "$(verdict le "$ss" "${SIZE[legacy]}")"
+        [ "$r_restore" != n/a ] &&
+            printf '  %-44s %s\n' "restore wall <= 0.8 x pg_restore of a file ($r_restore)" "$(verdict le "$r_restore" 0.8)"
         printf '  %-44s %s\n' "server peak RSS < $RSS_TARGET_MIB MiB ($(mib $((srss * 1024))))" "$(verdict awk -v k="$srss" -v t="$RSS_TARGET_MIB" 'BEGIN { exit !(k < t * 1024) }')"
     fi
 } | tee "$report"

@@ -113,6 +113,9 @@ pub struct BackupsConfig {
     pub part_size_mib: usize,
     /// Parts uploaded at once.
     pub upload_concurrency: usize,
+    /// Restore backups that were taken in pieces (PostgreSQL's tables) with one
+    /// loader per core; false restores every backup as one stream, one core.
+    pub restore_in_pieces: bool,
     /// The shortest personal encryption key users may set.
     pub min_encryption_key_length: usize,
     /// An instance's `min_backup_count` until its managers set one.
@@ -154,6 +157,7 @@ impl Default for BackupsConfig {
             zstd_workers: pipeline.zstd_workers,
             part_size_mib: pipeline.part_size >> 20,
             upload_concurrency: pipeline.upload_concurrency,
+            restore_in_pieces: true,
             min_encryption_key_length: 8,
             default_min_backup_count: 5,
             default_retention_days: 5,
@@ -179,6 +183,7 @@ impl std::fmt::Debug for BackupsConfig {
             .field("zstd_workers", &self.zstd_workers)
             .field("part_size_mib", &self.part_size_mib)
             .field("upload_concurrency", &self.upload_concurrency)
+            .field("restore_in_pieces", &self.restore_in_pieces)
             .field("min_encryption_key_length", &self.min_encryption_key_length)
             .field("default_min_backup_count", &self.default_min_backup_count)
             .field("default_retention_days", &self.default_retention_days)

@@ -60,9 +60,10 @@ const MAGIC: &[u8] = b"PGDMP";
 const CUSTOM_FORMAT: u8 = 1;
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
-/// The most the head may take before the scanner gives up (a schema of a few
-/// hundred thousand objects; larger ones restore as one stream).
-const MAX_TOC: usize = 256 << 20;
+/// The most the head may take before the scanner gives up: the schema is the
+/// tenant's, and svcdash holds the head in memory (during the backup, and once per
+/// loader in a restore). Larger ones restore as one stream.
+const MAX_TOC: usize = 32 << 20;
 
 /// Why bytes could not be read as an archive's head.
 #[derive(Debug, PartialEq, Eq)]

@@ -30,6 +30,8 @@ use crate::{files, process};
 /// Entries of the table of contents a restore handles specially whatever it is
 /// told to restore (they set the session up).
 const SESSION_ENTRIES: &[&str] = &["ENCODING", "STDSTRINGS", "SEARCHPATH"];
+/// Bytes handed to a loader at once.
+const PIPE_CHUNK: usize = 1 << 20;
 /// Post-data entries that depend on nothing but their table: built at once.
 const INDEXES: &[&str] = &["INDEX", "CONSTRAINT"];
 
@@ -51,11 +53,14 @@ pub(super) async fn load(
     let toc = Toc::parse(&head).map_err(|e| anyhow::anyhow!("the archive's table of contents is unreadable: {e:?}"))?;
     let head = Arc::new(head);
     let lists = Lists::new(node)?;
+    let started = std::time::Instant::now();
+    let step = |what: &str| tracing::info!(seconds = started.elapsed().as_secs_f64(), loaders, "restore: {what}");
     let result = async {
         // 1. The schema the data goes into.
         let mut pre = client_command(node, "pg_restore", RESTORE_ROLE, password)?;
         pre.arg("--section=pre-data");
         run(pre, "the schema", &head, Vec::new(), &pieces).await?;
+        step("schema loaded");
 
         // 2. The data.
         let mut runs = Vec::new();
@@ -65,6 +70,7 @@ pub(super) async fn load(
             runs.push(run(cmd, "the data", &head, blocks, &pieces));
         }
         futures::future::try_join_all(runs).await?;
+        step("data loaded");
 
         // 3. Indexes, 4. the rest.
         let (indexes, rest) = share_post_data(&toc, loaders);
@@ -75,11 +81,13 @@ pub(super) async fn load(
             runs.push(run(cmd, "the indexes", &head, Vec::new(), &pieces));
         }
         futures::future::try_join_all(runs).await?;
+        step("indexes built");
         if !rest.is_empty() {
             let mut cmd = client_command(node, "pg_restore", RESTORE_ROLE, password)?;
             cmd.arg("--use-list").arg(lists.write("rest", &rest)?);
             run(cmd, "the constraints and triggers", &head, Vec::new(), &pieces).await?;
         }
+        step("schema completed");
         anyhow::Ok(())
     }
     .await;
@@ -110,8 +118,9 @@ async fn run(
     let fed = async {
         stdin.write_all(head).await?;
         for block in &blocks {
-            let mut piece = pieces.read(block.start, block.end);
-            tokio::io::copy(&mut piece, &mut stdin).await?;
+            // In pieces of a MiB, not tokio's 8 KiB: one wake-up of pg_restore each.
+            let mut piece = tokio::io::BufReader::with_capacity(PIPE_CHUNK, pieces.read(block.start, block.end));
+            tokio::io::copy_buf(&mut piece, &mut stdin).await?;
         }
         stdin.shutdown().await
     }

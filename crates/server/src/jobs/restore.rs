@@ -97,7 +97,11 @@ async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<T
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
     let key = state.backup_key(&backup).await?;
     tracker.set_total(backup.plain_size.and_then(|s| u64::try_from(s).ok()));
-    if let Some(layout) = state.store.backup_layout(backup.id).await? {
+    let layout = match state.config.backups.restore_in_pieces {
+        true => state.store.backup_layout(backup.id).await?,
+        false => None,
+    };
+    if let Some(layout) = layout {
         let layout: super::pieces::Layout = serde_json::from_str(&layout).context("reading the backup's layout")?;
         let pieces = Arc::new(super::pieces::ObjectPieces {
             storage: state.storage.clone(),
@@ -106,15 +110,28 @@ async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<T
             frames: layout.frames,
             tracker: tracker.clone(),
         });
-        // The object is checked as a whole while its pieces load.
-        let (staged, verified) = tokio::join!(
-            state.deployer.begin_parallel_restore(spec, &layout.engine, pieces),
-            backup::verify(&state.storage, &backup.object_key, &expected),
-        );
+        // The object is checked as a whole while its pieces load. A failed check
+        // stops the load (its reads fail); a failed load needs no check.
+        let load = state.deployer.begin_parallel_restore(spec, &layout.engine, pieces);
+        let verify = backup::verify(&state.storage, &backup.object_key, &expected);
+        tokio::pin!(load, verify);
+        let (staged, verified) = tokio::select! {
+            staged = &mut load => match staged {
+                Ok(Some(staged)) => (Ok(Some(staged)), verify.await),
+                other => (other, Ok(0)),
+            },
+            verified = &mut verify => {
+                if let Err(e) = &verified {
+                    tracker.cancel(format!("{e:#}"));
+                }
+                (load.await, verified)
+            }
+        };
         match (staged, verified) {
             (Ok(Some(staged)), verified) => {
                 let what = format!("backup {}, in pieces", backup.seq);
-                return switch_over(state, spec, staged, verified, tracker, &what).await;
+                let plain = verified.map(|_| u64::try_from(backup.plain_size.unwrap_or(0)).unwrap_or(0));
+                return switch_over(state, spec, staged, plain, tracker, &what).await;
             }
             (Ok(None), _) => tracing::debug!(backup = backup.seq, "the engine restores this backup as one stream"),
             // A cancel, or a damaged object, explains a failed load best.
