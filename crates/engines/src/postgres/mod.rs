@@ -707,8 +707,7 @@ struct Restore {
 #[async_trait]
 impl StagedRestore for Restore {
     /// Waits for `pg_restore`, then swaps the staging database in for the
-    /// application database. Connections are refused for the moment of the swap and
-    /// the old data dropped.
+    /// application database ([`swap_in_staging`]).
     async fn commit(self: Box<Self>, node: &Node<'_>, _control: &dyn NodeControl) -> anyhow::Result<()> {
         let spec = node.spec;
         let loaded = process::finish(self.child, self.stderr, "pg_restore").await;
@@ -743,7 +742,7 @@ impl StagedRestore for Loaded {
 }
 
 /// Swaps the staging database in for the application database. Connections are
-/// refused for the moment of the swap and the old data dropped.
+/// refused for the moment of the swap; the old data is dropped after it.
 async fn swap_in_staging(spec: &NodeSpec) -> anyhow::Result<()> {
     let mut conn = connect(spec, "postgres").await?;
     let steps = [
@@ -755,7 +754,6 @@ async fn swap_in_staging(spec: &NodeSpec) -> anyhow::Result<()> {
         ),
         format!("ALTER DATABASE {DATABASE} RENAME TO {REPLACED}"),
         format!("ALTER DATABASE {STAGING} RENAME TO {DATABASE}"),
-        format!("DROP DATABASE {REPLACED} WITH (FORCE)"),
     ];
     for step in &steps {
         // Terminated backends can take a moment to go; retry the renames briefly.
@@ -772,6 +770,21 @@ async fn swap_in_staging(spec: &NodeSpec) -> anyhow::Result<()> {
         }
     }
     conn.close().await?;
+    // The restored data serves from here on. Dropping the old database makes the
+    // server write out every dirty page first (seconds after a large load): it
+    // goes on in the background, and the next restore drops what it left.
+    let spec = spec.clone();
+    tokio::spawn(async move {
+        let dropped = async {
+            let mut conn = connect(&spec, "postgres").await?;
+            exec(&mut conn, format!("DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE)")).await?;
+            conn.close().await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = dropped.await {
+            tracing::warn!(error = format!("{e:#}"), "could not drop the database a restore replaced");
+        }
+    });
     Ok(())
 }
 

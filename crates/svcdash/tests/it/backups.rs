@@ -198,6 +198,19 @@ async fn a_postgresql_backup_restores_in_pieces_and_as_one_stream_alike() {
     app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
     let mut conn = pg(&creds).await;
     assert_eq!(rich_snapshot(&mut conn).await, before, "restored in pieces");
+    // The replaced database goes in the background, soon after.
+    let mut replaced = 1;
+    for _ in 0..300 {
+        replaced = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database WHERE datname = 'app_replaced'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if replaced == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(replaced, 0, "the replaced database was not dropped");
 
     // A backup taken before layouts were noted restores as one stream.
     sqlx::raw_sql(vandalise).execute(&mut conn).await.unwrap();
