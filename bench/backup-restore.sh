@@ -355,6 +355,18 @@ drop_db() {
     for db in "${RESTORE_DBS[@]}"; do [ "$db" != "$1" ] && kept+=("$db"); done
     RESTORE_DBS=("${kept[@]}")
 }
+# settle NAME: waits until the database a svcdash restore replaced is gone (it is
+# dropped after the job, in the background, which writes out the server's dirty
+# pages), so that the next method does not share the disk with it; prints how long.
+settle() {
+    local t0=$EPOCHREALTIME n
+    for _ in $(seq 600); do
+        n=$(psql "$URI" -At -c "SELECT count(*) FROM pg_database WHERE datname = 'app_replaced'")
+        [ "$n" = 0 ] && break
+        sleep 0.1
+    done
+    log "$1: the replaced database was gone $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s after the job"
+}
 check_rows() { # check_rows NAME URI
     local n
     n=$(row_count "$2")
@@ -598,6 +610,7 @@ if [ "$BENCH_SKIP_SVCDASH" != 1 ]; then
     svcdash_task svcdash-restore "/v1/instances/$IID/backups/$SVC_BACKUP/restore" \
         "/v1/instances/$IID/restores"
     check_rows svcdash-restore "$URI"
+    settle svcdash-restore
 fi
 # Further rounds of the floor's and svcdash's restores, interleaved.
 for ((r = 2; r <= REPEAT; r++)); do
@@ -610,6 +623,7 @@ for ((r = 2; r <= REPEAT; r++)); do
         svcdash_task "svcdash-restore#$r" "/v1/instances/$IID/backups/$SVC_BACKUP/restore" \
             "/v1/instances/$IID/restores"
         check_rows "svcdash-restore#$r" "$URI"
+        settle "svcdash-restore#$r"
     fi
 done
 
