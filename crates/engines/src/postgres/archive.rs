@@ -231,6 +231,9 @@ impl Scanner {
         }
         if self.toc.is_none() {
             self.head.extend_from_slice(bytes);
+            if self.head.len() > MAX_TOC {
+                return self.fail(format!("no table of contents in the first {MAX_TOC} bytes"));
+            }
             // Tried again only once the head has doubled: a large schema is not
             // read over and over.
             if self.head.len() >= self.next_try {
@@ -249,9 +252,6 @@ impl Scanner {
                 self.toc = Some(toc);
                 self.head = Vec::new();
                 self.blocks_in(&rest);
-            }
-            Err(TocError::Incomplete) if self.head.len() > MAX_TOC => {
-                self.fail(format!("no table of contents in the first {MAX_TOC} bytes"));
             }
             Err(TocError::Incomplete) => self.next_try = self.head.len() * 2,
             Err(TocError::Unreadable(why)) => self.fail(why),
@@ -420,6 +420,19 @@ mod tests {
         let mut text = Scanner::new();
         text.observe(b"--\n-- PostgreSQL database dump\n--\n");
         assert!(text.finish().unwrap_err().contains("not a pg_dump archive"));
+
+        // A head that never ends is not held beyond the cap: here the database
+        // name (its length at byte 51) says it is 2 GiB long.
+        assert_eq!(DUMP[51..56], [0, 5, 0, 0, 0], "the name \"small\"");
+        let mut endless = Scanner::new();
+        endless.observe(&DUMP[..51]);
+        endless.observe(&[0, 0xff, 0xff, 0xff, 0x7f]);
+        let filler = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_TOC >> 20) + 1 {
+            endless.observe(&filler);
+        }
+        assert!(endless.head.is_empty());
+        assert!(endless.finish().unwrap_err().contains("no table of contents"));
 
         let toc = Toc::parse(DUMP).unwrap();
         let mut damaged = DUMP.to_vec();
