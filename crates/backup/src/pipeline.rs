@@ -294,19 +294,7 @@ pub async fn download<W>(
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let path = storage.path(key);
-    let object = storage
-        .store()
-        .get(&path)
-        .await
-        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?;
-    let mut stream = match object.payload {
-        // A local store's own stream reads 8 KiB per blocking call.
-        GetResultPayload::File(file, _) => {
-            ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK).map_err(anyhow::Error::new).boxed()
-        }
-        GetResultPayload::Stream(stream) => stream.map_err(anyhow::Error::new).boxed(),
-    };
+    let mut stream = object_chunks(storage, key).await?;
 
     let (tx, rx) = mpsc::channel::<Bytes>(STAGE_CHUNKS);
     let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(STAGE_CHUNKS);
@@ -353,13 +341,38 @@ where
     // The decryptor's error explains a failed decompression (its output was cut short).
     decrypted?;
     let plain = decompressed?;
+    check_sha256(hasher, expected_sha256)?;
+    Ok(plain)
+}
+
+/// The stored object `key`, as chunks of up to about [`CHUNK`] bytes.
+pub(crate) async fn object_chunks(
+    storage: &BackupStorage,
+    key: &str,
+) -> anyhow::Result<futures::stream::BoxStream<'static, anyhow::Result<Bytes>>> {
+    let object = storage
+        .store()
+        .get(&storage.path(key))
+        .await
+        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?;
+    Ok(match object.payload {
+        // A local store's own stream reads 8 KiB per blocking call.
+        GetResultPayload::File(file, _) => {
+            ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK).map_err(anyhow::Error::new).boxed()
+        }
+        GetResultPayload::Stream(stream) => stream.map_err(anyhow::Error::new).boxed(),
+    })
+}
+
+/// Compares a stored object's sha256 with the one recorded when it was written.
+pub(crate) fn check_sha256(hasher: Sha256, expected_sha256: &str) -> anyhow::Result<()> {
     let actual = hex::encode(hasher.finalize());
     if actual != expected_sha256 {
         bail!(
             "the backup object's sha256 is {actual}, but {expected_sha256} was recorded: it was changed or damaged in the store"
         );
     }
-    Ok(plain)
+    Ok(())
 }
 
 fn decrypt(

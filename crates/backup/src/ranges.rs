@@ -21,6 +21,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::BackupStorage;
 use crate::frames::{Frame, frame_for};
+use crate::pipeline::{check_sha256, object_chunks};
 
 /// Plain bytes handed on at once, and how many such chunks wait at most.
 const CHUNK: usize = 1 << 20;
@@ -93,51 +94,18 @@ fn decode(
     Ok(())
 }
 
-/// Reads the whole object and checks its sha256 against the recorded one.
+/// Reads the whole object and checks its sha256 against the recorded one; returns
+/// its size.
 pub async fn verify(storage: &BackupStorage, key: &str, expected_sha256: &str) -> anyhow::Result<u64> {
-    let path = storage.path(key);
-    let object = storage
-        .store()
-        .get(&path)
-        .await
-        .with_context(|| format!("reading backup object {key} from {}", storage.display_url()))?;
+    let mut chunks = object_chunks(storage, key).await?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    match object.payload {
-        GetResultPayload::File(mut file, _) => {
-            let (hash, n) = tokio::task::spawn_blocking(move || -> io::Result<_> {
-                let mut buf = vec![0; CHUNK];
-                let mut hasher = Sha256::new();
-                let mut size = 0u64;
-                loop {
-                    match file.read(&mut buf)? {
-                        0 => return Ok((hasher, size)),
-                        n => {
-                            hasher.update(&buf[..n]);
-                            size += n as u64;
-                        }
-                    }
-                }
-            })
-            .await
-            .context("the checksum thread panicked")?
-            .context("reading the backup object")?;
-            (hasher, size) = (hash, n);
-        }
-        GetResultPayload::Stream(mut stream) => {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.context("reading the backup object")?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-            }
-        }
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.context("reading the backup object")?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
     }
-    let actual = hex::encode(hasher.finalize());
-    if actual != expected_sha256 {
-        bail!(
-            "the backup object's sha256 is {actual}, but {expected_sha256} was recorded: it was changed or damaged in the store"
-        );
-    }
+    check_sha256(hasher, expected_sha256)?;
     Ok(size)
 }
 

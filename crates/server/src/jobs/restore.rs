@@ -95,7 +95,6 @@ async fn rebuilding_peers(
 async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
     let backup = state.store.backup(backup_id).await?;
     let expected = backup.sha256.clone().context("the backup has no recorded checksum; it never completed")?;
-    let key = state.backup_key(&backup).await?;
     tracker.set_total(backup.plain_size.and_then(|s| u64::try_from(s).ok()));
     let layout = match state.config.backups.restore_in_pieces {
         true => state.store.backup_layout(backup.id).await?,
@@ -140,6 +139,7 @@ async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<T
             }
         }
     }
+    let key = state.backup_key(&backup).await?;
     let sink = state.deployer.begin_restore(spec).await?;
     let writer = Box::new(tracker.track(sink.writer));
     let loaded = backup::download(&state.storage, &backup.object_key, &expected, key.identity(), writer).await;
