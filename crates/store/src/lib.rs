@@ -124,6 +124,9 @@ pub trait BackupStore: Send + Sync {
     async fn backup_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Backup>;
     /// Newest first.
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>>;
+    /// The instance with this id, its backups and its current personal key, as one
+    /// read: what both APIs list on every poll of a Backups view.
+    async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing>;
     /// Records what was stored; the caller then finishes the job.
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()>;
     /// Records where the pieces of a backup's object lie (JSON the server writes and

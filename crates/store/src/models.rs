@@ -237,6 +237,16 @@ pub struct InstanceKey {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a listing of an instance's backups shows, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupListing {
+    pub instance: Instance,
+    /// Newest first.
+    pub backups: Vec<Backup>,
+    /// The instance's current personal key: which backups can be downloaded.
+    pub personal_key: Option<InstanceKey>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: i64,

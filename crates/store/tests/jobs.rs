@@ -138,6 +138,35 @@ async fn listed_backups_and_restores_read_back_as_stored() {
 }
 
 #[tokio::test]
+async fn a_backup_listing_reads_as_its_parts_do() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let (b, _) = provisioned(&store, "b").await;
+    let first = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    store.claim_next_job().await.unwrap();
+    store.record_backup_object(first.id, 1234, "ab12", 5678).await.unwrap();
+    store.finish_job(first.job.id, TaskStatus::Done, None).await.unwrap();
+    store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
+
+    let listing = store.backup_listing(&a.guid).await.unwrap();
+    assert_eq!(listing.instance, store.instance_by_guid(&a.guid).await.unwrap());
+    assert_eq!(listing.backups, store.backups(a.id).await.unwrap());
+    assert_eq!(listing.backups.iter().map(|b| b.seq).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(listing.personal_key, None, "only a generated key so far");
+
+    store.add_key(a.id, KeyKind::Personal, "sealed-1").await.unwrap();
+    let newest = store.add_key(a.id, KeyKind::Personal, "sealed-2").await.unwrap();
+    let listing = store.backup_listing(&a.guid).await.unwrap();
+    assert_eq!(listing.personal_key.as_ref(), Some(&newest));
+    assert_eq!(listing.personal_key, Some(store.current_key(a.id, KeyKind::Personal).await.unwrap()));
+
+    let other = store.backup_listing(&b.guid).await.unwrap();
+    assert_eq!((other.instance.id, other.backups.len(), other.personal_key), (b.id, 0, None));
+    let unknown = store.backup_listing("no-such-instance").await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
+#[tokio::test]
 async fn a_live_instance_name_is_taken_once() {
     let store = SqliteStore::in_memory().await.unwrap();
     instance(&store, "a").await;

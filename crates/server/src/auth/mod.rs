@@ -178,17 +178,32 @@ impl AppState {
         instance_guid: &str,
         need: Role,
     ) -> Result<Instance, ApiError> {
-        let instance = match self.store.instance_by_guid(instance_guid).await {
-            Ok(instance) => instance,
-            Err(StoreError::NotFound) => {
-                return Err(ApiError::not_found(format!("there is no service instance with id {instance_guid:?}")));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let role = self.auth.role(&caller.principal, &instance).await?;
+        let instance =
+            self.store.instance_by_guid(instance_guid).await.map_err(|e| unknown_instance(e, instance_guid))?;
+        self.authorize(caller, &instance, need).await?;
+        Ok(instance)
+    }
+
+    /// An instance's backups as the listings show them, if the caller may read
+    /// the instance: 404 and 403 as [`AppState::authorized_instance`] answers.
+    pub async fn authorized_backup_listing(
+        &self,
+        caller: &Caller,
+        instance_guid: &str,
+    ) -> Result<store::BackupListing, ApiError> {
+        let listing = self.store.backup_listing(instance_guid).await.map_err(|e| unknown_instance(e, instance_guid))?;
+        self.authorize(caller, &listing.instance, Role::Read).await?;
+        Ok(listing)
+    }
+
+    /// Whether the caller holds `need` on the instance: 403 when not (recorded in
+    /// the audit log when a change was refused).
+    async fn authorize(&self, caller: &Caller, instance: &Instance, need: Role) -> Result<(), ApiError> {
+        let role = self.auth.role(&caller.principal, instance).await?;
         if role >= Some(need) {
-            return Ok(instance);
+            return Ok(());
         }
+        let instance_guid = &instance.guid;
         let description = match role {
             Some(role) => format!(
                 "user {:?} may only {role} service instance {instance_guid:?}; this needs {need}",
@@ -200,5 +215,13 @@ impl AppState {
             self.audit(caller, "access", Some(instance_guid), AuditOutcome::Denied, Some(&description)).await;
         }
         Err(ApiError::forbidden(description))
+    }
+}
+
+/// 404 for an instance id the store does not know.
+fn unknown_instance(e: StoreError, instance_guid: &str) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(format!("there is no service instance with id {instance_guid:?}")),
+        e => e.into(),
     }
 }

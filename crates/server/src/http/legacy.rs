@@ -64,8 +64,7 @@ async fn list_backups_and_restores(
     caller: Caller,
     instance_id: String,
 ) -> Result<Json<legacy::BackupsAndRestores>> {
-    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
-    let backups = state.store.backups(instance.id).await?;
+    let store::BackupListing { instance, backups, .. } = state.authorized_backup_listing(&caller, &instance_id).await?;
     let restores = state.store.restores(instance.id).await?;
     Ok(Json(legacy::BackupsAndRestores {
         id: instance.id,

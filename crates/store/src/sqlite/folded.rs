@@ -36,7 +36,12 @@ pub(super) fn folded(select: &str, rest: &str) -> String {
 /// The rows of a [`folded`] query with one parameter.
 pub(super) async fn fetch<T: DeserializeOwned>(pool: &SqlitePool, sql: &str, param: i64) -> StoreResult<Vec<T>> {
     let json: String = sqlx::query_scalar(AssertSqlSafe(sql)).bind(param).fetch_one(pool).await?;
-    serde_json::from_str(&json).map_err(|e| StoreError::Other(anyhow::anyhow!("reading a folded list: {e}")))
+    parse(&json)
+}
+
+/// A folded value (a list of rows, or one row as an object) read back.
+pub(super) fn parse<T: DeserializeOwned>(json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| StoreError::Other(anyhow::anyhow!("reading a folded row: {e}")))
 }
 
 #[cfg(test)]

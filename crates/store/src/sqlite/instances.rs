@@ -8,7 +8,7 @@ use super::{SqliteStore, now};
 use crate::models::*;
 use crate::{InstanceStore, StoreError, StoreResult};
 
-const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
+pub(super) const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, state, state_reason, tenant_id, tenant_name, \
      subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, restore_from_instance_id, \
      restore_from_time, start_timeline, created_at, updated_at, deleted_at";
 const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at, \

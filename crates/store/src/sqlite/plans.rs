@@ -22,6 +22,7 @@ async fn listing_reads_search_indexes_and_scan_no_table() {
         ("restore jobs", super::backups::RESTORE_JOBS.as_str()),
         ("current key", super::instances::CURRENT_KEY),
         ("instance", by_guid.as_str()),
+        ("listing", super::backups::LISTING.as_str()),
     ];
     for (what, sql) in reads {
         let steps = plan(&store, sql).await;

@@ -126,7 +126,7 @@ impl From<BindingRow> for Binding {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct KeyRow {
     id: i64,
     instance_id: i64,

@@ -104,11 +104,10 @@ struct BackupsPage {
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
-    let instance = state.authorized_instance(caller, guid, Role::Read).await?;
+    let store::BackupListing { instance, backups, personal_key } =
+        state.authorized_backup_listing(caller, guid).await?;
     let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
-    let backups = state.store.backups(instance.id).await?;
     let restores = state.store.restores(instance.id).await?;
-    let personal_key = state.personal_key(&instance).await?;
     let mut page = Frame::new(caller);
     page.nav = Some(Nav::new(&instance.guid, "backups", role));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));

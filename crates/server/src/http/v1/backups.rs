@@ -52,10 +52,9 @@ async fn list_backups(
     caller: Caller,
     Path(instance_id): Path<String>,
 ) -> Result<Json<Vec<v1::Backup>>> {
-    let instance = state.authorized_instance(&caller, &instance_id, Role::Read).await?;
-    let backups = state.store.backups(instance.id).await?;
-    let key = state.personal_key(&instance).await?;
-    Ok(Json(backups.iter().map(|b| to_v1(b, key.as_ref())).collect()))
+    let listing = state.authorized_backup_listing(&caller, &instance_id).await?;
+    let key = listing.personal_key.as_ref();
+    Ok(Json(listing.backups.iter().map(|b| to_v1(b, key)).collect()))
 }
 
 async fn show_backup(
