@@ -19,6 +19,14 @@ pub struct Frame {
     pub compressed: u64,
 }
 
+/// The input of one zstd worker's job. zstd's own choice at the levels used here
+/// (four windows, 4 MiB at level 2) kept about 48 MiB in flight with two workers
+/// (jobs being filled, compressed and flushed, and their output); 2 MiB jobs keep
+/// about 30 MiB, for about 6 % more CPU time and 0.1 % more output (the pipeline
+/// example on a 454 MiB PostgreSQL dump). The backup's peak is what it costs the
+/// server beside its engines.
+const JOB_SIZE: u32 = 2 << 20;
+
 /// A zstd encoder that ends a frame after every `frame_size` bytes of input (or
 /// writes one frame, without a size) and notes where each began.
 pub(crate) struct FramedEncoder<W: Write> {
@@ -40,6 +48,7 @@ impl<W: Write> FramedEncoder<W> {
         let mut raw = Encoder::new(level)?;
         if workers > 0 {
             raw.set_parameter(CParameter::NbWorkers(workers))?;
+            raw.set_parameter(CParameter::JobSize(JOB_SIZE))?;
         }
         Ok(Self {
             raw,
