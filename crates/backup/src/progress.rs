@@ -78,7 +78,15 @@ impl Tracker {
             tracker: self.clone(),
             started: Instant::now(),
             pause: None,
+            counted: true,
         }
+    }
+
+    /// `inner` holding bytes counted once already (a second read of the same
+    /// piece): cancellable and paced, but not counted again, so the progress of a
+    /// job that reads some bytes twice still ends at its total.
+    pub fn track_again<T>(self: &Arc<Self>, inner: T) -> Tracked<T> {
+        Tracked { counted: false, ..self.track(inner) }
     }
 
     fn error(&self) -> io::Error {
@@ -93,6 +101,7 @@ pub struct Tracked<T> {
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     started: Instant,
     pause: Option<Pin<Box<Sleep>>>,
+    counted: bool,
 }
 
 impl<T> Tracked<T> {
@@ -118,7 +127,9 @@ impl<T> Tracked<T> {
     }
 
     fn count(&self, n: usize) {
-        self.tracker.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if self.counted {
+            self.tracker.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -175,6 +186,18 @@ mod tests {
         // One second's worth goes at once; the other three take three seconds.
         let took = started.elapsed();
         assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(4), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn bytes_read_again_are_not_counted_again_but_stop_on_a_cancel() {
+        let tracker = Tracker::new(None);
+        let mut out = Vec::new();
+        tracker.track(&b"head"[..]).read_to_end(&mut out).await.unwrap();
+        tracker.track_again(&b"head"[..]).read_to_end(&mut out).await.unwrap();
+        assert_eq!((out.as_slice(), tracker.bytes()), (&b"headhead"[..], 4));
+        tracker.cancel("cancelled by carol");
+        let e = tracker.track_again(&b"head"[..]).read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(e.to_string(), "cancelled by carol");
     }
 
     #[tokio::test]

@@ -102,13 +102,13 @@ async fn load(state: &AppState, backup_id: i64, spec: &NodeSpec, tracker: &Arc<T
     };
     if let Some(layout) = layout {
         let layout: super::pieces::Layout = serde_json::from_str(&layout).context("reading the backup's layout")?;
-        let pieces = Arc::new(super::pieces::ObjectPieces {
-            storage: state.storage.clone(),
-            object_key: backup.object_key.clone(),
-            key: state.backup_key(&backup).await?,
-            frames: layout.frames,
-            tracker: tracker.clone(),
-        });
+        let pieces = Arc::new(super::pieces::ObjectPieces::new(
+            state.storage.clone(),
+            backup.object_key.clone(),
+            state.backup_key(&backup).await?,
+            layout.frames,
+            tracker.clone(),
+        ));
         // The object is checked as a whole while its pieces load. A failed check
         // stops the load (its reads fail); a failed load needs no check.
         let load = state.deployer.begin_parallel_restore(spec, &layout.engine, pieces);
