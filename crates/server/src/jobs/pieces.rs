@@ -25,11 +25,11 @@ pub struct Layout {
 
 /// Reads of one backup object.
 pub struct ObjectPieces {
-    pub storage: BackupStorage,
-    pub object_key: String,
-    pub key: BackupKey,
-    pub frames: Vec<Frame>,
-    pub tracker: Arc<Tracker>,
+    storage: BackupStorage,
+    object_key: String,
+    key: BackupKey,
+    frames: Vec<Frame>,
+    tracker: Arc<Tracker>,
     /// The ranges read so far. Every loader of a PostgreSQL restore reads the
     /// archive's head again; progress counts it once, so that it ends at the
     /// backup's size.

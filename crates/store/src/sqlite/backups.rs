@@ -35,6 +35,13 @@ pub(super) static LISTING: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {INSTANCE_COLUMNS}, ({backups}) AS backups, ({key}) AS personal_key FROM instances WHERE guid = ?1")
 });
 
+/// Backups as the lists show them: newest first.
+fn newest_first(rows: Vec<BackupRow>) -> StoreResult<Vec<Backup>> {
+    let mut backups: Vec<Backup> = convert(rows)?;
+    backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.seq));
+    Ok(backups)
+}
+
 #[derive(sqlx::FromRow)]
 struct ListingRow {
     #[sqlx(flatten)]
@@ -114,9 +121,7 @@ impl BackupStore for SqliteStore {
     }
 
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>> {
-        let mut backups: Vec<Backup> = convert(folded::fetch::<BackupRow>(&self.pool, &BACKUPS, instance_id).await?)?;
-        backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.seq));
-        Ok(backups)
+        newest_first(folded::fetch::<BackupRow>(&self.pool, &BACKUPS, instance_id).await?)
     }
 
     async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing> {
@@ -125,8 +130,7 @@ impl BackupStore for SqliteStore {
             .bind(KeyKind::Personal.as_str())
             .fetch_one(&self.pool)
             .await?;
-        let mut backups: Vec<Backup> = convert(folded::parse::<Vec<BackupRow>>(&row.backups)?)?;
-        backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.seq));
+        let backups = newest_first(folded::parse(&row.backups)?)?;
         let personal_key = match row.personal_key {
             Some(json) => Some(folded::parse::<KeyRow>(&json)?.try_into()?),
             None => None,
