@@ -127,6 +127,10 @@ pub trait BackupStore: Send + Sync {
     /// The instance with this id, its backups and its current personal key, as one
     /// read: what both APIs list on every poll of a Backups view.
     async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing>;
+    /// The listing and the rest of what the Backups page shows, as one read: its
+    /// restores, its backup settings (`defaults` when it has none of its own) and
+    /// the number of its nodes.
+    async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview>;
     /// Records what was stored; the caller then finishes the job.
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()>;
     /// Records where the pieces of a backup's object lie (JSON the server writes and

@@ -247,6 +247,18 @@ pub struct BackupListing {
     pub personal_key: Option<InstanceKey>,
 }
 
+/// What the Backups page shows of an instance, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupsOverview {
+    pub listing: BackupListing,
+    /// Newest first, each with its jobs.
+    pub restores: Vec<Restore>,
+    /// The instance's own settings, or the defaults given.
+    pub settings: BackupSettings,
+    /// How many nodes the instance has.
+    pub nodes: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: i64,

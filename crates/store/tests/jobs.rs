@@ -167,6 +167,58 @@ async fn a_backup_listing_reads_as_its_parts_do() {
 }
 
 #[tokio::test]
+async fn the_backups_overview_reads_as_its_parts_do() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let (b, _) = provisioned(&store, "b").await;
+    let defaults = BackupSettings { min_backup_count: 3, retention_time_days: 14, exclude_from_auto_backup: false };
+    let overview = store.backups_overview(&a.guid, defaults).await.unwrap();
+    assert_eq!(overview.listing, store.backup_listing(&a.guid).await.unwrap());
+    assert_eq!((overview.restores.len(), overview.settings, overview.nodes), (0, defaults, 0));
+
+    let backup = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    store.claim_next_job().await.unwrap();
+    store.finish_job(backup.job.id, TaskStatus::Done, None).await.unwrap();
+    store.enqueue_restore(a.id, backup.id, &[0, 1, 2]).await.unwrap();
+    while let Some(job) = store.claim_next_job().await.unwrap() {
+        store.finish_job(job.id, TaskStatus::Done, None).await.unwrap();
+    }
+    store.enqueue_restore(a.id, backup.id, &[1]).await.unwrap();
+    let own = BackupSettings { min_backup_count: 1, retention_time_days: 2, exclude_from_auto_backup: true };
+    store.update_backup_settings(a.id, own, None).await.unwrap();
+    for index in 0..3 {
+        let node = NewNode {
+            instance_id: a.id,
+            index,
+            port: 42000 + index as u16,
+            extra_ports: Vec::new(),
+            admin_user: "admin".into(),
+            sealed_password: "sealed".into(),
+            role: None,
+        };
+        store.upsert_node(node).await.unwrap();
+    }
+    store.add_key(a.id, KeyKind::Personal, "sealed-1").await.unwrap();
+
+    let overview = store.backups_overview(&a.guid, defaults).await.unwrap();
+    assert_eq!(overview.listing, store.backup_listing(&a.guid).await.unwrap());
+    assert!(overview.listing.personal_key.is_some());
+    assert_eq!(overview.restores, store.restores(a.id).await.unwrap());
+    let jobs: Vec<Vec<Option<i64>>> =
+        overview.restores.iter().map(|r| r.jobs.iter().map(|j| j.node_index).collect()).collect();
+    assert_eq!(jobs, [vec![Some(1)], vec![Some(0), Some(1), Some(2)]], "newest first, each with its own jobs");
+    assert_eq!(overview.settings, own);
+    assert_eq!(overview.settings, store.backup_settings(a.id, defaults).await.unwrap());
+    assert_eq!(overview.nodes, store.nodes(a.id).await.unwrap().len());
+    assert_eq!(overview.nodes, 3);
+
+    let other = store.backups_overview(&b.guid, defaults).await.unwrap();
+    assert_eq!((other.restores.len(), other.settings, other.nodes), (0, defaults, 0), "nothing of a's");
+    let unknown = store.backups_overview("no-such-instance", defaults).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
+#[tokio::test]
 async fn a_live_instance_name_is_taken_once() {
     let store = SqliteStore::in_memory().await.unwrap();
     instance(&store, "a").await;

@@ -196,6 +196,23 @@ impl AppState {
         Ok(listing)
     }
 
+    /// What the Backups page shows of an instance, if the caller may read it: 404
+    /// and 403 as [`AppState::authorized_instance`] answers.
+    pub async fn authorized_backups_overview(
+        &self,
+        caller: &Caller,
+        instance_guid: &str,
+    ) -> Result<store::BackupsOverview, ApiError> {
+        let defaults = self.config.backups.default_settings();
+        let overview = self
+            .store
+            .backups_overview(instance_guid, defaults)
+            .await
+            .map_err(|e| unknown_instance(e, instance_guid))?;
+        self.authorize(caller, &overview.listing.instance, Role::Read).await?;
+        Ok(overview)
+    }
+
     /// Whether the caller holds `need` on the instance: 403 when not (recorded in
     /// the audit log when a change was refused).
     async fn authorize(&self, caller: &Caller, instance: &Instance, need: Role) -> Result<(), ApiError> {

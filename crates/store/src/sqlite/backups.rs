@@ -19,21 +19,44 @@ const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.
      FROM restores r JOIN backups b ON b.id = r.backup_id";
 
 /// An instance's backups, each with its job: the Backups page and API lists.
-pub(super) static BACKUPS: LazyLock<String> = LazyLock::new(|| folded(BACKUP_SELECT, "WHERE b.instance_id = ?"));
+pub(super) static BACKUPS: LazyLock<String> =
+    LazyLock::new(|| folded::<BackupRow>(BACKUP_SELECT, "WHERE b.instance_id = ?"));
 /// An instance by its id (`?1`), with its backups folded as [`BACKUPS`] folds them
-/// and its newest key of kind `?2` as a JSON object (NULL without one). One
+/// and its newest key of kind `?2` as one folded row (NULL without one). One
 /// statement, so a listing costs one hand-off to sqlx's worker thread instead of
 /// three; the subqueries find the instance through the same unique index.
-pub(super) static LISTING: LazyLock<String> = LazyLock::new(|| {
-    let instance_id = "(SELECT id FROM instances WHERE guid = ?1)";
-    let backups = folded(BACKUP_SELECT, &format!("WHERE b.instance_id = {instance_id}"));
-    let key = format!(
-        "SELECT json_object('id', id, 'instance_id', instance_id, 'kind', kind, 'sealed_key', sealed_key, \
-         'created_at', created_at) FROM instance_keys WHERE instance_id = {instance_id} AND kind = ?2 \
-         ORDER BY id DESC LIMIT 1"
-    );
-    format!("SELECT {INSTANCE_COLUMNS}, ({backups}) AS backups, ({key}) AS personal_key FROM instances WHERE guid = ?1")
+pub(super) static LISTING: LazyLock<String> = LazyLock::new(|| listing(""));
+
+/// [`LISTING`] and what else the Backups page shows: the restores and their jobs
+/// folded as [`RESTORES`] and [`RESTORE_JOBS`] fold them, the instance's own
+/// backup settings as one folded row (NULL without), and how many nodes it has.
+pub(super) static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
+    let instance_id = INSTANCE_ID;
+    let restores = folded::<RestoreRow>(RESTORE_SELECT, &format!("WHERE r.instance_id = {instance_id}"));
+    let jobs = folded::<JobRow>(JOB_SELECT, &format!("WHERE instance_id = {instance_id} AND restore_id IS NOT NULL"));
+    let settings =
+        format!("SELECT {} FROM backup_settings WHERE instance_id = {instance_id}", folded::row::<SettingsRow>());
+    let nodes = format!("SELECT count(*) FROM nodes WHERE instance_id = {instance_id}");
+    listing(&format!(
+        ", ({restores}) AS restores, ({jobs}) AS restore_jobs, ({settings}) AS settings, ({nodes}) AS nodes"
+    ))
 });
+
+/// The instance of a listing, by its id (`?1`).
+const INSTANCE_ID: &str = "(SELECT id FROM instances WHERE guid = ?1)";
+
+/// [`LISTING`] with more columns after its own.
+fn listing(more_columns: &str) -> String {
+    let backups = folded::<BackupRow>(BACKUP_SELECT, &format!("WHERE b.instance_id = {INSTANCE_ID}"));
+    let key = format!(
+        "SELECT {} FROM instance_keys WHERE instance_id = {INSTANCE_ID} AND kind = ?2 ORDER BY id DESC LIMIT 1",
+        folded::row::<KeyRow>()
+    );
+    format!(
+        "SELECT {INSTANCE_COLUMNS}, ({backups}) AS backups, ({key}) AS personal_key{more_columns} \
+         FROM instances WHERE guid = ?1"
+    )
+}
 
 /// Backups as the lists show them: newest first.
 fn newest_first(rows: Vec<BackupRow>) -> StoreResult<Vec<Backup>> {
@@ -50,11 +73,41 @@ struct ListingRow {
     personal_key: Option<String>,
 }
 
+impl ListingRow {
+    fn read(self) -> StoreResult<BackupListing> {
+        let backups = newest_first(folded::parse(&self.backups)?)?;
+        let personal_key = match self.personal_key {
+            Some(json) => Some(folded::parse::<KeyRow>(&json)?.try_into()?),
+            None => None,
+        };
+        Ok(BackupListing { instance: self.instance.try_into()?, backups, personal_key })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OverviewRow {
+    #[sqlx(flatten)]
+    listing: ListingRow,
+    restores: String,
+    restore_jobs: String,
+    settings: Option<String>,
+    nodes: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct SettingsRow {
+    min_backup_count: i64,
+    retention_time_days: i64,
+    /// SQLite's JSON has no booleans: 0 or 1.
+    exclude_from_auto_backup: i64,
+}
+
 /// An instance's restores.
-pub(super) static RESTORES: LazyLock<String> = LazyLock::new(|| folded(RESTORE_SELECT, "WHERE r.instance_id = ?"));
+pub(super) static RESTORES: LazyLock<String> =
+    LazyLock::new(|| folded::<RestoreRow>(RESTORE_SELECT, "WHERE r.instance_id = ?"));
 /// The jobs of an instance's restores (one per node restored).
 pub(super) static RESTORE_JOBS: LazyLock<String> =
-    LazyLock::new(|| folded(JOB_SELECT, "WHERE instance_id = ? AND restore_id IS NOT NULL"));
+    LazyLock::new(|| folded::<JobRow>(JOB_SELECT, "WHERE instance_id = ? AND restore_id IS NOT NULL"));
 
 impl SqliteStore {
     async fn backup_where(&self, condition: &str, a: i64, b: Option<i64>) -> StoreResult<Backup> {
@@ -71,31 +124,38 @@ impl SqliteStore {
         let Some(instance_id) = rows.first().map(|r| r.instance_id) else {
             return Ok(Vec::new());
         };
-        let mut jobs: Vec<Job> = convert(folded::fetch::<JobRow>(&self.pool, &RESTORE_JOBS, instance_id).await?)?;
-        jobs.sort_unstable_by_key(|j| j.id);
-        let mut by_restore: HashMap<i64, Vec<Job>> = HashMap::new();
-        for job in jobs {
-            by_restore.entry(job.restore_id.unwrap_or_default()).or_default().push(job);
-        }
-        Ok(rows
-            .into_iter()
-            .map(|r| Restore {
-                jobs: by_restore.remove(&r.id).unwrap_or_default(),
-                id: r.id,
-                instance_id: r.instance_id,
-                seq: r.seq,
-                backup_id: r.backup_id,
-                backup_seq: r.backup_seq,
-                created_at: r.created_at,
-                target_time: r.target_time,
-                timeline: r.timeline,
-            })
-            .collect())
+        let jobs = folded::fetch::<JobRow>(&self.pool, &RESTORE_JOBS, instance_id).await?;
+        attach_jobs(rows, jobs)
     }
 
     async fn one_restore(&self, row: RestoreRow) -> StoreResult<Restore> {
         self.with_jobs(vec![row]).await?.pop().ok_or(crate::StoreError::NotFound)
     }
+}
+
+/// Restores newest first, each with its jobs (the instance's restore jobs).
+fn attach_jobs(mut rows: Vec<RestoreRow>, jobs: Vec<JobRow>) -> StoreResult<Vec<Restore>> {
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+    let mut jobs: Vec<Job> = convert(jobs)?;
+    jobs.sort_unstable_by_key(|j| j.id);
+    let mut by_restore: HashMap<i64, Vec<Job>> = HashMap::new();
+    for job in jobs {
+        by_restore.entry(job.restore_id.unwrap_or_default()).or_default().push(job);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Restore {
+            jobs: by_restore.remove(&r.id).unwrap_or_default(),
+            id: r.id,
+            instance_id: r.instance_id,
+            seq: r.seq,
+            backup_id: r.backup_id,
+            backup_seq: r.backup_seq,
+            created_at: r.created_at,
+            target_time: r.target_time,
+            timeline: r.timeline,
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -130,12 +190,32 @@ impl BackupStore for SqliteStore {
             .bind(KeyKind::Personal.as_str())
             .fetch_one(&self.pool)
             .await?;
-        let backups = newest_first(folded::parse(&row.backups)?)?;
-        let personal_key = match row.personal_key {
-            Some(json) => Some(folded::parse::<KeyRow>(&json)?.try_into()?),
-            None => None,
+        row.read()
+    }
+
+    async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview> {
+        let row: OverviewRow = sqlx::query_as(AssertSqlSafe(OVERVIEW.as_str()))
+            .bind(instance_guid)
+            .bind(KeyKind::Personal.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        let settings = match row.settings {
+            Some(json) => {
+                let s: SettingsRow = folded::parse(&json)?;
+                BackupSettings {
+                    min_backup_count: s.min_backup_count,
+                    retention_time_days: s.retention_time_days,
+                    exclude_from_auto_backup: s.exclude_from_auto_backup != 0,
+                }
+            }
+            None => defaults,
         };
-        Ok(BackupListing { instance: row.instance.try_into()?, backups, personal_key })
+        Ok(BackupsOverview {
+            restores: attach_jobs(folded::parse(&row.restores)?, folded::parse(&row.restore_jobs)?)?,
+            listing: row.listing.read()?,
+            settings,
+            nodes: usize::try_from(row.nodes).unwrap_or(0),
+        })
     }
 
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()> {
@@ -202,8 +282,7 @@ impl BackupStore for SqliteStore {
     }
 
     async fn restores(&self, instance_id: i64) -> StoreResult<Vec<Restore>> {
-        let mut rows = folded::fetch::<RestoreRow>(&self.pool, &RESTORES, instance_id).await?;
-        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+        let rows = folded::fetch::<RestoreRow>(&self.pool, &RESTORES, instance_id).await?;
         self.with_jobs(rows).await
     }
 

@@ -10,6 +10,7 @@ mod jobs;
 mod plans;
 mod rows;
 mod sessions;
+mod stored_time;
 mod users;
 
 use std::path::Path;

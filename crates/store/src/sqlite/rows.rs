@@ -132,6 +132,7 @@ pub(super) struct KeyRow {
     instance_id: i64,
     kind: String,
     sealed_key: String,
+    #[serde(deserialize_with = "super::stored_time::required")]
     created_at: DateTime<Utc>,
 }
 
@@ -159,9 +160,13 @@ pub(super) struct JobRow {
     node_index: Option<i64>,
     status: String,
     error: Option<String>,
+    #[serde(deserialize_with = "super::stored_time::required")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     started_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "super::stored_time::required")]
     updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     finished_at: Option<DateTime<Utc>>,
     progress_bytes: Option<i64>,
     progress_total: Option<i64>,
@@ -207,15 +212,20 @@ pub(super) struct BackupRow {
     size: Option<i64>,
     sha256: Option<String>,
     plain_size: Option<i64>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     deleted_at: Option<DateTime<Utc>>,
     job_id: i64,
     kind: String,
     node_index: Option<i64>,
     status: String,
     error: Option<String>,
+    #[serde(deserialize_with = "super::stored_time::required")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     started_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "super::stored_time::required")]
     updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     finished_at: Option<DateTime<Utc>>,
     progress_bytes: Option<i64>,
     progress_total: Option<i64>,
@@ -268,7 +278,9 @@ pub(super) struct RestoreRow {
     pub seq: i64,
     pub backup_id: i64,
     pub backup_seq: i64,
+    #[serde(deserialize_with = "super::stored_time::required")]
     pub created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
     pub target_time: Option<DateTime<Utc>>,
     pub timeline: Option<i64>,
 }

@@ -104,10 +104,10 @@ struct BackupsPage {
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
-    let store::BackupListing { instance, backups, personal_key } =
-        state.authorized_backup_listing(caller, guid).await?;
+    let store::BackupsOverview { listing, restores, settings, nodes } =
+        state.authorized_backups_overview(caller, guid).await?;
+    let store::BackupListing { instance, backups, personal_key } = listing;
     let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
-    let restores = state.store.restores(instance.id).await?;
     let mut page = Frame::new(caller);
     page.nav = Some(Nav::new(&instance.guid, "backups", role));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
@@ -128,10 +128,10 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         restores,
         min_key_length: state.config.backups.min_encryption_key_length,
         has_personal_key: personal_key.is_some(),
-        settings: state.store.backup_settings(instance.id, state.config.backups.default_settings()).await?,
+        settings,
         backup_contents: state.engine_of(&instance).map_or("", |e| e.backup_contents()),
         pitr,
-        clustered: state.store.nodes(instance.id).await?.len() > 1,
+        clustered: nodes > 1,
     }))
 }
 
