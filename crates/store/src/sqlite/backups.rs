@@ -31,12 +31,11 @@ pub(super) static LISTING: LazyLock<String> = LazyLock::new(|| listing(""));
 /// folded as [`RESTORES`] and [`RESTORE_JOBS`] fold them, the instance's own
 /// backup settings as one folded row (NULL without), and how many nodes it has.
 pub(super) static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
-    let instance_id = INSTANCE_ID;
-    let restores = folded::<RestoreRow>(RESTORE_SELECT, &format!("WHERE r.instance_id = {instance_id}"));
-    let jobs = folded::<JobRow>(JOB_SELECT, &format!("WHERE instance_id = {instance_id} AND restore_id IS NOT NULL"));
+    let restores = folded::<RestoreRow>(RESTORE_SELECT, &format!("WHERE r.instance_id = {INSTANCE_ID}"));
+    let jobs = folded::<JobRow>(JOB_SELECT, &format!("WHERE instance_id = {INSTANCE_ID} AND restore_id IS NOT NULL"));
     let settings =
-        format!("SELECT {} FROM backup_settings WHERE instance_id = {instance_id}", folded::row::<SettingsRow>());
-    let nodes = format!("SELECT count(*) FROM nodes WHERE instance_id = {instance_id}");
+        format!("SELECT {} FROM backup_settings WHERE instance_id = {INSTANCE_ID}", folded::row::<SettingsRow>());
+    let nodes = format!("SELECT count(*) FROM nodes WHERE instance_id = {INSTANCE_ID}");
     listing(&format!(
         ", ({restores}) AS restores, ({jobs}) AS restore_jobs, ({settings}) AS settings, ({nodes}) AS nodes"
     ))
