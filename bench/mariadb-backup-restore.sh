@@ -479,7 +479,7 @@ with open(path, "rb") as f:
         ts = datetime.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
         spans = line.get("spans", []) + [line.get("span", {})]
         in_restore = any(s.get("job.kind") == "restore" for s in spans)
-        for key, wanted, restore_only in (("begin", "job started", True), ("loaded", "backup verified and loaded; switching over", False),
+        for key, wanted, restore_only in (("begin", "job started", True), ("loaded", "verified and loaded; switching over", False),
                                           ("exited", "engine process exited", False), ("started", "engine started", False),
                                           ("done", "job done", True)):
             if msg == wanted and (in_restore or not restore_only) and key not in t:
