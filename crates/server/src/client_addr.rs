@@ -10,16 +10,14 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::config::HttpConfig;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The client's address as svcdash records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +105,11 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 /// Records the client's address in the request, for [`ClientAddr`] and
 /// [`crate::auth::client_addr`].
-pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub fn identify(config: &HttpConfig, request: &mut Request) {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        let http = &state.config.http;
-        let client = resolve(peer.ip(), request.headers(), &http.client_address_header, &http.trusted_proxies);
+        let client = resolve(peer.ip(), request.headers(), &config.client_address_header, &config.trusted_proxies);
         request.extensions_mut().insert(ClientAddr(client));
     }
-    next.run(request).await
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {

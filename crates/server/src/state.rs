@@ -13,8 +13,20 @@ use crate::auth::{Authority, LoginLimiter, ProviderKind};
 use crate::catalog::Catalog;
 use crate::config::Config;
 
+/// Handles and layers clone it for every request, so a clone is one reference
+/// count: no copy of the master key, no allocation.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub store: Arc<dyn Store>,
@@ -65,7 +77,7 @@ impl AppState {
             config.auth.password_check_slots,
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new(&config.metrics));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             metrics,
             config: Arc::new(config),
             catalog: Arc::new(catalog),
@@ -78,7 +90,7 @@ impl AppState {
             oidc,
             jobs: Arc::new(Notify::new()),
             login_limiter,
-        })
+        })))
     }
 
     pub fn dashboard_url(&self, instance_guid: &str) -> String {

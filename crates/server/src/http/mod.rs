@@ -5,6 +5,7 @@
 mod broker;
 mod dashboard;
 mod download;
+mod envelope;
 mod extract;
 mod legacy;
 mod login;
@@ -18,7 +19,6 @@ mod v1;
 
 use axum::Router;
 use axum::http::StatusCode;
-use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,14 +37,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "this route does not take that method")
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::client_addr::identify))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::prometheus::track))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // The matched route, not the raw path: ids stay out of span names.
-            let route =
-                req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
-        .layer(axum::middleware::from_fn(security_headers::add))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), envelope::surround))
         .with_state(state)
 }

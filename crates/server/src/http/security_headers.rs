@@ -3,13 +3,10 @@
 //! pages inside another site's frame, from telling other sites which URL a person
 //! came from, and from guessing a content type other than the one declared.
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
 use axum::http::header::{
     CONTENT_SECURITY_POLICY, HeaderName, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue};
 
 /// The pages load `/assets/app.js` and `/assets/app.css` and talk to svcdash only:
 /// no inline script or style, no eval, no plugins, no `<base>`, no framing.
@@ -23,12 +20,9 @@ const HEADERS: [(HeaderName, &str); 4] = [
     (X_CONTENT_TYPE_OPTIONS, "nosniff"),
 ];
 
-/// Adds the headers to the answer (a route that set one of them keeps its own).
-pub async fn add(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+/// Adds the headers to an answer (a route that set one of them keeps its own).
+pub fn add(headers: &mut HeaderMap) {
     for (name, value) in HEADERS {
         headers.entry(name).or_insert(HeaderValue::from_static(value));
     }
-    response
 }

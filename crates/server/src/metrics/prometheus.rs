@@ -3,11 +3,7 @@
 //! jobs in the queue by kind and status (read from the store at scrape time, so
 //! they are right across restarts and replicas).
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +15,7 @@ use crate::state::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     /// The route template (`/v1/instances/{instance_id}/backups`), never the raw path.
     route: String,
     status: u16,
@@ -98,6 +94,24 @@ impl Prometheus {
         }
     }
 
+    /// Counts and times one answered request, by its route template (`route`).
+    pub fn observe_request(&self, method: &Method, route: &str, status: StatusCode, seconds: f64) {
+        // Any token is a valid method; unknown ones share a label so they cannot grow the series.
+        let method = match method.as_str() {
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
+        let labels = RequestLabels { method, route: route.to_owned(), status: status.as_u16() };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(seconds);
+    }
+
     pub fn observe_job(&self, kind: &str, status: &str, seconds: f64) {
         self.job_seconds.get_or_create(&JobLabels { kind: kind.into(), status: status.into() }).observe(seconds);
     }
@@ -128,21 +142,4 @@ impl Default for Prometheus {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Counts and times every request by its route template.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Any token is a valid method; unknown ones share a label so they cannot grow the series.
-    let method = match request.method().as_str() {
-        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_owned(),
-        _ => "other".to_owned(),
-    };
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let labels = RequestLabels { method, route, status: response.status().as_u16() };
-    let prometheus = &state.metrics.prometheus;
-    prometheus.requests.get_or_create(&labels).inc();
-    prometheus.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    response
 }
