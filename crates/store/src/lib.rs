@@ -205,8 +205,9 @@ pub trait UserStore: Send + Sync {
         token_hash: &str,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StoreResult<Token>;
-    /// The token with this hash and its user, if the token has not expired.
-    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User)>;
+    /// The token with this hash, its user and the user's grants, if the token has
+    /// not expired.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User, Vec<Grant>)>;
     /// Every token (expired ones too), or the user's, oldest first.
     async fn list_tokens(&self, user_id: Option<i64>) -> StoreResult<Vec<Token>>;
     /// Deletes a token and ends the sessions made from it, in one transaction;

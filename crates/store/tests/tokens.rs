@@ -32,7 +32,7 @@ async fn expired_tokens_identify_nobody_and_listing_shows_them() {
     let expired = store.create_token(alice.id, "expired", Some(Utc::now() - Duration::seconds(1))).await.unwrap();
     let forever = store.create_token(bob.id, "forever", None).await.unwrap();
 
-    let (token, user) = store.token_by_hash("live").await.unwrap();
+    let (token, user, _) = store.token_by_hash("live").await.unwrap();
     assert_eq!((token, user.name), (live.clone(), "alice".to_owned()));
     assert_eq!(store.token_by_hash("forever").await.unwrap().0, forever);
     assert!(matches!(store.token_by_hash("expired").await, Err(StoreError::NotFound)));
@@ -116,4 +116,26 @@ async fn revoking_a_tenant_removes_its_subtenant_grants_too() {
     assert_eq!(store.revoke_grants(bob.id, "org-a", None).await.unwrap(), 2);
     let left: Vec<String> = store.grants(bob.id).await.unwrap().into_iter().map(|g| g.tenant_id).collect();
     assert_eq!(left, ["org-b"]);
+}
+
+#[tokio::test]
+async fn a_token_brings_its_users_grants_in_order_and_none_of_anyone_elses() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let alice = store.create_user("alice").await.unwrap();
+    let bob = store.create_user("bob").await.unwrap();
+    store.create_token(alice.id, "alice-token", None).await.unwrap();
+    store.create_token(bob.id, "bob-token", None).await.unwrap();
+    store.grant(bob.id, "org-b", Some("s1"), Role::Manage).await.unwrap();
+    store.grant(bob.id, "org-a", None, Role::Read).await.unwrap();
+    store.grant(alice.id, "org-c", None, Role::Manage).await.unwrap();
+
+    let (_, user, grants) = store.token_by_hash("bob-token").await.unwrap();
+    assert_eq!(user.name, "bob");
+    assert_eq!(grants, store.grants(bob.id).await.unwrap());
+    let tenants: Vec<(&str, Option<&str>, Role)> =
+        grants.iter().map(|g| (g.tenant_id.as_str(), g.subtenant_id.as_deref(), g.role)).collect();
+    assert_eq!(tenants, [("org-b", Some("s1"), Role::Manage), ("org-a", None, Role::Read)]);
+
+    store.revoke_grants(alice.id, "org-c", None).await.unwrap();
+    assert_eq!(store.token_by_hash("alice-token").await.unwrap().2, []);
 }

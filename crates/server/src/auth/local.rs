@@ -53,21 +53,25 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// A local user as a principal, with their current grants.
 pub async fn principal(store: &dyn Store, user: store::User) -> Result<Principal, AuthError> {
     let grants = store.grants(user.id).await?;
-    Ok(Principal {
+    Ok(principal_with(user, grants))
+}
+
+fn principal_with(user: store::User, grants: Vec<store::Grant>) -> Principal {
+    Principal {
         subject: format!("local:{}", user.name),
         name: user.name,
         grants,
         groups: Vec::new(),
         provider_token: None,
         credential: Credential::default(),
-    })
+    }
 }
 
 impl LocalTokens {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         match self.store.token_by_hash(&hash_token(token)).await {
-            Ok((token, user)) => {
-                let mut principal = principal(self.store.as_ref(), user).await?;
+            Ok((token, user, grants)) => {
+                let mut principal = principal_with(user, grants);
                 principal.credential = Credential { token_id: Some(token.id), expires_at: token.expires_at };
                 Ok(principal)
             }

@@ -107,9 +107,14 @@ impl UserStore for SqliteStore {
         Ok(sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&self.pool).await?.into())
     }
 
-    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User)> {
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User, Vec<Grant>)> {
+        // The grants come folded into the same row: every authenticated request
+        // reads this, and each statement is a hand-off to sqlx's worker thread.
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, u.password_hash, u.created_at AS user_created_at FROM tokens t JOIN users u ON u.id = t.user_id \
+            "SELECT {TOKEN_COLUMNS}, u.password_hash, u.created_at AS user_created_at, \
+             (SELECT json_group_array(json_array(tenant_id, subtenant_id, role)) FROM \
+              (SELECT tenant_id, subtenant_id, role FROM user_grants WHERE user_id = t.user_id ORDER BY id)) AS grants \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)"
         );
         let row = sqlx::query_as::<_, TokenUserRow>(sqlx::AssertSqlSafe(sql))
@@ -117,13 +122,18 @@ impl UserStore for SqliteStore {
             .bind(now())
             .fetch_one(&self.pool)
             .await?;
+        let grants: Vec<(String, Option<String>, String)> = super::folded::parse(&row.grants)?;
+        let grants = grants
+            .into_iter()
+            .map(|(tenant_id, subtenant_id, role)| Ok(Grant { tenant_id, subtenant_id, role: role.parse()? }))
+            .collect::<StoreResult<_>>()?;
         let user = User {
             id: row.token.user_id,
             name: row.token.user_name.clone(),
             password_hash: row.password_hash,
             created_at: row.user_created_at,
         };
-        Ok((row.token.into(), user))
+        Ok((row.token.into(), user, grants))
     }
 
     async fn list_tokens(&self, user_id: Option<i64>) -> StoreResult<Vec<Token>> {
@@ -183,6 +193,8 @@ struct TokenUserRow {
     token: TokenRow,
     password_hash: Option<String>,
     user_created_at: DateTime<Utc>,
+    /// The user's grants, as a JSON array of `[tenant_id, subtenant_id, role]`.
+    grants: String,
 }
 
 impl SqliteStore {
