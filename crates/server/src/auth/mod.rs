@@ -196,29 +196,30 @@ impl AppState {
         Ok(listing)
     }
 
-    /// What the Backups page shows of an instance, if the caller may read it: 404
-    /// and 403 as [`AppState::authorized_instance`] answers.
+    /// What the Backups page shows of an instance, and the caller's role on it,
+    /// if the caller may read it: 404 and 403 as [`AppState::authorized_instance`]
+    /// answers.
     pub async fn authorized_backups_overview(
         &self,
         caller: &Caller,
         instance_guid: &str,
-    ) -> Result<store::BackupsOverview, ApiError> {
+    ) -> Result<(store::BackupsOverview, Role), ApiError> {
         let defaults = self.config.backups.default_settings();
         let overview = self
             .store
             .backups_overview(instance_guid, defaults)
             .await
             .map_err(|e| unknown_instance(e, instance_guid))?;
-        self.authorize(caller, &overview.listing.instance, Role::Read).await?;
-        Ok(overview)
+        let role = self.authorize(caller, &overview.listing.instance, Role::Read).await?;
+        Ok((overview, role))
     }
 
-    /// Whether the caller holds `need` on the instance: 403 when not (recorded in
-    /// the audit log when a change was refused).
-    async fn authorize(&self, caller: &Caller, instance: &Instance, need: Role) -> Result<(), ApiError> {
+    /// The caller's role on the instance if it is at least `need`: 403 when not
+    /// (recorded in the audit log when a change was refused).
+    async fn authorize(&self, caller: &Caller, instance: &Instance, need: Role) -> Result<Role, ApiError> {
         let role = self.auth.role(&caller.principal, instance).await?;
-        if role >= Some(need) {
-            return Ok(());
+        if let Some(held) = role.filter(|held| *held >= need) {
+            return Ok(held);
         }
         let instance_guid = &instance.guid;
         let description = match role {

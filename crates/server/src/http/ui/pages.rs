@@ -104,12 +104,11 @@ struct BackupsPage {
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
-    let store::BackupsOverview { listing, restores, settings, nodes } =
+    let (store::BackupsOverview { listing, restores, settings, nodes }, role) =
         state.authorized_backups_overview(caller, guid).await?;
     let store::BackupListing { instance, backups, personal_key } = listing;
-    let role = state.auth.role(&caller.principal, &instance).await.map_err(crate::error::ApiError::from)?;
     let mut page = Frame::new(caller);
-    page.nav = Some(Nav::new(&instance.guid, "backups", role));
+    page.nav = Some(Nav::new(&instance.guid, "backups", Some(role)));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
     let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
     let pitr = match instance.continuous_archiving {
@@ -123,7 +122,7 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
     Ok(render(&BackupsPage {
         page,
         i: InstanceView::new(state, &instance),
-        may_manage: role == Some(Role::Manage),
+        may_manage: role == Role::Manage,
         backups: backups.iter().map(|b| BackupView::new(b, personal_key.as_ref())).collect(),
         restores,
         min_key_length: state.config.backups.min_encryption_key_length,
