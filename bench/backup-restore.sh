@@ -273,6 +273,7 @@ descendants() {
 }
 
 vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rssfile_kib() { awk '/^RssFile:/ { print $2 }' "/proc/$1/status"; }
 vmrss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # proc_cpu PID: user + system seconds of PID and of its reaped children.
@@ -379,8 +380,9 @@ check_rows() { # check_rows NAME URI
 # polling costs the measured server next to no CPU) and records it. Sets TASK_ID.
 svcdash_task() {
     local name=$1 post=$2 poll=$3
-    local hwm_start reset=no cpu0 cpu1 line wall child task
+    local hwm_start reset=no cpu0 cpu1 line wall child anon task file_start
     hwm_start=$(vmhwm_kib "$SVC_PID")
+    file_start=$(rssfile_kib "$SVC_PID")
     # Linux >= 4.0: writing 5 resets the peak RSS to the current RSS.
     if { echo 5 >"/proc/$SVC_PID/clear_refs"; } 2>/dev/null; then reset=yes; fi
     cpu0=$(proc_cpu "$SVC_PID")
@@ -388,7 +390,7 @@ svcdash_task() {
     line=$(python3 "$BENCH/svcdash_task.py" "$BASE" "$TOKEN" "$SVC_PID" "$post" "$poll" \
         "$POLL_S" "$TASK_TIMEOUT_S") || die "$name failed"
     cpu1=$(proc_cpu "$SVC_PID")
-    read -r wall child task <<<"$line"
+    read -r wall child anon task <<<"$line"
     printf '%s' "$task" >"$tmp/body"
     TASK_ID=$(body | json 'd["id"]')
     local hwm_end server_s size
@@ -396,7 +398,7 @@ svcdash_task() {
     server_s=$(body | json '(__import__("datetime").datetime.fromisoformat(d["finished_at"].replace("Z", "+00:00")) - __import__("datetime").datetime.fromisoformat(d["triggered_at"].replace("Z", "+00:00"))).total_seconds()' 2>/dev/null || echo "?")
     size=$(body | json 'd.get("size", 0)')
     local stages
-    stages="server-side ${server_s} s; VmHWM before $(mib $((hwm_start * 1024))) MiB (reset: $reset); children >= $(mib $((child * 1024))) MiB (sampled)"
+    stages="server-side ${server_s} s; VmHWM before $(mib $((hwm_start * 1024))) MiB (reset: $reset); children >= $(mib $((child * 1024))) MiB (sampled); server RssAnon >= $(mib $((anon * 1024))) MiB (sampled), RssFile $(mib $((file_start * 1024))) -> $(mib $(($(rssfile_kib "$SVC_PID") * 1024))) MiB"
     record "$name" "$wall" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" "${size:-0}" "$hwm_end" "$stages"
     log "$name: ${wall} s (server: ${server_s} s), $(mib "${size:-0}") MiB, VmHWM $(mib $((hwm_start * 1024))) -> $(mib $((hwm_end * 1024))) MiB"
 }

@@ -305,6 +305,7 @@ descendants() {
 }
 
 vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rssfile_kib() { awk '/^RssFile:/ { print $2 }' "/proc/$1/status"; }
 
 # proc_cpu PID: user + system seconds of PID and of its reaped children.
 proc_cpu() {
@@ -431,8 +432,9 @@ sum_rounds() {
 CPU_ADJUST=0   # seconds to subtract from the server's CPU (a reaped old mariadbd's)
 svcdash_task() {
     local name=$1 post=$2 poll=$3
-    local hwm_start reset=no cpu0 cpu1 line wall child task
+    local hwm_start reset=no cpu0 cpu1 line wall child anon task file_start
     hwm_start=$(vmhwm_kib "$SVC_PID")
+    file_start=$(rssfile_kib "$SVC_PID")
     # Linux >= 4.0: writing 5 resets the peak RSS to the current RSS.
     if { echo 5 >"/proc/$SVC_PID/clear_refs"; } 2>/dev/null; then reset=yes; fi
     cpu0=$(proc_cpu "$SVC_PID")
@@ -446,7 +448,7 @@ svcdash_task() {
         die "$name failed"
     }
     cpu1=$(proc_cpu "$SVC_PID")
-    read -r wall child task <<<"$line"
+    read -r wall child anon task <<<"$line"
     printf '%s' "$task" >"$tmp/body"
     TASK_ID=$(body | json 'd["id"]')
     local hwm_end server_s size
@@ -454,7 +456,7 @@ svcdash_task() {
     server_s=$(body | json '(__import__("datetime").datetime.fromisoformat(d["finished_at"].replace("Z", "+00:00")) - __import__("datetime").datetime.fromisoformat(d["triggered_at"].replace("Z", "+00:00"))).total_seconds()' 2>/dev/null || echo "?")
     size=$(body | json 'd.get("size", 0)')
     local stages
-    stages="server-side ${server_s} s; VmHWM before $(mib $((hwm_start * 1024))) MiB (reset: $reset); children >= $(mib $((child * 1024))) MiB (sampled)"
+    stages="server-side ${server_s} s; VmHWM before $(mib $((hwm_start * 1024))) MiB (reset: $reset); children >= $(mib $((child * 1024))) MiB (sampled); server RssAnon >= $(mib $((anon * 1024))) MiB (sampled), RssFile $(mib $((file_start * 1024))) -> $(mib $(($(rssfile_kib "$SVC_PID") * 1024))) MiB"
     record "$name" "$wall" "$(awk -v a="$cpu0" -v b="$cpu1" -v c="$CPU_ADJUST" 'BEGIN { printf "%.2f", b - a - c }')" "${size:-0}" "$hwm_end" "$stages"
     log "$name: ${wall} s (server: ${server_s} s), $(mib "${size:-0}") MiB, VmHWM $(mib $((hwm_start * 1024))) -> $(mib $((hwm_end * 1024))) MiB"
 }

@@ -7,11 +7,14 @@ POSTs `{}` to BASE_URL + POST_PATH, then GETs BASE_URL + POLL_PREFIX/<id> every
 INTERVAL_S seconds until the task is `done` (exit 0) or `failed`/`deleted` or
 TIMEOUT_S passed (exit 1). Prints one line:
 
-    wall_s child_peak_kib <the task's last JSON body>
+    wall_s child_peak_kib server_anon_peak_kib <the task's last JSON body>
 
 wall_s runs from just before the POST to the poll that saw `done`.
 child_peak_kib is the largest VmHWM seen among SERVER_PID's pg_dump /
 pg_restore / psql descendants at the polls (a lower bound of their peak).
+server_anon_peak_kib is the largest RssAnon of SERVER_PID seen at the polls:
+its own memory, without the pages of its program and libraries that VmHWM
+also counts (a lower bound of its peak).
 
 Environment (both optional):
   SVCDASH_TASK_TOOLS  comma-separated process names to sample instead of the
@@ -96,6 +99,17 @@ def child_tool_peak(root: int) -> int:
 TRACE = os.environ.get("SVCDASH_TASK_TRACE")
 
 
+def rss_anon(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def write_trace() -> None:
     if TRACE:
         with open(TRACE, "w") as f:
@@ -116,9 +130,10 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"POST {post}: HTTP {code}: {body[:1000]!r}\n")
         return 1
     task_id = json.loads(body)["id"]
-    peak = 0
+    peak = anon = 0
     while True:
         peak = max(peak, child_tool_peak(server_pid))
+        anon = max(anon, rss_anon(server_pid))
         code, body = request("GET", f"{base}{poll}/{task_id}", token)
         if code != 200:
             sys.stderr.write(f"GET {poll}/{task_id}: HTTP {code}: {body[:1000]!r}\n")
@@ -135,7 +150,7 @@ def main(argv: list[str]) -> int:
         time.sleep(interval_s)
     wall = time.monotonic() - t0
     write_trace()
-    print(f"{wall:.3f} {peak} {json.dumps(task)}")
+    print(f"{wall:.3f} {peak} {anon} {json.dumps(task)}")
     return 0
 
 
