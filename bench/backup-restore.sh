@@ -295,7 +295,7 @@ wait_deprovisioned() { # wait_deprovisioned IID
 # --- results -------------------------------------------------------------------
 
 ROWS=()
-declare -A WALL CPU SIZE RSS STAGES
+declare -A WALL CPU SIZE RSS STAGES ANON FILE
 # record NAME WALL CPU SIZE_BYTES RSS_KIB STAGES_TEXT
 record() {
     ROWS+=("$1"); WALL[$1]=$2; CPU[$1]=$3; SIZE[$1]=$4; RSS[$1]=$5; STAGES[$1]=$6
@@ -391,6 +391,7 @@ svcdash_task() {
         "$POLL_S" "$TASK_TIMEOUT_S") || die "$name failed"
     cpu1=$(proc_cpu "$SVC_PID")
     read -r wall child anon task <<<"$line"
+    ANON[$name]=$anon FILE[$name]=$(rssfile_kib "$SVC_PID")
     printf '%s' "$task" >"$tmp/body"
     TASK_ID=$(body | json 'd["id"]')
     local hwm_end server_s size
@@ -522,8 +523,10 @@ if [ -n "${BENCH_SERIES:-}" ]; then
     report="$BENCH_OUT/backup-series-$(date -u +%Y%m%dT%H%M%SZ).txt"
     {
         echo "svcdash backup/restore series, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, server env: ${BENCH_SERVER_ENV:-none}"
-        echo "database: $(mib "$DB_BYTES") MiB on disk, $SOURCE_ROWS rows; RSS after start $(mib $(($(vmrss_kib "$SVC_PID") * 1024))) MiB"
-        printf '%-6s %9s %14s %13s %9s %14s %13s\n' round 'backup s' 'backup peak' 'RSS after' 'restore s' 'restore peak' 'RSS after'
+        echo "database: $(mib "$DB_BYTES") MiB on disk, $SOURCE_ROWS rows; RSS after start $(mib $(($(vmrss_kib "$SVC_PID") * 1024))) MiB, of which RssFile $(mib $(($(rssfile_kib "$SVC_PID") * 1024))) MiB"
+        echo "peak: VmHWM during the operation; anon: the largest RssAnon seen (sampled, without program pages); file: RssFile after"
+        printf '%-6s %9s %14s %13s %13s %13s %9s %14s %13s %13s\n' round 'backup s' 'backup peak' 'anon' 'file' 'RSS after' \
+            'restore s' 'restore peak' 'anon' 'RSS after'
     } | tee "$report"
     for ((r = 1; r <= BENCH_SERIES; r++)); do
         svcdash_task "backup#$r" "/v1/instances/$IID/backups" "/v1/instances/$IID/backups"
@@ -531,9 +534,11 @@ if [ -n "${BENCH_SERIES:-}" ]; then
         svcdash_task "restore#$r" "/v1/instances/$IID/backups/$TASK_ID/restore" "/v1/instances/$IID/restores"
         r_rss=$(vmrss_kib "$SVC_PID")
         check_rows "restore#$r" "$URI"
-        printf '%-6s %9.2f %10s MiB %9s MiB %9.2f %10s MiB %9s MiB\n' "$r" \
-            "${WALL[backup#$r]}" "$(mib $((RSS[backup#$r] * 1024)))" "$(mib $((b_rss * 1024)))" \
-            "${WALL[restore#$r]}" "$(mib $((RSS[restore#$r] * 1024)))" "$(mib $((r_rss * 1024)))" | tee -a "$report"
+        printf '%-6s %9.2f %10s MiB %9s MiB %9s MiB %9s MiB %9.2f %10s MiB %9s MiB %9s MiB\n' "$r" \
+            "${WALL[backup#$r]}" "$(mib $((RSS[backup#$r] * 1024)))" "$(mib $((ANON[backup#$r] * 1024)))" \
+            "$(mib $((FILE[backup#$r] * 1024)))" "$(mib $((b_rss * 1024)))" \
+            "${WALL[restore#$r]}" "$(mib $((RSS[restore#$r] * 1024)))" "$(mib $((ANON[restore#$r] * 1024)))" \
+            "$(mib $((r_rss * 1024)))" | tee -a "$report"
     done
     peaks=$(for ((r = 1; r <= BENCH_SERIES; r++)); do echo "${RSS[backup#$r]}"; echo "${RSS[restore#$r]}"; done | sort -n)
     {
