@@ -2,10 +2,10 @@
 //! address is recorded, the handler runs in a span named by its route, the answer
 //! is counted and timed for Prometheus and gets the security headers.
 //!
-//! One layer rather than one per concern: under load each `from_fn` layer costs
-//! about as much as its work (a boxed service and future per request), and four
-//! of them cost the listing route about a sixth of its throughput
-//! (`bench/api-load.py`).
+//! One layer rather than one per concern: each `from_fn` layer boxes the inner
+//! service and its future for every request, and four of them (two cloning the
+//! state besides) cost the listing route about a sixth of its throughput under
+//! load (`bench/api-load.py`).
 
 use std::time::Instant;
 
@@ -29,9 +29,9 @@ pub async fn surround(State(state): State<AppState>, mut request: Request, next:
     let elapsed = started.elapsed();
     let status = response.status();
     if status.is_server_error() {
-        span.in_scope(|| {
-            tracing::warn!(status = status.as_u16(), ms = elapsed.as_millis(), "answered with a server error");
-        });
+        tracing::warn!(parent: &span, status = status.as_u16(), ms = elapsed.as_millis(), "answered with a server error");
+    } else {
+        tracing::debug!(parent: &span, status = status.as_u16(), ms = elapsed.as_millis(), "answered");
     }
     state.metrics.prometheus.observe_request(&method, route, status, elapsed.as_secs_f64());
     security_headers::add(response.headers_mut());
