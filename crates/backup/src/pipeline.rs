@@ -121,9 +121,10 @@ where
     // The dump is read on its own task into a buffer of a few MiB, so the dump program
     // never waits on a 64 KiB pipe while the encoder is busy with a chunk.
     let (input_tx, input_rx) = mpsc::channel::<Bytes>(INPUT_CHUNKS);
-    let reader = tokio::spawn(read_chunks(source, input_tx));
+    let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<BytesMut>(INPUT_CHUNKS);
+    let reader = tokio::spawn(read_chunks(source, input_tx, spent_rx));
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let input = ChannelReader::new(input_rx);
+    let input = ChannelReader::recycling(input_rx, spent_tx);
     let compression =
         Compression { level: options.zstd_level, workers: options.zstd_workers, frame_size: options.frame_size };
     let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), compression, tap));
@@ -169,11 +170,16 @@ where
     }
 }
 
-/// Reads `source` to its end in chunks of up to [`COPY_BUFFER`] bytes.
-async fn read_chunks(mut source: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>) -> anyhow::Result<()> {
+/// Reads `source` to its end in chunks of up to [`COPY_BUFFER`] bytes, into the
+/// buffers the encoder has read (`spent`) where there are any.
+async fn read_chunks(
+    mut source: impl AsyncRead + Unpin,
+    tx: mpsc::Sender<Bytes>,
+    spent: std::sync::mpsc::Receiver<BytesMut>,
+) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
     loop {
-        let mut buf = BytesMut::with_capacity(COPY_BUFFER);
+        let mut buf = spent.try_recv().unwrap_or_else(|_| BytesMut::with_capacity(COPY_BUFFER));
         while buf.len() < COPY_BUFFER {
             if source.read_buf(&mut buf).await.context("reading the dump")? == 0 {
                 break;
@@ -206,7 +212,7 @@ fn encode(
     compression: Compression,
     tap: Option<Box<dyn Write + Send>>,
 ) -> anyhow::Result<(u64, Vec<Frame>)> {
-    let sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK) };
+    let sink = ChunkSink::new(tx);
     let encrypted = age::Encryptor::with_recipients(iter::once(recipient as &dyn age::Recipient))
         .context("setting up encryption")?
         .wrap_output(sink)
@@ -244,25 +250,35 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
-/// Collects the encrypted bytes into chunks and hands them on.
+/// Collects the encrypted bytes into chunks of about [`CHUNK`] bytes and hands
+/// them on, in buffers from `pool`.
 struct ChunkSink {
     tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    pool: Pool,
 }
 
 impl ChunkSink {
+    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        let pool = Pool::new();
+        Self { tx, buf: pool.take(), pool }
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = self.buf.split().freeze();
-        self.buf.reserve(CHUNK);
+        let chunk = self.pool.chunk(std::mem::replace(&mut self.buf, self.pool.take()));
         self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 }
 
 impl Write for ChunkSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // A chunk never outgrows its buffer: growing it would allocate anew.
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.send()?;
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             self.send()?;
@@ -272,6 +288,60 @@ impl Write for ChunkSink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Buffers of [`CHUNK`] bytes that come back to be filled again once the chunk
+/// made of them is dropped, wherever that happens (an upload's part, the next
+/// stage of a restore). The server returns freed memory to the system at once
+/// (see `malloc_tunables` in the `svcdash` crate): a new buffer per MiB would cost
+/// the page faults of a fresh MiB each time. Buffers that come back while
+/// [`POOLED`] wait already, or after the pool is gone, are freed.
+struct Pool {
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// Buffers a [`Pool`] keeps at most.
+const POOLED: usize = 4;
+
+impl Pool {
+    fn new() -> Self {
+        let (back, spare) = std::sync::mpsc::sync_channel(POOLED);
+        Self { back, spare }
+    }
+
+    /// An empty buffer of at least [`CHUNK`] bytes.
+    fn take(&self) -> Vec<u8> {
+        match self.spare.try_recv() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf
+            }
+            Err(_) => Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// `buf` as a chunk whose buffer comes back to this pool when it is dropped.
+    fn chunk(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled { buf, back: self.back.clone() })
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let _ = self.back.try_send(std::mem::take(&mut self.buf));
     }
 }
 
@@ -385,7 +455,7 @@ fn decrypt(
     let mut decrypted = decryptor
         .decrypt(iter::once(identity.as_ref() as &dyn age::Identity))
         .map_err(|e| anyhow!("the backup object cannot be decrypted with the instance's key: {e}"))?;
-    let mut sink = ChunkSink { tx, buf: BytesMut::with_capacity(CHUNK) };
+    let mut sink = ChunkSink::new(tx);
     // A failed hand-over means the decompressor stopped: its error says why.
     match copy(&mut decrypted, &mut sink) {
         Ok(_) => {
@@ -412,24 +482,52 @@ fn decompress(reader: ChannelReader, mut writer: SyncIoBridge<impl AsyncWrite + 
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
+    /// Bytes of `current` already read.
+    pos: usize,
+    /// Where chunks that were read go back to be filled again.
+    spent: Option<std::sync::mpsc::SyncSender<BytesMut>>,
 }
 
 impl ChannelReader {
     fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        Self { rx, current: Bytes::new() }
+        Self { rx, current: Bytes::new(), pos: 0, spent: None }
+    }
+
+    /// A reader that hands every chunk it has read back to `spent`. The server
+    /// returns freed memory to the system at once (see `malloc_tunables` in the
+    /// `svcdash` crate): a new buffer per MiB of a dump would cost the page faults
+    /// of a fresh MiB each time.
+    fn recycling(rx: mpsc::Receiver<Bytes>, spent: std::sync::mpsc::SyncSender<BytesMut>) -> Self {
+        Self { spent: Some(spent), ..Self::new(rx) }
+    }
+
+    fn recycle(&self, chunk: Bytes) {
+        let Some(spent) = &self.spent else { return };
+        // Not unique (still shared) or too small: it is simply dropped.
+        if let Ok(mut buf) = chunk.try_into_mut()
+            && buf.capacity() >= COPY_BUFFER
+        {
+            buf.clear();
+            let _ = spent.try_send(buf);
+        }
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
+        while self.pos == self.current.len() {
             match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
+                Some(chunk) => {
+                    let read = std::mem::replace(&mut self.current, chunk);
+                    self.pos = 0;
+                    self.recycle(read);
+                }
                 None => return Ok(0),
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current.split_to(n));
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -522,6 +620,43 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let e = download(&storage, "obj", &stored.sha256, key.identity(), tokio::io::sink()).await.unwrap_err();
         assert!(format!("{e:#}").contains("failed authentication"), "{e:#}");
+    }
+
+    #[test]
+    fn a_recycling_reader_hands_back_the_chunks_it_has_read() {
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel(4);
+        let mut first = BytesMut::with_capacity(COPY_BUFFER);
+        first.extend_from_slice(b"abc");
+        let first_at = first.as_ptr();
+        tx.blocking_send(first.freeze()).unwrap();
+        tx.blocking_send(Bytes::from_static(b"defg")).unwrap();
+        drop(tx);
+        let mut out = String::new();
+        ChannelReader::recycling(rx, spent_tx).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "abcdefg");
+        let back = spent_rx.try_recv().unwrap();
+        assert_eq!((back.as_ptr(), back.len()), (first_at, 0), "the first chunk's own buffer, emptied");
+        assert!(back.capacity() >= COPY_BUFFER);
+        assert!(spent_rx.try_recv().is_err(), "a chunk that is not the reader's alone is not handed back");
+    }
+
+    #[test]
+    fn a_chunk_sinks_buffers_come_back_once_their_chunks_are_dropped() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let mut sink = ChunkSink::new(tx);
+        let data = vec![7u8; 3 * CHUNK + 10];
+        for piece in data.chunks(64 << 10) {
+            sink.write_all(piece).unwrap();
+        }
+        sink.send().unwrap();
+        let chunks: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), [CHUNK, CHUNK, CHUNK, 10]);
+        let first_at = chunks[0].as_ptr();
+        drop(chunks);
+        let again = sink.pool.take();
+        assert_eq!((again.as_ptr(), again.len()), (first_at, 0), "the first chunk's buffer, emptied");
+        assert!(again.capacity() >= CHUNK);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

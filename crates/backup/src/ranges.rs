@@ -6,15 +6,17 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::iter;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
 
 use anyhow::{Context, anyhow, bail};
-use bytes::{Bytes, BytesMut};
+
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -37,22 +39,54 @@ pub fn read_range(
     start: u64,
     end: u64,
 ) -> impl AsyncRead + Send + Unpin + 'static {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED);
+    let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(QUEUED);
+    let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED + 1);
     let object = ObjectReader::new(storage.store().clone(), storage.path(key), Handle::current());
     let from = frame_for(frames, start);
     let what = format!("bytes {start}..{end} of backup object {key}");
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = decode(object, identity, from, start, end, &tx) {
+        if let Err(e) = decode(object, identity, from, start, end, &tx, &spent_rx) {
             let _ = tx.blocking_send(Err(io::Error::other(format!("{:#}", e.context(what)))));
         }
     });
-    StreamReader::new(stream_of(rx))
+    Chunks { rx, current: Vec::new(), pos: 0, spent: spent_tx }
 }
 
-fn stream_of(
-    mut rx: mpsc::Receiver<io::Result<Bytes>>,
-) -> impl futures::Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static {
-    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+/// The decoded chunks as a reader, handing every chunk it has read back to the
+/// decoder to fill again. The server returns freed memory to the system at once
+/// (see `malloc_tunables` in the `svcdash` crate): a new chunk per MiB would cost
+/// the page faults of a fresh MiB each time, most of a restore's CPU time beside
+/// decompression.
+struct Chunks {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    /// Bytes of `current` already read.
+    pos: usize,
+    spent: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl AsyncRead for Chunks {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.pos == this.current.len() {
+            match ready!(this.rx.poll_recv(cx)) {
+                Some(Ok(chunk)) => {
+                    let spent = std::mem::replace(&mut this.current, chunk);
+                    this.pos = 0;
+                    if spent.capacity() > 0 {
+                        // Full or gone: the decoder allocates a new one instead.
+                        let _ = this.spent.try_send(spent);
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = out.remaining().min(this.current.len() - this.pos);
+        out.put_slice(&this.current[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
 }
 
 fn decode(
@@ -61,7 +95,8 @@ fn decode(
     from: Frame,
     start: u64,
     end: u64,
-    tx: &mpsc::Sender<io::Result<Bytes>>,
+    tx: &mpsc::Sender<io::Result<Vec<u8>>>,
+    spent: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> anyhow::Result<()> {
     let decryptor = age::Decryptor::new(object).map_err(|e| anyhow!("not a readable age file: {e}"))?;
     let mut plain = decryptor
@@ -76,7 +111,8 @@ fn decode(
     }
     let mut left = end - start;
     while left > 0 {
-        let mut buf = BytesMut::zeroed(CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)));
+        let mut buf = spent.try_recv().unwrap_or_default();
+        buf.resize(CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)), 0);
         let mut filled = 0;
         while filled < buf.len() {
             match decompressed.read(&mut buf[filled..]) {
@@ -87,7 +123,7 @@ fn decode(
             }
         }
         left -= filled as u64;
-        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+        if tx.blocking_send(Ok(buf)).is_err() {
             return Ok(()); // the reader went away
         }
     }
@@ -210,10 +246,16 @@ mod tests {
         let stored = upload(&storage, "obj", source, async { Ok(()) }, key.recipient(), &options).await.unwrap();
         assert_eq!(stored.frames.len(), 12);
 
-        // Ranges inside one frame, across frames, at a frame's start, up to the end.
-        for (start, end) in
-            [(0, 10), (100, 300_000), (262_144, 262_145), (1_000_001, 2_999_999), (2_500_000, 3_000_000)]
-        {
+        // Ranges inside one frame, across frames, at a frame's start, up to the end,
+        // and the whole (chunks handed back and filled again).
+        for (start, end) in [
+            (0, 10),
+            (100, 300_000),
+            (262_144, 262_145),
+            (1_000_001, 2_999_999),
+            (2_500_000, 3_000_000),
+            (0, 3_000_000),
+        ] {
             let mut piece = Vec::new();
             let mut reader = read_range(&storage, "obj", key.identity(), &stored.frames, start, end);
             reader.read_to_end(&mut piece).await.unwrap();

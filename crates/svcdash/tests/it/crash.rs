@@ -175,7 +175,7 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
     let mut first = Svcdash::start(data, port, &slow);
     let (id, show) = create_postgresql(data, &[]);
     assert!(show.contains(&format!("dashboard:  http://127.0.0.1:8080/service-instances/{id}")), "{show}");
-    // `serve` started itself again (same process id) with glibc's malloc settings;
+    // `serve` started itself again (same process id) with the allocators' settings;
     // the engines it started have a cleared environment.
     // glibc (2.36) cuts the variable at its first `:` in the process's memory once
     // it has read it, so only the first setting shows.
@@ -184,10 +184,12 @@ async fn svcdash_killed_during_a_backup_never_lists_a_half_written_backup_as_don
         tunables.as_deref().is_some_and(|v| v.starts_with("GLIBC_TUNABLES=glibc.malloc.arena_max=2")),
         "{tunables:?}"
     );
+    assert!(environ(first.0.id()).iter().any(|v| v == "MIMALLOC_PURGE_DELAY=0"));
     let engines = children(first.0.id());
     assert!(!engines.is_empty(), "svcdash started the instance's engine");
     for pid in engines {
-        assert!(!environ(pid).iter().any(|v| v.starts_with("GLIBC_TUNABLES")), "process {pid}");
+        let env = environ(pid);
+        assert!(!env.iter().any(|v| v.starts_with("GLIBC_TUNABLES") || v.starts_with("MIMALLOC_")), "process {pid}");
     }
 
     let (status, creds) = {
