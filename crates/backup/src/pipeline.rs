@@ -121,10 +121,9 @@ where
     // The dump is read on its own task into a buffer of a few MiB, so the dump program
     // never waits on a 64 KiB pipe while the encoder is busy with a chunk.
     let (input_tx, input_rx) = mpsc::channel::<Bytes>(INPUT_CHUNKS);
-    let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<BytesMut>(INPUT_CHUNKS);
-    let reader = tokio::spawn(read_chunks(source, input_tx, spent_rx));
+    let reader = tokio::spawn(read_chunks(source, input_tx));
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let input = ChannelReader::recycling(input_rx, spent_tx);
+    let input = ChannelReader::new(input_rx);
     let compression =
         Compression { level: options.zstd_level, workers: options.zstd_workers, frame_size: options.frame_size };
     let encoder = tokio::task::spawn_blocking(move || encode(input, tx, recipient.as_ref(), compression, tap));
@@ -170,17 +169,14 @@ where
     }
 }
 
-/// Reads `source` to its end in chunks of up to [`COPY_BUFFER`] bytes, into the
-/// buffers the encoder has read (`spent`) where there are any.
-async fn read_chunks(
-    mut source: impl AsyncRead + Unpin,
-    tx: mpsc::Sender<Bytes>,
-    spent: std::sync::mpsc::Receiver<BytesMut>,
-) -> anyhow::Result<()> {
+/// Reads `source` to its end in chunks of up to [`CHUNK`] bytes, in buffers that
+/// come back once the encoder has read them.
+async fn read_chunks(mut source: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
+    let pool = Pool::new(INPUT_CHUNKS);
     loop {
-        let mut buf = spent.try_recv().unwrap_or_else(|_| BytesMut::with_capacity(COPY_BUFFER));
-        while buf.len() < COPY_BUFFER {
+        let mut buf = pool.take();
+        while buf.len() < CHUNK {
             if source.read_buf(&mut buf).await.context("reading the dump")? == 0 {
                 break;
             }
@@ -188,8 +184,8 @@ async fn read_chunks(
         if buf.is_empty() {
             return Ok(());
         }
-        let last = buf.len() < COPY_BUFFER;
-        if tx.send(buf.freeze()).await.is_err() {
+        let last = buf.len() < CHUNK;
+        if tx.send(pool.chunk(buf)).await.is_err() {
             // The encoder stopped; its error says why.
             return Ok(());
         }
@@ -260,7 +256,7 @@ struct ChunkSink {
 
 impl ChunkSink {
     fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        let pool = Pool::new();
+        let pool = Pool::new(POOLED);
         Self { tx, buf: pool.take(), pool }
     }
 
@@ -292,27 +288,29 @@ impl Write for ChunkSink {
 }
 
 /// Buffers of [`CHUNK`] bytes that come back to be filled again once the chunk
-/// made of them is dropped, wherever that happens (an upload's part, the next
-/// stage of a restore). The server returns freed memory to the system at once
-/// (see `malloc_tunables` in the `svcdash` crate): a new buffer per MiB would cost
-/// the page faults of a fresh MiB each time. Buffers that come back while
-/// [`POOLED`] wait already, or after the pool is gone, are freed.
-struct Pool {
+/// made of them is dropped, wherever that happens (the encoder, an upload's part,
+/// the next stage of a restore). The server returns freed memory to the system at
+/// once (see `malloc_tunables` in the `svcdash` crate): a new buffer per MiB would
+/// cost the page faults of a fresh MiB each time (a sixth more CPU time in a
+/// restore). Buffers that come back while the pool is full, or after it is gone,
+/// are freed.
+pub(crate) struct Pool {
     back: std::sync::mpsc::SyncSender<Vec<u8>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-/// Buffers a [`Pool`] keeps at most.
+/// Buffers the encrypted chunks' [`Pool`] keeps at most.
 const POOLED: usize = 4;
 
 impl Pool {
-    fn new() -> Self {
-        let (back, spare) = std::sync::mpsc::sync_channel(POOLED);
+    /// A pool that keeps at most `keep` buffers.
+    pub(crate) fn new(keep: usize) -> Self {
+        let (back, spare) = std::sync::mpsc::sync_channel(keep);
         Self { back, spare }
     }
 
     /// An empty buffer of at least [`CHUNK`] bytes.
-    fn take(&self) -> Vec<u8> {
+    pub(crate) fn take(&self) -> Vec<u8> {
         match self.spare.try_recv() {
             Ok(mut buf) => {
                 buf.clear();
@@ -323,7 +321,7 @@ impl Pool {
     }
 
     /// `buf` as a chunk whose buffer comes back to this pool when it is dropped.
-    fn chunk(&self, buf: Vec<u8>) -> Bytes {
+    pub(crate) fn chunk(&self, buf: Vec<u8>) -> Bytes {
         Bytes::from_owner(Pooled { buf, back: self.back.clone() })
     }
 }
@@ -482,52 +480,24 @@ fn decompress(reader: ChannelReader, mut writer: SyncIoBridge<impl AsyncWrite + 
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
-    /// Bytes of `current` already read.
-    pos: usize,
-    /// Where chunks that were read go back to be filled again.
-    spent: Option<std::sync::mpsc::SyncSender<BytesMut>>,
 }
 
 impl ChannelReader {
     fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        Self { rx, current: Bytes::new(), pos: 0, spent: None }
-    }
-
-    /// A reader that hands every chunk it has read back to `spent`. The server
-    /// returns freed memory to the system at once (see `malloc_tunables` in the
-    /// `svcdash` crate): a new buffer per MiB of a dump would cost the page faults
-    /// of a fresh MiB each time.
-    fn recycling(rx: mpsc::Receiver<Bytes>, spent: std::sync::mpsc::SyncSender<BytesMut>) -> Self {
-        Self { spent: Some(spent), ..Self::new(rx) }
-    }
-
-    fn recycle(&self, chunk: Bytes) {
-        let Some(spent) = &self.spent else { return };
-        // Not unique (still shared) or too small: it is simply dropped.
-        if let Ok(mut buf) = chunk.try_into_mut()
-            && buf.capacity() >= COPY_BUFFER
-        {
-            buf.clear();
-            let _ = spent.try_send(buf);
-        }
+        Self { rx, current: Bytes::new() }
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
+        while self.current.is_empty() {
             match self.rx.blocking_recv() {
-                Some(chunk) => {
-                    let read = std::mem::replace(&mut self.current, chunk);
-                    self.pos = 0;
-                    self.recycle(read);
-                }
+                Some(chunk) => self.current = chunk,
                 None => return Ok(0),
             }
         }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
     }
 }
@@ -620,25 +590,6 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let e = download(&storage, "obj", &stored.sha256, key.identity(), tokio::io::sink()).await.unwrap_err();
         assert!(format!("{e:#}").contains("failed authentication"), "{e:#}");
-    }
-
-    #[test]
-    fn a_recycling_reader_hands_back_the_chunks_it_has_read() {
-        let (tx, rx) = mpsc::channel::<Bytes>(4);
-        let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel(4);
-        let mut first = BytesMut::with_capacity(COPY_BUFFER);
-        first.extend_from_slice(b"abc");
-        let first_at = first.as_ptr();
-        tx.blocking_send(first.freeze()).unwrap();
-        tx.blocking_send(Bytes::from_static(b"defg")).unwrap();
-        drop(tx);
-        let mut out = String::new();
-        ChannelReader::recycling(rx, spent_tx).read_to_string(&mut out).unwrap();
-        assert_eq!(out, "abcdefg");
-        let back = spent_rx.try_recv().unwrap();
-        assert_eq!((back.as_ptr(), back.len()), (first_at, 0), "the first chunk's own buffer, emptied");
-        assert!(back.capacity() >= COPY_BUFFER);
-        assert!(spent_rx.try_recv().is_err(), "a chunk that is not the reader's alone is not handed back");
     }
 
     #[test]
