@@ -18,7 +18,9 @@
 //! freed by other threads or by threads that then sit idle, stayed resident. With
 //! no delay they go back as they are freed. `BENCH_SERIES=3 BENCH_GIB=1`: the
 //! peak during backups 95, 113, 112 MiB and 68–92 MiB after each with the
-//! default; 80, 85, 82 MiB and 47–48 MiB after each with no delay.
+//! default; 80, 85, 82 MiB and 47–48 MiB after each with no delay. Fresh memory
+//! then costs page faults every time, so the backup pipeline's stages reuse their
+//! buffers (`Pool` in the `backup` crate's `pipeline`).
 
 /// Two arenas (the main one and one for every other thread) and a fixed mmap
 /// threshold: blocks of 128 KiB and more are mapped and unmapped on their own.
