@@ -44,7 +44,7 @@ async fn provisioned(store: &SqliteStore, name: &str) -> (Instance, InstanceKey)
 
 #[tokio::test]
 async fn one_job_runs_per_instance_and_the_next_waits_in_the_queue() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, provision_a) = instance(&store, "a").await;
     let (_b, provision_b) = instance(&store, "b").await;
     let key = store.add_key(a.id, KeyKind::Generated, "sealed").await.unwrap();
@@ -70,7 +70,7 @@ async fn one_job_runs_per_instance_and_the_next_waits_in_the_queue() {
 
 #[tokio::test]
 async fn interrupted_backups_fail_and_interrupted_provisioning_is_queued_again() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, provision) = instance(&store, "a").await;
     store.claim_next_job().await.unwrap();
     store.finish_job(provision.id, TaskStatus::Done, None).await.unwrap();
@@ -94,7 +94,7 @@ async fn interrupted_backups_fail_and_interrupted_provisioning_is_queued_again()
 
 #[tokio::test]
 async fn sequence_numbers_are_per_instance_and_lists_are_newest_first() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, _) = instance(&store, "a").await;
     let (b, _) = instance(&store, "b").await;
     for i in [&a, &b, &a] {
@@ -112,7 +112,7 @@ async fn sequence_numbers_are_per_instance_and_lists_are_newest_first() {
 /// row-by-row reads of one backup or restore give, text escapes and all.
 #[tokio::test]
 async fn listed_backups_and_restores_read_back_as_stored() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, key) = provisioned(&store, "a").await;
     let done = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
     store.claim_next_job().await.unwrap();
@@ -139,7 +139,7 @@ async fn listed_backups_and_restores_read_back_as_stored() {
 
 #[tokio::test]
 async fn a_backup_listing_reads_as_its_parts_do() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, key) = provisioned(&store, "a").await;
     let (b, _) = provisioned(&store, "b").await;
     let first = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
@@ -168,7 +168,7 @@ async fn a_backup_listing_reads_as_its_parts_do() {
 
 #[tokio::test]
 async fn the_backups_overview_reads_as_its_parts_do() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, key) = provisioned(&store, "a").await;
     let (b, _) = provisioned(&store, "b").await;
     let defaults = BackupSettings { min_backup_count: 3, retention_time_days: 14, exclude_from_auto_backup: false };
@@ -220,7 +220,7 @@ async fn the_backups_overview_reads_as_its_parts_do() {
 
 #[tokio::test]
 async fn a_live_instance_name_is_taken_once() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     instance(&store, "a").await;
     let again = store.create_instance(new_instance("a", "other")).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
@@ -254,7 +254,7 @@ async fn concurrent_backup_requests_for_one_instance_queue_one_backup() {
 
 #[tokio::test]
 async fn a_queued_backup_answers_further_requests_until_it_runs() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, key) = provisioned(&store, "a").await;
     let (b, key_b) = provisioned(&store, "b").await;
     let first = store.enqueue_backup(backup_of(&a, &key)).await.unwrap();
@@ -282,7 +282,7 @@ async fn a_queued_backup_answers_further_requests_until_it_runs() {
 
 #[tokio::test]
 async fn a_second_restore_is_refused_while_one_is_queued() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, key) = provisioned(&store, "a").await;
     let backup = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
     store.claim_next_job().await.unwrap();
@@ -302,7 +302,7 @@ async fn a_second_restore_is_refused_while_one_is_queued() {
 
 #[tokio::test]
 async fn the_tenant_with_fewer_running_jobs_goes_first() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     // Tenant A asks for five instances at once; tenant B for one, later.
     let mut a_jobs = Vec::new();
     for n in 0..5 {
@@ -347,7 +347,7 @@ async fn a_new_database_opened_by_several_processes_at_once_is_migrated_once() {
 
 #[tokio::test]
 async fn node_ports_are_every_instances_ports_running_or_not() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, _) = instance(&store, "a").await;
     let (b, _) = instance(&store, "b").await;
     let node = |instance_id, index, port, extra_ports: Vec<u16>| NewNode {
@@ -372,7 +372,7 @@ async fn node_ports_are_every_instances_ports_running_or_not() {
 
 #[tokio::test]
 async fn a_nodes_role_carries_the_moment_it_was_first_seen_in_it() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let (a, _) = instance(&store, "a").await;
     let node = |index, role| NewNode {
         instance_id: a.id,

@@ -25,7 +25,7 @@ fn made_from(token: &Token, hash: &str) -> Option<SessionBearer> {
 
 #[tokio::test]
 async fn expired_tokens_identify_nobody_and_listing_shows_them() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let alice = store.create_user("alice").await.unwrap();
     let bob = store.create_user("bob").await.unwrap();
     let live = store.create_token(alice.id, "live", Some(Utc::now() + Duration::hours(1))).await.unwrap();
@@ -44,7 +44,7 @@ async fn expired_tokens_identify_nobody_and_listing_shows_them() {
 
 #[tokio::test]
 async fn revoking_a_token_ends_its_sessions_and_no_others() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let alice = store.create_user("alice").await.unwrap();
     let a = store.create_token(alice.id, "a", None).await.unwrap();
     let b = store.create_token(alice.id, "b", None).await.unwrap();
@@ -66,7 +66,7 @@ async fn revoking_a_token_ends_its_sessions_and_no_others() {
 
 #[tokio::test]
 async fn a_token_holds_a_bounded_number_of_sessions_and_none_outlives_it() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let alice = store.create_user("alice").await.unwrap();
     let soon = store.create_token(alice.id, "soon", Some(Utc::now() + Duration::milliseconds(300))).await.unwrap();
     for n in 1..=5 {
@@ -90,7 +90,7 @@ async fn a_token_holds_a_bounded_number_of_sessions_and_none_outlives_it() {
 
 #[tokio::test]
 async fn sessions_end_when_idle_or_too_old() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     store.create_session(session(1, None)).await.unwrap();
     let after = Utc::now() + Duration::seconds(1);
     let idle = SessionLimits { active_since: after, created_since: Utc::now() - Duration::hours(1) };
@@ -104,7 +104,7 @@ async fn sessions_end_when_idle_or_too_old() {
 
 #[tokio::test]
 async fn revoking_a_tenant_removes_its_subtenant_grants_too() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let bob = store.create_user("bob").await.unwrap();
     store.grant(bob.id, "org-a", None, Role::Read).await.unwrap();
     store.grant(bob.id, "org-a", Some("s1"), Role::Manage).await.unwrap();
@@ -120,7 +120,7 @@ async fn revoking_a_tenant_removes_its_subtenant_grants_too() {
 
 #[tokio::test]
 async fn a_token_brings_its_users_grants_in_order_and_none_of_anyone_elses() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let alice = store.create_user("alice").await.unwrap();
     let bob = store.create_user("bob").await.unwrap();
     store.create_token(alice.id, "alice-token", None).await.unwrap();

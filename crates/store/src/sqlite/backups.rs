@@ -21,40 +21,58 @@ const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.
 /// An instance's backups, each with its job: the Backups page and API lists.
 pub(super) static BACKUPS: LazyLock<String> =
     LazyLock::new(|| folded::<BackupRow>(BACKUP_SELECT, "WHERE b.instance_id = ?"));
-/// An instance by its id (`?1`), with its backups folded as [`BACKUPS`] folds them
-/// and its newest key of kind `?2` as one folded row (NULL without one). One
-/// statement, so a listing costs one hand-off to sqlx's worker thread instead of
-/// three; the subqueries find the instance through the same unique index.
+/// An instance by its id (`?1`) and its newest key of kind `?2` as one folded row
+/// (NULL without one): the head of a listing, whose backups [`BACKUP_ROWS`] reads
+/// in the same read transaction.
 pub(super) static LISTING: LazyLock<String> = LazyLock::new(|| listing(""));
 
 /// [`LISTING`] and what else the Backups page shows: the restores and their jobs
 /// folded as [`RESTORES`] and [`RESTORE_JOBS`] fold them, the instance's own
 /// backup settings as one folded row (NULL without), and how many nodes it has.
 pub(super) static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
-    let restores = folded::<RestoreRow>(RESTORE_SELECT, &format!("WHERE r.instance_id = {INSTANCE_ID}"));
-    let jobs = folded::<JobRow>(JOB_SELECT, &format!("WHERE instance_id = {INSTANCE_ID} AND restore_id IS NOT NULL"));
+    let restores = folded::<RestoreRow>(RESTORE_SELECT, "WHERE r.instance_id = instances.id");
+    let jobs = folded::<JobRow>(JOB_SELECT, "WHERE instance_id = instances.id AND restore_id IS NOT NULL");
     let settings =
-        format!("SELECT {} FROM backup_settings WHERE instance_id = {INSTANCE_ID}", folded::row::<SettingsRow>());
-    let nodes = format!("SELECT count(*) FROM nodes WHERE instance_id = {INSTANCE_ID}");
+        format!("SELECT {} FROM backup_settings WHERE instance_id = instances.id", folded::row::<SettingsRow>());
+    let nodes = "SELECT count(*) FROM nodes WHERE instance_id = instances.id";
     listing(&format!(
         ", ({restores}) AS restores, ({jobs}) AS restore_jobs, ({settings}) AS settings, ({nodes}) AS nodes"
     ))
 });
 
-/// The instance of a listing, by its id (`?1`).
-const INSTANCE_ID: &str = "(SELECT id FROM instances WHERE guid = ?1)";
+/// An instance's backups by its id (`?1`), a row each: read on the calling
+/// thread, rows cost no hand-off, and reading their columns costs less than
+/// SQLite writing them as JSON and serde parsing it.
+pub(super) static BACKUP_ROWS: LazyLock<String> = LazyLock::new(|| {
+    folded::check_columns::<BackupRow>(BACKUP_SELECT);
+    format!("{BACKUP_SELECT} WHERE b.instance_id = ?1")
+});
 
 /// [`LISTING`] with more columns after its own.
 fn listing(more_columns: &str) -> String {
-    let backups = folded::<BackupRow>(BACKUP_SELECT, &format!("WHERE b.instance_id = {INSTANCE_ID}"));
     let key = format!(
-        "SELECT {} FROM instance_keys WHERE instance_id = {INSTANCE_ID} AND kind = ?2 ORDER BY id DESC LIMIT 1",
+        "SELECT {} FROM instance_keys WHERE instance_id = instances.id AND kind = ?2 ORDER BY id DESC LIMIT 1",
         folded::row::<KeyRow>()
     );
-    format!(
-        "SELECT {INSTANCE_COLUMNS}, ({backups}) AS backups, ({key}) AS personal_key{more_columns} \
-         FROM instances WHERE guid = ?1"
-    )
+    format!("SELECT {INSTANCE_COLUMNS}, ({key}) AS personal_key{more_columns} FROM instances WHERE guid = ?1")
+}
+
+/// The head of a listing (`head_sql`, read by `head`) and the instance's backups,
+/// in one read transaction so that they agree.
+fn read_listing<H>(
+    c: &rusqlite::Connection,
+    head_sql: &str,
+    instance_guid: &str,
+    head: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<H>,
+) -> rusqlite::Result<(H, Vec<BackupRow>)> {
+    let transaction = c.unchecked_transaction()?;
+    let (head, instance_id) = c
+        .prepare_cached(head_sql)?
+        .query_row((instance_guid, KeyKind::Personal.as_str()), |row| Ok((head(row)?, row.get::<_, i64>("id")?)))?;
+    let backups =
+        c.prepare_cached(&BACKUP_ROWS)?.query_map([instance_id], BackupRow::read)?.collect::<Result<_, _>>()?;
+    transaction.commit()?;
+    Ok((head, backups))
 }
 
 /// Backups as the lists show them: newest first.
@@ -64,17 +82,20 @@ fn newest_first(rows: Vec<BackupRow>) -> StoreResult<Vec<Backup>> {
     Ok(backups)
 }
 
-#[derive(sqlx::FromRow)]
 struct ListingRow {
-    #[sqlx(flatten)]
     instance: InstanceRow,
-    backups: String,
+    backups: Vec<BackupRow>,
     personal_key: Option<String>,
 }
 
 impl ListingRow {
+    /// The head of a listing: its instance and key, the backups still to come.
+    fn read_head(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self { instance: InstanceRow::read(row)?, backups: Vec::new(), personal_key: row.get("personal_key")? })
+    }
+
     fn read(self) -> StoreResult<BackupListing> {
-        let backups = newest_first(folded::parse(&self.backups)?)?;
+        let backups = newest_first(self.backups)?;
         let personal_key = match self.personal_key {
             Some(json) => Some(folded::parse::<KeyRow>(&json)?.try_into()?),
             None => None,
@@ -83,14 +104,24 @@ impl ListingRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct OverviewRow {
-    #[sqlx(flatten)]
     listing: ListingRow,
     restores: String,
     restore_jobs: String,
     settings: Option<String>,
     nodes: i64,
+}
+
+impl OverviewRow {
+    fn read_row(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self {
+            listing: ListingRow::read_head(row)?,
+            restores: row.get("restores")?,
+            restore_jobs: row.get("restore_jobs")?,
+            settings: row.get("settings")?,
+            nodes: row.get("nodes")?,
+        })
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -184,20 +215,16 @@ impl BackupStore for SqliteStore {
     }
 
     async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing> {
-        let row: ListingRow = sqlx::query_as(AssertSqlSafe(LISTING.as_str()))
-            .bind(instance_guid)
-            .bind(KeyKind::Personal.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        row.read()
+        let guid = instance_guid.to_owned();
+        let row = self.readers.read(move |c| read_listing(c, &LISTING, &guid, ListingRow::read_head)).await?;
+        ListingRow { backups: row.1, ..row.0 }.read()
     }
 
     async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview> {
-        let row: OverviewRow = sqlx::query_as(AssertSqlSafe(OVERVIEW.as_str()))
-            .bind(instance_guid)
-            .bind(KeyKind::Personal.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let guid = instance_guid.to_owned();
+        let row = self.readers.read(move |c| read_listing(c, &OVERVIEW, &guid, OverviewRow::read_row)).await?;
+        let (mut row, backups) = row;
+        row.listing.backups = backups;
         let settings = match row.settings {
             Some(json) => {
                 let s: SettingsRow = folded::parse(&json)?;

@@ -50,9 +50,15 @@ pub(super) fn row<'de, T: de::Deserialize<'de>>() -> String {
 /// Panics if the select's result columns are not `T`'s fields in order: the
 /// queries are constants, so any test that reads through one finds out.
 pub(super) fn folded<'de, T: de::Deserialize<'de>>(select: &str, rest: &str) -> String {
-    let columns = result_columns(select);
-    assert_eq!(columns, fields::<T>(), "the columns of a folded select must be its row type's fields, in order");
+    check_columns::<T>(select);
     format!("SELECT json_group_array({}) FROM ({select} {rest})", row::<T>())
+}
+
+/// Panics unless the result columns of `select` are the fields of `T`, in order:
+/// for a row type read by position.
+pub(super) fn check_columns<'de, T: de::Deserialize<'de>>(select: &str) {
+    let columns = result_columns(select);
+    assert_eq!(columns, fields::<T>(), "the columns of a select must be its row type's fields, in order");
 }
 
 /// The rows of a [`folded`] query with one parameter.

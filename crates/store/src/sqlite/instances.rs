@@ -24,9 +24,14 @@ pub(super) fn instances_where(condition: &str) -> String {
 }
 
 impl SqliteStore {
-    async fn instance_where(&self, condition: &str, value: &str) -> StoreResult<Instance> {
-        let sql = instances_where(condition);
-        sqlx::query_as::<_, InstanceRow>(AssertSqlSafe(sql)).bind(value).fetch_one(&self.pool).await?.try_into()
+    /// The instance whose `condition` (a `?` bound to `value`) holds. Every
+    /// request about an instance reads this: inline.
+    async fn instance_where(&self, condition: &'static str, value: &str) -> StoreResult<Instance> {
+        let value = value.to_owned();
+        self.readers
+            .read(move |c| c.prepare_cached(&instances_where(condition))?.query_row([&value], InstanceRow::read))
+            .await?
+            .try_into()
     }
 }
 

@@ -8,13 +8,15 @@ mod instances;
 mod jobs;
 #[cfg(test)]
 mod plans;
+mod readers;
 mod rows;
 mod sessions;
 mod stored_time;
 mod users;
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +27,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: Arc<readers::Readers>,
+    /// The files of a [`SqliteStore::temporary`] store, removed with its last clone.
+    _temporary: Option<Arc<TemporaryFiles>>,
 }
+
+/// How long a statement waits for another connection's lock before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs pending migrations.
@@ -36,7 +44,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(BUSY_TIMEOUT);
         // The CLI and a starting server may open a new database at the same moment;
         // SQLite gives sqlx's migrator no lock, so a file lock keeps them from both
         // creating the tables.
@@ -54,21 +62,38 @@ impl SqliteStore {
         store
     }
 
-    /// A store that lives in memory: for tests.
-    pub async fn in_memory() -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        Self::connect(options).await
+    /// A store in a file of its own under the system's temporary directory,
+    /// removed when the last clone of the store is dropped: for tests. A file
+    /// rather than `:memory:`, which exists once per connection, so that tests
+    /// read through the same connections as the server.
+    pub async fn temporary() -> anyhow::Result<Self> {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("svcdash-store-{}-{}.db", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
+        let files = Arc::new(TemporaryFiles(std::env::temp_dir().join(name)));
+        let mut store = Self::open(&files.0).await?;
+        store._temporary = Some(files);
+        Ok(store)
     }
 
     async fn connect(options: SqliteConnectOptions) -> anyhow::Result<Self> {
-        let in_memory = options.get_filename() == Path::new(":memory:");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection.
-            .max_connections(if in_memory { 1 } else { 8 })
-            .connect_with(options)
-            .await?;
+        let path = options.get_filename().to_owned();
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await.context("running migrations")?;
-        Ok(Self { pool })
+        Ok(Self { pool, readers: readers::Readers::new(path, BUSY_TIMEOUT), _temporary: None })
+    }
+}
+
+/// A temporary store's database file, and SQLite's files beside it.
+#[derive(Debug)]
+struct TemporaryFiles(PathBuf);
+
+impl Drop for TemporaryFiles {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -85,4 +110,10 @@ impl SqliteStore {
 /// The one place "now" comes from, so stored timestamps share one format.
 fn now() -> DateTime<Utc> {
     Utc::now()
+}
+
+/// A timestamp as sqlx writes it, for the inline readers to compare stored ones
+/// with: text compares as time only in the same form.
+fn as_stored(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }

@@ -14,7 +14,7 @@ async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn listing_reads_search_indexes_and_scan_no_table() {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     let by_guid = super::instances::instances_where("guid = ?");
     let reads = [
         ("backups", super::backups::BACKUPS.as_str()),
@@ -23,6 +23,8 @@ async fn listing_reads_search_indexes_and_scan_no_table() {
         ("current key", super::instances::CURRENT_KEY),
         ("instance", by_guid.as_str()),
         ("listing", super::backups::LISTING.as_str()),
+        ("listed backups", super::backups::BACKUP_ROWS.as_str()),
+        ("overview", super::backups::OVERVIEW.as_str()),
     ];
     for (what, sql) in reads {
         let steps = plan(&store, sql).await;

@@ -3,6 +3,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::stored_time::Stored;
+
 use crate::StoreError;
 use crate::models::*;
 
@@ -29,6 +31,35 @@ pub(super) struct InstanceRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
+}
+
+impl InstanceRow {
+    /// The instance's columns of a row read by the store's inline readers.
+    pub(super) fn read(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            guid: row.get("guid")?,
+            name: row.get("name")?,
+            service_id: row.get("service_id")?,
+            plan_id: row.get("plan_id")?,
+            state: row.get("state")?,
+            state_reason: row.get("state_reason")?,
+            tenant_id: row.get("tenant_id")?,
+            tenant_name: row.get("tenant_name")?,
+            subtenant_id: row.get("subtenant_id")?,
+            subtenant_name: row.get("subtenant_name")?,
+            backup_guid: row.get("backup_guid")?,
+            local_name: row.get("local_name")?,
+            version: row.get("version")?,
+            continuous_archiving: row.get("continuous_archiving")?,
+            restore_from_instance_id: row.get("restore_from_instance_id")?,
+            restore_from_time: row.get::<_, Option<Stored>>("restore_from_time")?.map(|t| t.0),
+            start_timeline: row.get("start_timeline")?,
+            created_at: row.get::<_, Stored>("created_at")?.0,
+            updated_at: row.get::<_, Stored>("updated_at")?.0,
+            deleted_at: row.get::<_, Option<Stored>>("deleted_at")?.map(|t| t.0),
+        })
+    }
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -235,6 +266,36 @@ pub(super) struct BackupRow {
 pub(super) const BACKUP_SELECT: &str = "SELECT b.id, b.instance_id, b.seq, b.key_id, b.object_key, b.size, b.sha256, \
      b.plain_size, b.deleted_at, b.job_id, j.kind, j.node_index, j.status, j.error, j.created_at, j.started_at, \
      j.updated_at, j.finished_at, j.progress_bytes, j.progress_total, j.cancelled_by FROM backups b JOIN jobs j ON j.id = b.job_id";
+
+impl BackupRow {
+    /// A row of [`BACKUP_SELECT`], whose columns are this struct's fields in
+    /// order (see [`super::folded::check_columns`]).
+    pub(super) fn read(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            instance_id: row.get(1)?,
+            seq: row.get(2)?,
+            key_id: row.get(3)?,
+            object_key: row.get(4)?,
+            size: row.get(5)?,
+            sha256: row.get(6)?,
+            plain_size: row.get(7)?,
+            deleted_at: row.get::<_, Option<Stored>>(8)?.map(|t| t.0),
+            job_id: row.get(9)?,
+            kind: row.get(10)?,
+            node_index: row.get(11)?,
+            status: row.get(12)?,
+            error: row.get(13)?,
+            created_at: row.get::<_, Stored>(14)?.0,
+            started_at: row.get::<_, Option<Stored>>(15)?.map(|t| t.0),
+            updated_at: row.get::<_, Stored>(16)?.0,
+            finished_at: row.get::<_, Option<Stored>>(17)?.map(|t| t.0),
+            progress_bytes: row.get(18)?,
+            progress_total: row.get(19)?,
+            cancelled_by: row.get(20)?,
+        })
+    }
+}
 
 impl TryFrom<BackupRow> for Backup {
     type Error = StoreError;

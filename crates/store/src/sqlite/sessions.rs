@@ -1,9 +1,12 @@
 //! Sessions and pending single sign-on flows in SQLite.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, now};
+use super::stored_time::Stored;
+use super::{SqliteStore, as_stored, now};
 use crate::models::*;
 use crate::{SessionStore, StoreError, StoreResult};
 
@@ -13,6 +16,10 @@ const SESSION_COLUMNS: &str =
 /// The sessions still within `limits` whose credential has not expired (`?` bound
 /// to the active-since and created-since cut-offs, then now).
 const LIVE: &str = "last_seen_at > ? AND created_at > ? AND (expires_at IS NULL OR expires_at > ?)";
+
+/// A live session by the hash of its cookie's token (`?`), then [`LIVE`]'s cut-offs.
+static SESSION_BY_TOKEN_HASH: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ? AND {LIVE}"));
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -26,6 +33,23 @@ struct SessionRow {
     last_seen_at: DateTime<Utc>,
     token_id: Option<i64>,
     expires_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRow {
+    fn read(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            subject: row.get("subject")?,
+            user_name: row.get("user_name")?,
+            csrf_token: row.get("csrf_token")?,
+            claims: row.get("claims")?,
+            sealed_tokens: row.get("sealed_tokens")?,
+            created_at: row.get::<_, Stored>("created_at")?.0,
+            last_seen_at: row.get::<_, Stored>("last_seen_at")?.0,
+            token_id: row.get("token_id")?,
+            expires_at: row.get::<_, Option<Stored>>("expires_at")?.map(|t| t.0),
+        })
+    }
 }
 
 impl From<SessionRow> for Session {
@@ -97,15 +121,18 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_by_token_hash(&self, token_hash: &str, limits: SessionLimits) -> StoreResult<Session> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ? AND {LIVE}");
-        Ok(sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(token_hash)
-            .bind(limits.active_since)
-            .bind(limits.created_since)
-            .bind(now())
-            .fetch_one(&self.pool)
-            .await?
-            .into())
+        // Every request from a browser reads this: inline.
+        let token_hash = token_hash.to_owned();
+        let cut_offs = [as_stored(limits.active_since), as_stored(limits.created_since), as_stored(now())];
+        let row = self
+            .readers
+            .read(move |c| {
+                let [active, created, now] = &cut_offs;
+                c.prepare_cached(&SESSION_BY_TOKEN_HASH)?
+                    .query_row((&token_hash, active, created, now), SessionRow::read)
+            })
+            .await?;
+        Ok(row.into())
     }
 
     async fn touch_session(&self, id: i64, sealed_tokens: Option<&str>, claims: Option<&str>) -> StoreResult<()> {

@@ -1,8 +1,8 @@
-//! Timestamps of [`super::folded`] rows, read back. sqlx writes a `DateTime<Utc>`
-//! as RFC 3339 with `+00:00` and 0, 3, 6 or 9 digits of fraction; chrono's
-//! general parser took a twentieth of a listing's time for the four timestamps
-//! of every backup. That form is read here digit by digit; anything else goes to
-//! chrono's parser.
+//! Timestamps of [`super::folded`] rows and of the rows [`super::readers`] read.
+//! sqlx writes a `DateTime<Utc>` as RFC 3339 with `+00:00` and 0, 3, 6 or 9
+//! digits of fraction; chrono's general parser took a twentieth of a listing's
+//! time for the four timestamps of every backup. That form is read here digit by
+//! digit; anything else goes to chrono's parser.
 
 use std::fmt;
 
@@ -56,6 +56,19 @@ impl<'de> Visitor<'de> for Timestamp {
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
         parse(s).ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
+    }
+}
+
+/// A timestamp column as the store's inline readers ([`super::readers`]) read it;
+/// `Option<Stored>` for a column that may be NULL.
+pub(super) struct Stored(pub DateTime<Utc>);
+
+impl rusqlite::types::FromSql for Stored {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        parse(text).map(Stored).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("{text:?} is not an RFC 3339 timestamp").into())
+        })
     }
 }
 

@@ -1,10 +1,13 @@
 //! Local users, grants and tokens in SQLite.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::rows::UserRow;
-use super::{SqliteStore, now};
+use super::stored_time::Stored;
+use super::{SqliteStore, as_stored, now};
 use crate::models::*;
 use crate::{StoreError, StoreResult, UserStore};
 
@@ -108,19 +111,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<(Token, User, Vec<Grant>)> {
-        // The grants come folded into the same row: every authenticated request
-        // reads this, and each statement is a hand-off to sqlx's worker thread.
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, u.password_hash, u.created_at AS user_created_at, \
-             (SELECT json_group_array(json_array(tenant_id, subtenant_id, role)) FROM \
-              (SELECT tenant_id, subtenant_id, role FROM user_grants WHERE user_id = t.user_id ORDER BY id)) AS grants \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)"
-        );
-        let row = sqlx::query_as::<_, TokenUserRow>(sqlx::AssertSqlSafe(sql))
-            .bind(token_hash)
-            .bind(now())
-            .fetch_one(&self.pool)
+        // Every authenticated request reads this: inline, and with the user's
+        // grants folded into the same row.
+        let token_hash = token_hash.to_owned();
+        let now = as_stored(now());
+        let row = self
+            .readers
+            .read(move |c| c.prepare_cached(&TOKEN_BY_HASH)?.query_row((&token_hash, &now), TokenUserRow::read))
             .await?;
         let grants: Vec<(String, Option<String>, String)> = super::folded::parse(&row.grants)?;
         let grants = grants
@@ -187,14 +184,41 @@ impl From<TokenRow> for Token {
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// A live token by its hash (`?1`) at a time (`?2`, as sqlx writes one), with its
+/// user and the user's grants.
+static TOKEN_BY_HASH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, u.password_hash, u.created_at AS user_created_at, \
+         (SELECT json_group_array(json_array(tenant_id, subtenant_id, role)) FROM \
+          (SELECT tenant_id, subtenant_id, role FROM user_grants WHERE user_id = t.user_id ORDER BY id)) AS grants \
+         FROM tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
+    )
+});
+
 struct TokenUserRow {
-    #[sqlx(flatten)]
     token: TokenRow,
     password_hash: Option<String>,
     user_created_at: DateTime<Utc>,
     /// The user's grants, as a JSON array of `[tenant_id, subtenant_id, role]`.
     grants: String,
+}
+
+impl TokenUserRow {
+    fn read(row: &rusqlite::Row) -> rusqlite::Result<Self> {
+        Ok(Self {
+            token: TokenRow {
+                id: row.get("id")?,
+                user_id: row.get("user_id")?,
+                user_name: row.get("user_name")?,
+                created_at: row.get::<_, Stored>("created_at")?.0,
+                expires_at: row.get::<_, Option<Stored>>("expires_at")?.map(|t| t.0),
+            },
+            password_hash: row.get("password_hash")?,
+            user_created_at: row.get::<_, Stored>("user_created_at")?.0,
+            grants: row.get("grants")?,
+        })
+    }
 }
 
 impl SqliteStore {
