@@ -1,6 +1,6 @@
 //! How pages show sizes, times and durations.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// Bytes in binary units, as the reference's dashboard counts them (1 MiB = 1024²).
 pub fn size(bytes: i64) -> String {
@@ -14,9 +14,12 @@ pub fn size(bytes: i64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// A timestamp people read: UTC, to the second.
+/// A timestamp people read: UTC, to the second. Written field by field rather
+/// than through chrono's `format`, which parses its pattern on every call: a
+/// page of 100 backups shows 200 of these, and the parsing took a tenth of it.
 pub fn time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    let (d, s) = (t.date_naive(), t.time());
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", d.year(), d.month(), d.day(), s.hour(), s.minute(), s.second())
 }
 
 /// A moment to restore to: UTC, to the millisecond (what the API takes).
@@ -51,6 +54,15 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn times_read_as_chronos_pattern_writes_them() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::milliseconds(678);
+        for t in [t0, t0 + chrono::Duration::days(400) + chrono::Duration::seconds(86_399), DateTime::UNIX_EPOCH] {
+            assert_eq!(time(&t), t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        }
+        assert_eq!(time(&t0), "2026-01-02 03:04:05 UTC");
+    }
 
     #[test]
     fn sizes_use_binary_units() {
