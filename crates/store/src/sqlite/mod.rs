@@ -68,8 +68,22 @@ impl SqliteStore {
     /// read through the same connections as the server.
     pub async fn temporary() -> anyhow::Result<Self> {
         static COUNT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("svcdash-store-{}-{}.db", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
-        let files = Arc::new(TemporaryFiles(std::env::temp_dir().join(name)));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let name = format!(
+            "svcdash-store-{}-{}-{}.db",
+            std::process::id(),
+            nanos.as_nanos(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        // A new, empty file (an empty database to SQLite), never one found there;
+        // only a file made here is removed.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let files = Arc::new(TemporaryFiles(path));
         let mut store = Self::open(&files.0).await?;
         store._temporary = Some(files);
         Ok(store)

@@ -9,10 +9,11 @@
 //! hand-off, so these run inline on connections of their own. SQLite in WAL mode
 //! lets them read beside sqlx's writers without waiting for them.
 //!
-//! A read never waits on the calling thread: the connections have no busy
-//! timeout, and a read SQLite answers "busy" (a checkpoint resetting the log,
-//! say) runs again on the blocking pool, where it may wait as long as sqlx's
-//! connections do.
+//! A read does not wait for another connection's lock on the calling thread:
+//! the connections have no busy timeout, and a read SQLite answers "busy" (a
+//! checkpoint resetting the log, say) runs again on the blocking pool, where it
+//! may wait as long as sqlx's connections do. What a read costs still grows with
+//! what it reads: a listing reads every backup of its instance.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,8 +24,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::{StoreError, StoreResult};
 
 /// Read-only connections to the store's file, opened as reads need them and
-/// kept for the next: as many as reads have ever run at once, which on the
-/// calling thread is one per runtime worker.
+/// kept for the next, up to [`MAX_IDLE`]: reads on the calling thread need one
+/// per runtime worker, reads waiting on the blocking pool one each.
 #[derive(Debug)]
 pub(super) struct Readers {
     path: PathBuf,
@@ -32,6 +33,9 @@ pub(super) struct Readers {
     /// How long a read that SQLite answered "busy" may wait on the blocking pool.
     busy_timeout: Duration,
 }
+
+/// Connections kept between reads; more are closed when their read ends.
+const MAX_IDLE: usize = 16;
 
 impl Readers {
     pub(super) fn new(path: PathBuf, busy_timeout: Duration) -> Arc<Self> {
@@ -81,8 +85,17 @@ impl Readers {
         self.open().map_err(|e| StoreError::Other(anyhow::anyhow!("opening a reader of the state store: {e}")))
     }
 
+    /// Keeps `connection` for the next read, unless enough are kept or it is
+    /// still in a transaction (whose rollback failed): that one would read an
+    /// old snapshot from then on.
     fn give_back(&self, connection: Connection) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+        if !connection.is_autocommit() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -132,6 +145,16 @@ mod tests {
         assert_eq!(readers.read(value).await.unwrap(), "one");
         Connection::open(&path).unwrap().execute("UPDATE t SET v = 'two'", []).unwrap();
         assert_eq!(readers.read(value).await.unwrap(), "two");
+        assert_eq!(readers.idle.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_is_not_kept() {
+        let (_dir, path) = store_file();
+        let readers = Readers::new(path, Duration::from_secs(5));
+        readers.read(|c| c.execute_batch("BEGIN; SELECT v FROM t;")).await.unwrap();
+        assert_eq!(readers.idle.lock().unwrap().len(), 0);
+        assert_eq!(readers.read(value).await.unwrap(), "one");
         assert_eq!(readers.idle.lock().unwrap().len(), 1);
     }
 
