@@ -7,6 +7,7 @@ mod assets;
 mod chart;
 pub(crate) mod format;
 mod metrics;
+mod page_buffers;
 mod pages;
 mod pitr;
 mod views;
@@ -105,10 +106,14 @@ impl IntoResponse for PageError {
 }
 
 /// Renders a template; a template that fails to render is a bug, logged and shown as 500.
-pub fn render(template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(anyhow::anyhow!("rendering a page: {e}")).into_response(),
+pub fn render<T: Template>(template: &T) -> Response {
+    let mut html = page_buffers::take(T::SIZE_HINT);
+    match template.render_into(&mut html) {
+        Ok(()) => Html(page_buffers::body(html)).into_response(),
+        Err(e) => {
+            page_buffers::give_back(html);
+            ApiError::internal(anyhow::anyhow!("rendering a page: {e}")).into_response()
+        }
     }
 }
 
