@@ -1,5 +1,7 @@
 //! Instances, nodes, bindings and keys in SQLite.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 
@@ -18,20 +20,21 @@ const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admi
 pub(super) const CURRENT_KEY: &str = "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
      WHERE instance_id = ? AND kind = ? ORDER BY id DESC LIMIT 1";
 
+pub(super) static INSTANCE_BY_GUID: LazyLock<String> = LazyLock::new(|| instances_where("guid = ?"));
+static LIVE_INSTANCE_BY_NAME: LazyLock<String> = LazyLock::new(|| instances_where("name = ? AND deleted_at IS NULL"));
+static INSTANCE_BY_BACKUP_GUID: LazyLock<String> = LazyLock::new(|| instances_where("backup_guid = ?"));
+
 /// The instances that meet `condition`.
 pub(super) fn instances_where(condition: &str) -> String {
     format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}")
 }
 
 impl SqliteStore {
-    /// The instance whose `condition` (a `?` bound to `value`) holds. Every
-    /// request about an instance reads this: inline.
-    async fn instance_where(&self, condition: &'static str, value: &str) -> StoreResult<Instance> {
+    /// The instance `sql` (one of [`INSTANCE_BY_GUID`] and its kin, a `?` bound
+    /// to `value`) finds. Every request about an instance reads this: inline.
+    async fn instance_where(&self, sql: &'static LazyLock<String>, value: &str) -> StoreResult<Instance> {
         let value = value.to_owned();
-        self.readers
-            .read(move |c| c.prepare_cached(&instances_where(condition))?.query_row([&value], InstanceRow::read))
-            .await?
-            .try_into()
+        self.readers.read(move |c| c.prepare_cached(sql)?.query_row([&value], InstanceRow::read)).await?.try_into()
     }
 }
 
@@ -74,11 +77,11 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn instance_by_guid(&self, guid: &str) -> StoreResult<Instance> {
-        self.instance_where("guid = ?", guid).await
+        self.instance_where(&INSTANCE_BY_GUID, guid).await
     }
 
     async fn instance_by_name(&self, name: &str) -> StoreResult<Instance> {
-        self.instance_where("name = ? AND deleted_at IS NULL", name).await
+        self.instance_where(&LIVE_INSTANCE_BY_NAME, name).await
     }
 
     async fn instance(&self, id: i64) -> StoreResult<Instance> {
@@ -87,7 +90,7 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn instance_by_backup_guid(&self, backup_guid: &str) -> StoreResult<Instance> {
-        self.instance_where("backup_guid = ?", backup_guid).await
+        self.instance_where(&INSTANCE_BY_BACKUP_GUID, backup_guid).await
     }
 
     async fn list_instances(&self) -> StoreResult<Vec<Instance>> {

@@ -15,13 +15,12 @@ async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
 #[tokio::test]
 async fn listing_reads_search_indexes_and_scan_no_table() {
     let store = SqliteStore::temporary().await.unwrap();
-    let by_guid = super::instances::instances_where("guid = ?");
     let reads = [
         ("backups", super::backups::BACKUPS.as_str()),
         ("restores", super::backups::RESTORES.as_str()),
         ("restore jobs", super::backups::RESTORE_JOBS.as_str()),
         ("current key", super::instances::CURRENT_KEY),
-        ("instance", by_guid.as_str()),
+        ("instance", super::instances::INSTANCE_BY_GUID.as_str()),
         ("listing", super::backups::LISTING.as_str()),
         ("listed backups", super::backups::BACKUP_ROWS.as_str()),
         ("overview", super::backups::OVERVIEW.as_str()),
