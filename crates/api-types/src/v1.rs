@@ -88,7 +88,8 @@ pub struct PitrWindow {
     /// When the newest write-ahead log file reached the backup store.
     #[serde(with = "crate::timestamp::option")]
     pub last_archived_at: Option<DateTime<Utc>>,
-    /// The timeline the instance writes on: 1, plus one per restore to a point in time.
+    /// The timeline the instance writes on: 1, plus one per restore to a point in time
+    /// (and in a cluster, one per failover or switchover).
     pub timeline: u32,
 }
 

@@ -19,6 +19,10 @@ pub(crate) const ARCHIVE_SOCKET: &str = "archive.sock";
 /// limit).
 pub(crate) const ARCHIVE_SOCKET_FROM_DATA: &str = "../../ephemeral/archive.sock";
 
+/// [`NodeLayout::archive_socket`] as seen from a folder inside the data folder: a
+/// cluster node's server runs in `persistent/data/pgdata`.
+pub(crate) const ARCHIVE_SOCKET_FROM_DATA_CHILD: &str = "../../../ephemeral/archive.sock";
+
 /// The name of [`NodeLayout::fetch_socket`] in `ephemeral/`, and the way to it from
 /// the data folder (or a staging folder beside it).
 pub(crate) const FETCH_SOCKET: &str = "fetch.sock";
@@ -113,11 +117,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_short_archive_socket_path_leads_to_the_socket() {
-        let layout = NodeLayout::new(PathBuf::from("/srv/svcdash/instances/sd-abc/node-0"));
+    fn resolve(path: &std::path::Path) -> PathBuf {
         let mut resolved = PathBuf::new();
-        for part in layout.data_dir().join(ARCHIVE_SOCKET_FROM_DATA).components() {
+        for part in path.components() {
             match part {
                 Component::ParentDir => {
                     resolved.pop();
@@ -125,7 +127,17 @@ mod tests {
                 other => resolved.push(other),
             }
         }
-        assert_eq!(resolved, layout.archive_socket());
+        resolved
+    }
+
+    #[test]
+    fn the_short_archive_socket_path_leads_to_the_socket() {
+        let layout = NodeLayout::new(PathBuf::from("/srv/svcdash/instances/sd-abc/node-0"));
+        assert_eq!(resolve(&layout.data_dir().join(ARCHIVE_SOCKET_FROM_DATA)), layout.archive_socket());
+        assert_eq!(
+            resolve(&layout.data_dir().join("pgdata").join(ARCHIVE_SOCKET_FROM_DATA_CHILD)),
+            layout.archive_socket()
+        );
         let fetch = PathBuf::from(FETCH_SOCKET_FROM_DATA);
         assert_eq!(fetch.file_name().unwrap(), FETCH_SOCKET);
         assert_eq!(fetch.parent(), PathBuf::from(ARCHIVE_SOCKET_FROM_DATA).parent());

@@ -100,13 +100,6 @@ impl Catalog {
                         plan.name
                     );
                 }
-                if plan.continuous_archiving && plan.nodes > 1 {
-                    bail!(
-                        "plan {}/{}: cluster instances do not archive their write-ahead log yet",
-                        service.name,
-                        plan.name
-                    );
-                }
             }
         }
         Ok(())

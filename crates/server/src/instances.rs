@@ -33,12 +33,6 @@ impl AppState {
     pub fn continuous_archiving(&self, service: &Service, plan: &Plan, asked: Option<bool>) -> Result<bool, String> {
         let archiving = asked.unwrap_or(plan.continuous_archiving);
         let engine = self.engines.find(&service.engine).map_err(|e| format!("{e:#}"))?;
-        if archiving && plan.nodes > 1 {
-            return Err(format!(
-                "continuous archiving is not available for cluster instances yet; plan {} has {} nodes",
-                plan.name, plan.nodes
-            ));
-        }
         if archiving && !engine.archives_wal() {
             return Err(format!(
                 "continuous archiving is available for PostgreSQL instances only; service {} runs {}",

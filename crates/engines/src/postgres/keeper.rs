@@ -180,7 +180,31 @@ pub async fn init(node: &Node<'_>) -> anyhow::Result<()> {
     // would be this node's on every node), and replicas say which rows their
     // queries still need, so a long backup on a replica is not cancelled by replay.
     let sockets = format!("unix_socket_directories = '{}'", quoted(&socket_dir(node.layout))?);
-    configure_server(node, &data, &[&sockets, "hot_standby_feedback = on"]).await
+    configure_server(node, &data, &[&sockets, "hot_standby_feedback = on"]).await?;
+    if let Some(archive) = &node.spec.archive {
+        configure_server(node, &data, &archive_settings(archive)?.iter().map(String::as_str).collect::<Vec<_>>())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Archiving, as `postgresql.conf` lines: a keeper starts the server, so these
+/// cannot be options on its command line as on a single node. Every node carries
+/// them (replicas copy the primary's configuration); only the primary archives
+/// (`archive_mode = on`), and a promoted replica starts archiving on its new
+/// timeline, through its own node's socket.
+fn archive_settings(archive: &crate::WalArchive) -> anyhow::Result<Vec<String>> {
+    let command = format!(
+        "{} wal-push {} %p %f",
+        super::archive_quote(&archive.client)?,
+        crate::layout::ARCHIVE_SOCKET_FROM_DATA_CHILD
+    );
+    Ok(vec![
+        "archive_mode = on".to_owned(),
+        // A configuration value is single-quoted, with `'` doubled inside.
+        format!("archive_command = '{}'", command.replace('\'', "''")),
+        format!("archive_timeout = {}", archive.timeout_secs),
+    ])
 }
 
 /// A path as the inside of a single-quoted configuration value.
@@ -508,5 +532,27 @@ pub async fn switchover(node: &Node<'_>) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::archive_settings;
+
+    #[test]
+    fn archive_settings_quote_the_program_inside_the_configuration_value() {
+        let archive = crate::WalArchive { client: PathBuf::from("/opt/svc dash/svcdash"), timeout_secs: 60 };
+        assert_eq!(
+            archive_settings(&archive).unwrap(),
+            [
+                "archive_mode = on",
+                "archive_command = '''/opt/svc dash/svcdash'' wal-push ../../../ephemeral/archive.sock %p %f'",
+                "archive_timeout = 60",
+            ]
+        );
+        let quote = crate::WalArchive { client: PathBuf::from("/opt/it's/svcdash"), timeout_secs: 60 };
+        assert!(archive_settings(&quote).is_err(), "a quote in the program's path is refused");
     }
 }

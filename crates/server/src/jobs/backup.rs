@@ -32,7 +32,15 @@ pub async fn run(state: &AppState, job: &Job, tracker: &Arc<Tracker>) -> anyhow:
         }
     };
     let base = match spec.archive.is_some() && spec.engine.archives_wal() {
-        true => Some(base_backup(state, &instance, &backup, &spec, tracker).await?),
+        // From the primary, whatever node dumps: the job role's password is set on
+        // it, and only the primary archives the files the base backup needs.
+        true => {
+            let primary = match spec.is_clustered() {
+                true => crate::cluster::primary(state, &instance).await?,
+                false => spec.clone(),
+            };
+            Some(base_backup(state, &instance, &backup, &primary, tracker).await?)
+        }
         false => None,
     };
     let dumped = dump(state, &backup, &spec, tracker).await;

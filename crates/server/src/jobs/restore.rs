@@ -223,16 +223,20 @@ async fn replay_into(
 ) -> anyhow::Result<u32> {
     // Replay stops at the first commit after the target: make sure the archive holds
     // one, and everything written up to now.
-    let source_spec = state.node_specs(source).await?.into_iter().next();
-    match source_spec {
-        Some(source_spec) => match state.deployer.seal_wal(&source_spec).await {
+    // The primary writes (and archives) the source's history now.
+    match crate::cluster::primary(state, source).await {
+        Ok(source_spec) => match state.deployer.seal_wal(&source_spec).await {
             Ok(file) => {
                 wait_for_segment(state, source, &file).await?;
                 tracing::debug!("the archive holds everything written so far");
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "could not close the current write-ahead log file"),
         },
-        None => tracing::warn!(instance = %source.guid, "the instance restored from has no node"),
+        Err(e) => tracing::warn!(
+            instance = %source.guid,
+            error = format!("{e:#}"),
+            "could not find the primary of the instance restored from"
+        ),
     }
     // The window may have changed since the restore was asked for (retention, say).
     let window = state.pitr_window(source).await.map_err(|e| anyhow::anyhow!(e.description()))?;

@@ -60,7 +60,12 @@ impl AppState {
         let segments = self.store.wal_segments(instance.id).await?;
         let forks = forks(&self.store.restores(instance.id).await?);
         let first = u32::try_from(instance.start_timeline).unwrap_or(1);
-        Ok(Window::compute(first, &bases, &segments, &forks))
+        // A cluster's new timelines are its failovers and switchovers.
+        let promotions = match self.store.nodes(instance.id).await?.len() > 1 {
+            true => window::promotions(first, &segments, &forks),
+            false => Vec::new(),
+        };
+        Ok(Window::compute(first, &bases, &segments, &forks, &promotions))
     }
 
     /// How the instance's archiving is going: its newest archived file, and whether
@@ -112,6 +117,17 @@ impl AppState {
             )
         })?;
         crate::backups::ensure_running(instance)?;
+        if self.node_specs(instance).await?.len() > 1 {
+            return Err(DomainError::invalid(
+                "PointInTimeRestoreNotSupported",
+                format!(
+                    "a cluster instance cannot be restored in place to a point in time yet; make a new instance at \
+                     that moment instead (provision parameter restore_from: {{\"instance_id\": \"{}\", \
+                     \"target_time\": ...}}, on a single-node plan; a plan change makes it a cluster)",
+                    instance.guid
+                ),
+            ));
+        }
         let plan = window.plan(target).map_err(|why| DomainError::invalid("TargetTimeOutOfRange", why))?;
         let restore = match self.store.enqueue_point_in_time_restore(instance.id, plan.backup_id, target).await {
             Ok(restore) => restore,
@@ -161,6 +177,7 @@ impl AppState {
         &self,
         asked: &serde_json::Value,
         service: &crate::catalog::Service,
+        plan: &crate::catalog::Plan,
         tenant_id: &str,
     ) -> Result<store::RestoreFrom, String> {
         let field = |name: &str| asked.get(name).and_then(|v| v.as_str()).filter(|v| !v.trim().is_empty());
@@ -169,6 +186,13 @@ impl AppState {
                 "parameter restore_from must be {\"instance_id\": \"...\", \"target_time\": \"<ISO 8601>\"}".into()
             );
         };
+        if plan.nodes > 1 {
+            return Err(format!(
+                "restore_from makes a single-node instance; plan {} has {} nodes. Make it on a single-node plan \
+                 (a cluster's moment restores there too), then change its plan to {}",
+                plan.name, plan.nodes, plan.name
+            ));
+        }
         let unknown = || format!("restore_from: there is no instance {origin:?} of this service in this organization");
         let origin = match self.store.instance_by_guid(origin).await {
             Ok(found) => found,

@@ -30,11 +30,42 @@ pub struct Fork {
     pub timeline: u32,
 }
 
+/// A replica promoted by a failover or a switchover: its history goes on from the
+/// primary's, without a gap, on the next timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// When the promoted server wrote its timeline's history file.
+    pub at: DateTime<Utc>,
+    pub timeline: u32,
+}
+
+/// The promotions of a cluster instance, from the history files in its archive:
+/// those of timelines after `first` that no restore made, and that the instance
+/// went on writing (a segment of theirs is archived), in order. A restore that
+/// failed after its server promoted leaves a history file too, with nothing after
+/// it. Only a cluster's history has promotions: a single node's new timelines are
+/// all restores'.
+pub fn promotions(first: u32, segments: &[WalSegment], forks: &[Fork]) -> Vec<Promotion> {
+    let written: std::collections::HashSet<i64> =
+        segments.iter().filter(|s| s.name.len() == 24).map(|s| s.timeline).collect();
+    let mut found: Vec<Promotion> = segments
+        .iter()
+        .filter(|s| s.name.ends_with(".history"))
+        .filter_map(|s| Some(Promotion { at: s.handed_over_at, timeline: names::parse(&s.name)?.timeline }))
+        .filter(|p| p.timeline > first && forks.iter().all(|f| f.timeline != p.timeline))
+        .filter(|p| written.contains(&i64::from(p.timeline)))
+        .collect();
+    found.sort_by_key(|p| (p.timeline, p.at));
+    found
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct Span {
     timeline: u32,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    /// Began with a promotion: the span before it goes on into this one.
+    continues: bool,
 }
 
 impl Span {
@@ -80,8 +111,14 @@ pub struct Window {
 impl Window {
     /// The window of an instance whose history began on timeline `first` (1, or
     /// for an instance made at a moment of another, a later one).
-    pub fn compute(first: u32, bases: &[BaseBackup], segments: &[WalSegment], forks: &[Fork]) -> Self {
-        let spans = spans(first, forks);
+    pub fn compute(
+        first: u32,
+        bases: &[BaseBackup],
+        segments: &[WalSegment],
+        forks: &[Fork],
+        promotions: &[Promotion],
+    ) -> Self {
+        let spans = spans(first, forks, promotions);
         let segment_size = segments
             .iter()
             .find(|s| s.name.len() == 24)
@@ -186,7 +223,18 @@ impl Window {
             let why = gap.map_or_else(String::new, |g| format!(" ({})", g.reason));
             return Err(format!("{} falls in a gap of the recovery window{why}; {window}", shown(&target)));
         }
-        let timeline = self.spans.iter().rev().find(|s| s.holds(target)).map_or(1, |s| s.timeline);
+        // Replay follows the newest timeline that goes on from the target's without a
+        // gap: the segment a promotion began in is archived under the new timeline
+        // only, and PostgreSQL finds the old timeline's part of it there.
+        let timeline = match self.spans.iter().rposition(|s| s.holds(target)) {
+            Some(mut at) => {
+                while self.spans.get(at + 1).is_some_and(|next| next.continues) {
+                    at += 1;
+                }
+                self.spans[at].timeline
+            }
+            None => 1,
+        };
         let base = self
             .reaches
             .iter()
@@ -198,15 +246,37 @@ impl Window {
 }
 
 /// The first timeline from the start; each fork cuts the history at its target and goes on
-/// from when it finished.
-fn spans(first: u32, forks: &[Fork]) -> Vec<Span> {
-    let mut spans = vec![Span { timeline: first, from: None, to: None }];
-    for fork in forks {
-        spans.retain(|s| s.from.is_none_or(|from| from <= fork.target_time));
-        if let Some(last) = spans.last_mut() {
-            last.to = Some(fork.target_time);
+/// from when it finished; each promotion goes on from when it happened. In the order
+/// they happened.
+fn spans(first: u32, forks: &[Fork], promotions: &[Promotion]) -> Vec<Span> {
+    enum Event<'a> {
+        Fork(&'a Fork),
+        Promotion(&'a Promotion),
+    }
+    let mut events: Vec<(DateTime<Utc>, Event<'_>)> = forks.iter().map(|f| (f.finished_at, Event::Fork(f))).collect();
+    events.extend(promotions.iter().map(|p| (p.at, Event::Promotion(p))));
+    events.sort_by_key(|(at, _)| *at);
+
+    let mut spans = vec![Span { timeline: first, from: None, to: None, continues: false }];
+    for (_, event) in events {
+        match event {
+            Event::Fork(fork) => {
+                spans.retain(|s| s.from.is_none_or(|from| from <= fork.target_time));
+                if let Some(last) = spans.last_mut() {
+                    last.to = Some(fork.target_time);
+                }
+                spans.push(Span { timeline: fork.timeline, from: Some(fork.finished_at), to: None, continues: false });
+            }
+            Event::Promotion(promotion) => {
+                if spans.last().is_some_and(|last| last.timeline >= promotion.timeline) {
+                    continue;
+                }
+                if let Some(last) = spans.last_mut() {
+                    last.to = Some(promotion.at);
+                }
+                spans.push(Span { timeline: promotion.timeline, from: Some(promotion.at), to: None, continues: true });
+            }
         }
-        spans.push(Span { timeline: fork.timeline, from: Some(fork.finished_at), to: None });
     }
     spans
 }
@@ -331,7 +401,7 @@ mod tests {
     #[test]
     fn a_base_backup_reaches_as_far_as_its_segments_follow_each_other() {
         let segments: Vec<_> = (1..=5).map(|n| segment(1, n, n as u32 * 10)).collect();
-        let window = Window::compute(1, &[base(7, 1, 1, 2, 5)], &segments, &[]);
+        let window = Window::compute(1, &[base(7, 1, 1, 2, 5)], &segments, &[], &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(50))));
         assert!(window.gaps.is_empty());
         assert_eq!(window.plan(at(30)), Ok(Plan { backup_id: 7, timeline: 1 }));
@@ -342,7 +412,7 @@ mod tests {
     #[test]
     fn a_missing_segment_is_a_gap_that_a_later_base_backup_closes() {
         let segments: Vec<_> = [1, 2, 3, 5, 6, 7].iter().map(|&n| segment(1, n, n as u32 * 10)).collect();
-        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 1, 5, 5, 45)], &segments, &[]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 1, 5, 5, 45)], &segments, &[], &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(70))));
         assert_eq!(window.gaps.len(), 1);
         assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(30), at(45)));
@@ -351,13 +421,13 @@ mod tests {
         assert_eq!(window.plan(at(20)).unwrap().backup_id, 1);
         assert_eq!(window.plan(at(60)).unwrap().backup_id, 2);
         // Without the later base backup, nothing after the hole can be reached.
-        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[], &[]);
         assert_eq!(window.end(), Some(at(30)));
     }
 
     #[test]
     fn a_base_backup_whose_segments_are_not_archived_yet_reaches_nothing() {
-        let window = Window::compute(1, &[base(1, 1, 3, 4, 5)], &[segment(1, 3, 6)], &[]);
+        let window = Window::compute(1, &[base(1, 1, 3, 4, 5)], &[segment(1, 3, 6)], &[], &[]);
         assert_eq!(window.start(), None);
         assert!(window.plan(at(6)).unwrap_err().contains("no point in time"));
     }
@@ -369,7 +439,7 @@ mod tests {
         let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
         segments.extend([segment(2, 3, 70), segment(2, 4, 80)]);
         let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 2 };
-        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork));
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(80))));
         assert_eq!(window.gaps.len(), 1);
         assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(25), at(62)));
@@ -382,10 +452,82 @@ mod tests {
         // A second restore to before the first one's target leaves timeline 2 behind.
         segments.extend([segment(3, 2, 90)]);
         let second = Fork { seq: 2, target_time: at(15), finished_at: at(85), timeline: 3 };
-        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[fork, second]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[fork, second], &[]);
         assert_eq!(window.plan(at(12)), Ok(Plan { backup_id: 1, timeline: 1 }));
         assert_eq!(window.plan(at(88)), Ok(Plan { backup_id: 1, timeline: 3 }));
         assert!(window.plan(at(75)).is_err(), "timeline 2 is no longer part of the history");
+        assert_eq!(window.current_timeline(), 3);
+    }
+
+    fn history(timeline: u32, minute: u32) -> WalSegment {
+        WalSegment { name: format!("{timeline:08X}.history"), plain_size: 42, ..segment(timeline, 0, minute) }
+    }
+
+    #[test]
+    fn a_promotion_goes_on_from_the_old_primary_without_a_gap() {
+        // Timeline 1: segments 1..=4 at minutes 10..40. At minute 45 a replica was
+        // promoted in segment 5, which the old primary never finished: it is
+        // archived under timeline 2 only (with timeline 1's part as `.partial`).
+        let mut segments: Vec<_> = (1..=4).map(|n| segment(1, n, n as u32 * 10)).collect();
+        let partial =
+            WalSegment { name: format!("{}.partial", names::segment_name(1, 5, SIZE as u64)), ..segment(1, 5, 45) };
+        segments.extend([partial, history(2, 45), segment(2, 5, 50), segment(2, 6, 60)]);
+        let found = promotions(1, &segments, &[]);
+        assert_eq!(found, [Promotion { at: at(45), timeline: 2 }]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[], &found);
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(60))));
+        assert!(window.gaps.is_empty(), "{:?}", window.gaps);
+        // Before the promotion too, replay follows timeline 2: its segment 5 holds
+        // the end of timeline 1.
+        for minute in [20, 42, 55] {
+            assert_eq!(window.plan(at(minute)), Ok(Plan { backup_id: 1, timeline: 2 }), "minute {minute}");
+        }
+        assert_eq!(window.current_timeline(), 2);
+
+        // A switchover later (timeline 3), and a base backup taken on timeline 2.
+        segments.extend([history(3, 65), segment(3, 7, 70)]);
+        let found = promotions(1, &segments, &[]);
+        assert_eq!(found.len(), 2);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 2, 6, 6, 58)], &segments, &[], &found);
+        assert_eq!(window.end(), Some(at(70)));
+        assert_eq!(window.plan(at(30)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert_eq!(window.plan(at(68)), Ok(Plan { backup_id: 2, timeline: 3 }));
+    }
+
+    #[test]
+    fn a_missing_segment_before_a_promotion_is_a_gap() {
+        // The old primary finished segment 3 but died before archiving it.
+        let mut segments: Vec<_> = [1, 2].iter().map(|&n| segment(1, n, n as u32 * 10)).collect();
+        segments.extend([history(2, 45), segment(2, 4, 50), segment(2, 5, 60)]);
+        let found = promotions(1, &segments, &[]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 2, 4, 4, 52)], &segments, &[], &found);
+        assert_eq!(window.gaps.len(), 1, "{:?}", window.gaps);
+        assert!(window.gaps[0].reason.contains("000000010000000000000003"), "{:?}", window.gaps);
+        assert_eq!(window.plan(at(55)), Ok(Plan { backup_id: 2, timeline: 2 }));
+    }
+
+    #[test]
+    fn history_files_of_restores_and_of_the_first_timeline_are_not_promotions() {
+        let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 3 };
+        let segments =
+            [history(2, 40), segment(2, 1, 41), history(3, 62), segment(3, 2, 63), history(4, 70), segment(4, 3, 71)];
+        assert_eq!(
+            promotions(2, &segments, std::slice::from_ref(&fork)),
+            [Promotion { at: at(70), timeline: 4 }],
+            "timeline 2 is the first, timeline 3 the restore's"
+        );
+        // A restore that failed after its server promoted: nothing was written on
+        // its timeline.
+        assert_eq!(promotions(2, &[history(5, 80)], &[]), []);
+        // A restore to before a promotion leaves the promoted timeline behind.
+        let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
+        segments.extend([history(2, 45), segment(2, 5, 50), history(3, 62), segment(3, 3, 70)]);
+        let found = promotions(1, &segments, std::slice::from_ref(&fork));
+        assert_eq!(found, [Promotion { at: at(45), timeline: 2 }]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &found);
+        assert_eq!(window.plan(at(20)), Ok(Plan { backup_id: 1, timeline: 1 }));
+        assert_eq!(window.plan(at(66)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert!(window.plan(at(48)).is_err(), "timeline 2 is no longer part of the history");
         assert_eq!(window.current_timeline(), 3);
     }
 }

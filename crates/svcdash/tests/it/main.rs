@@ -10,6 +10,7 @@ mod browser_lifecycle;
 mod cli;
 mod cloud_foundry;
 mod cluster_mariadb;
+mod cluster_pitr;
 mod cluster_postgres;
 mod cluster_rabbitmq;
 mod cluster_story;

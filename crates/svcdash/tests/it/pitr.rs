@@ -58,23 +58,23 @@ async fn insert(conn: &mut PgConnection, id: i32) {
 }
 
 /// A moment strictly between the commits before and after it.
-async fn mark() -> DateTime<Utc> {
+pub(crate) async fn mark() -> DateTime<Utc> {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let t = Utc::now();
     tokio::time::sleep(Duration::from_millis(600)).await;
     t
 }
 
-fn iso(t: DateTime<Utc>) -> String {
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
     api_types::timestamp::format(&t)
 }
 
-async fn window(app: &TestApp, id: &str) -> (StatusCode, Value) {
+pub(crate) async fn window(app: &TestApp, id: &str) -> (StatusCode, Value) {
     app.api(Method::GET, &format!("/v1/instances/{id}/pitr")).await
 }
 
 /// Waits until the window reaches `t`.
-async fn window_reaching(app: &TestApp, id: &str, t: DateTime<Utc>) -> Value {
+pub(crate) async fn window_reaching(app: &TestApp, id: &str, t: DateTime<Utc>) -> Value {
     let started = std::time::Instant::now();
     loop {
         let (status, body) = window(app, id).await;

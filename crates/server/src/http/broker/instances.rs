@@ -127,9 +127,9 @@ async fn provision(
     let tenants = tenancy(&req);
     let restore_from = match req.parameters.as_ref().and_then(|p| p.get("restore_from")) {
         None | Some(serde_json::Value::Null) => None,
-        Some(asked) => {
-            Some(state.check_restore_from(asked, service, &tenants.tenant_id).await.map_err(Failure::bad_request)?)
-        }
+        Some(asked) => Some(
+            state.check_restore_from(asked, service, plan, &tenants.tenant_id).await.map_err(Failure::bad_request)?,
+        ),
     };
     let instance_id = instance_id.as_str();
     let dashboard_url = state.dashboard_url(instance_id);

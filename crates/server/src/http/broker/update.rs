@@ -75,13 +75,6 @@ pub(super) async fn update(
             plan.name
         ));
     }
-    if plan.nodes > 1 && instance.continuous_archiving {
-        return unsupported(format!(
-            "the instance archives its write-ahead log, which cluster instances do not do yet; plan {} cannot \
-             be given to it",
-            plan.name
-        ));
-    }
     if plan.nodes == current {
         // Plans of a service differ in their nodes and their archiving default only;
         // the default applies when an instance is made.

@@ -99,8 +99,11 @@ struct BackupsPage {
     /// The Point-in-Time Recovery panel, for instances archiving their log.
     pitr: Option<super::pitr::PitrView>,
     /// Whether the instance has several nodes: backups then say which one they
-    /// were taken from.
+    /// were taken from, and a moment is restored into a new instance only.
     clustered: bool,
+    /// The plan a new instance made at a moment gets: the instance's own, or for a
+    /// cluster a single-node plan of its service.
+    pitr_plan: String,
 }
 
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
@@ -131,7 +134,19 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         backup_contents: state.engine_of(&instance).map_or("", |e| e.backup_contents()),
         pitr,
         clustered: nodes > 1,
+        pitr_plan: new_instance_plan(state, &instance, nodes),
     }))
+}
+
+/// The plan to name for a new instance made at a moment of `instance`: its own,
+/// unless it is a cluster (a new instance at a moment has one node).
+fn new_instance_plan(state: &AppState, instance: &store::Instance, nodes: usize) -> String {
+    let service = state.catalog.service(&instance.service_id);
+    let own = service.and_then(|s| s.plan(&instance.plan_id)).map_or(instance.plan_id.as_str(), |p| &p.name);
+    match service.and_then(|s| s.plans.iter().find(|p| p.nodes == 1)) {
+        Some(single) if nodes > 1 => single.name.clone(),
+        _ => own.to_owned(),
+    }
 }
 
 #[derive(Template)]

@@ -1,0 +1,174 @@
+//! Continuous archiving of a PostgreSQL cluster, as a story with real servers: the
+//! primary archives through its node's socket, a replica promoted by a failover
+//! goes on archiving on its new timeline, the window reaches across the failover
+//! without a gap, and a new instance made at a moment before or after the failover
+//! holds exactly what was committed then; such an instance becomes a cluster by a
+//! plan change and goes on archiving.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use store::NodeRole;
+
+use crate::cluster_postgres::{PG_CLUSTER_PLAN, count, kill_node, psql};
+use crate::cluster_story::{roles, specs};
+use crate::helpers::*;
+use crate::pitr::{iso, mark, window, window_reaching};
+
+/// Inserts `n` through the binding's multi-host URI, trying again while the
+/// cluster fails over.
+async fn insert(app: &TestApp, uri: &str, n: i32) {
+    app.wait_for(&format!("row {n} to be written"), Duration::from_secs(120), || async move {
+        psql(uri, &format!("INSERT INTO events VALUES ({n})")).await.ok()
+    })
+    .await;
+}
+
+/// Every node holds `rows` rows of `events`.
+async fn replicated(app: &TestApp, nodes: &[engines::NodeSpec], rows: i64) {
+    app.wait_for("every node to hold every row", Duration::from_secs(60), || async move {
+        for spec in nodes {
+            if count(spec, "events").await != Some(rows) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let mut config = config(&data);
+    config.backups.wal_archive_timeout_secs = 2;
+    config.engines.check_interval_secs = 1;
+    let mut app = TestApp::start_in(&data, config).await;
+    app.keep_dir(dir);
+
+    let id = app.provision_with(PG_SERVICE, PG_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    let nodes = specs(&app, &id).await;
+    let creds = app.bind(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
+    let uri = creds["uri"].as_str().unwrap().to_owned();
+    psql(&uri, "CREATE TABLE events (id int PRIMARY KEY)").await.unwrap();
+
+    // The dump comes from a replica; the base backup beside it from the primary.
+    let backup = app.create_backup(&id).await;
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
+    insert(&app, &uri, 1).await;
+    let t1 = mark().await;
+    insert(&app, &uri, 2).await;
+    replicated(&app, &nodes, 2).await;
+    let before = window_reaching(&app, &id, t1).await;
+    assert_eq!(before["timeline"], 1, "{before}");
+
+    let keeper = engine_pid(app.state(), &nodes[0]).await.unwrap();
+    let killed = Instant::now();
+    kill_node(keeper);
+    let promoted = app
+        .wait_for("a replica to be promoted", Duration::from_secs(120), || {
+            let (app, id) = (&app, &id);
+            async move { roles(app, id).await.iter().position(|r| *r == Some(NodeRole::Primary)).filter(|n| *n != 0) }
+        })
+        .await;
+    insert(&app, &uri, 3).await;
+    let writes_after = killed.elapsed();
+    let t2 = mark().await;
+    insert(&app, &uri, 4).await;
+
+    // The promoted node archives on timeline 2, and the window goes on across the
+    // failover without a gap.
+    let started = Instant::now();
+    let shown = window_reaching(&app, &id, t2).await;
+    let reached_after = started.elapsed();
+    assert_eq!(shown["timeline"], 2, "{shown}");
+    assert_eq!(shown["gaps"], json!([]), "{shown}");
+    assert!(shown["start_time"].as_str().unwrap() <= iso(t1).as_str(), "{shown}");
+
+    // In place, a cluster cannot go back yet; a new instance can be made at a moment.
+    let body = json!({ "target_time": iso(t2) }).to_string();
+    let (status, refused) =
+        app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("PointInTimeRestoreNotSupported")));
+    assert!(refused["description"].as_str().unwrap().contains("restore_from"), "{refused}");
+    // The Backups page offers the moment for a new single-node instance, no restore in place.
+    let html = crate::pages::page(&app, &app.token, &format!("/service-instances/{id}/backups")).await;
+    assert!(html.contains(r#"id="pitr-cluster""#), "the page says why");
+    assert!(!html.contains(r#"data-action="pitr""#), "no restore in place is offered");
+    assert!(
+        html.contains("cf create-service postgresql single-small NEW-NAME"),
+        "the command names a single-node plan"
+    );
+    let (status, refused) = app
+        .broker(
+            Method::PUT,
+            &format!("/v2/service_instances/{}?accepts_incomplete=true", server::instances::new_guid()),
+            Some(json!({"service_id": PG_SERVICE, "plan_id": PG_CLUSTER_PLAN, "organization_guid": "org-a",
+                        "space_guid": "space-1",
+                        "parameters": {"restore_from": {"instance_id": id, "target_time": iso(t1)}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["description"].as_str().unwrap().contains("single-node"), "{refused}");
+
+    let mut copies = Vec::new();
+    for (target, expected) in [(t1, vec![1]), (t2, vec![1, 2, 3])] {
+        let started = Instant::now();
+        let copy = app
+            .provision_with(
+                PG_SERVICE,
+                PG_PLAN,
+                "org-a",
+                json!({"continuous_archiving": true,
+                       "restore_from": {"instance_id": id, "target_time": iso(target)}}),
+            )
+            .await;
+        let made_in = started.elapsed();
+        let copy_credentials = app.bind(&copy, PG_SERVICE, PG_PLAN).await;
+        let rows: Vec<i32> = sqlx::query_scalar("SELECT id FROM events ORDER BY id")
+            .fetch_all(&mut pg(&copy_credentials).await)
+            .await
+            .unwrap();
+        assert_eq!(rows, expected, "a new instance at {}", iso(target));
+        println!(
+            "postgresql cluster archiving: instance made at {} ({} the failover) in {:.1} s",
+            iso(target),
+            if target == t1 { "before" } else { "after" },
+            made_in.as_secs_f64()
+        );
+        copies.push((copy, copy_credentials));
+    }
+    let all = psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap();
+    assert_eq!(all, "1,2,3,4", "the cluster is untouched");
+
+    // The copy after the failover becomes a cluster by a plan change, and goes on
+    // archiving: a moment after the change is inside its window.
+    let (copy, copy_credentials) = copies.pop().unwrap();
+    app.wait_done(&format!("/v1/instances/{copy}/backups/1")).await;
+    let last = app.change_plan(&copy, PG_SERVICE, PG_CLUSTER_PLAN).await;
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert_eq!(roles(&app, &copy).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    let copy_uri = copy_credentials["uri"].as_str().unwrap().to_owned();
+    psql(&copy_uri, "INSERT INTO events VALUES (10)").await.unwrap();
+    let t3 = mark().await;
+    let shown = window_reaching(&app, &copy, t3).await;
+    assert_eq!(shown["gaps"], json!([]), "{shown}");
+    for (copy, _) in copies {
+        app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
+    }
+    app.deprovision(&copy, PG_SERVICE, PG_CLUSTER_PLAN).await;
+    let (status, last) = window(&app, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    println!(
+        "postgresql cluster archiving: node {promoted} promoted; writes through the binding again {:.1} s after the \
+         kill; the window reached a moment after the failover {:.1} s after it was taken; window {} to {}",
+        writes_after.as_secs_f64(),
+        reached_after.as_secs_f64(),
+        last["start_time"],
+        last["end_time"]
+    );
+    app.deprovision(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
+}
