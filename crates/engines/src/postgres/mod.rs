@@ -500,7 +500,12 @@ fn server_command(node: &Node<'_>, data: &Path, port: u16) -> anyhow::Result<Com
         .args(["-c", "listen_addresses=127.0.0.1"])
         // TCP only: a socket path under a deep data folder can pass the 107-byte limit.
         .args(["-c", "unix_socket_directories="])
-        .args(["-c", "logging_collector=off"]);
+        .args(["-c", "logging_collector=off"])
+        // A single server waits for no replica and keeps no log for one, whatever
+        // data it runs on: data restored from a cluster's base backup names the
+        // cluster's standbys (every commit would wait for them forever) and carries
+        // pg_auto_failover's `wal_keep_size` of 8 GB.
+        .args(["-c", "synchronous_standby_names=", "-c", "wal_keep_size=0"]);
     if let Some(archive) = &node.spec.archive {
         // PostgreSQL runs the command with the data folder as working directory
         // (%p is relative to it) and removes a file only after it exited 0,

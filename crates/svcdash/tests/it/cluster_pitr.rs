@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use store::NodeRole;
 
-use crate::cluster_postgres::{PG_CLUSTER_PLAN, count, kill_node, psql};
+use crate::cluster_postgres::{PG_CLUSTER_PLAN, PG_SYNC_CLUSTER_PLAN, count, kill_node, psql};
 use crate::cluster_story::{roles, specs};
 use crate::helpers::*;
 use crate::pitr::{iso, mark, window, window_reaching};
@@ -48,10 +48,12 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     let mut app = TestApp::start_in(&data, config).await;
     app.keep_dir(dir);
 
-    let id = app.provision_with(PG_SERVICE, PG_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    // Synchronous: a failover loses no acknowledged row, and the restored data must
+    // not wait for replicas a single node does not have.
+    let id = app.provision_with(PG_SERVICE, PG_SYNC_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
     assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
     let nodes = specs(&app, &id).await;
-    let creds = app.bind(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
+    let creds = app.bind(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
     let uri = creds["uri"].as_str().unwrap().to_owned();
     psql(&uri, "CREATE TABLE events (id int PRIMARY KEY)").await.unwrap();
 
@@ -170,5 +172,5 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
         last["start_time"],
         last["end_time"]
     );
-    app.deprovision(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
+    app.deprovision(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
 }
