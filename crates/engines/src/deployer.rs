@@ -28,6 +28,10 @@ pub trait Deployer: Send + Sync {
     async fn provision(&self, spec: &NodeSpec) -> anyhow::Result<()>;
     /// Rebuilds everything of the node but its persistent data, and starts it.
     async fn recreate(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Throws the node's data away and provisions it again: a cluster's replica
+    /// then copies the primary as a new one does (after a restore of the primary
+    /// left its data on an abandoned history).
+    async fn rebuild(&self, spec: &NodeSpec) -> anyhow::Result<()>;
     /// Starts the node unless it runs, and waits until it answers.
     async fn start(&self, spec: &NodeSpec) -> anyhow::Result<()>;
     /// Stops the node cleanly.
@@ -42,6 +46,8 @@ pub trait Deployer: Send + Sync {
     async fn in_sync(&self, spec: &NodeSpec) -> anyhow::Result<bool>;
     /// Hands the primary role of `spec` to another node, and returns once one has it.
     async fn switchover(&self, spec: &NodeSpec) -> anyhow::Result<()>;
+    /// Makes `spec` (a replica) the primary, and returns once it is.
+    async fn promote(&self, spec: &NodeSpec) -> anyhow::Result<()>;
     /// Stops what would fail a cluster over (its nodes' companions), until
     /// [`release_failover`](Self::release_failover): a restore replacing the
     /// primary's data must not see a replica promoted meanwhile.

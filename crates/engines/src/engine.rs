@@ -264,6 +264,11 @@ pub trait Engine: Send + Sync + 'static {
     async fn switchover(&self, _node: &Node<'_>) -> anyhow::Result<()> {
         anyhow::bail!("{} runs no clusters", self.name())
     }
+    /// Makes `node` (a replica) the primary through the cluster's own failover,
+    /// and returns once it is.
+    async fn promote(&self, _node: &Node<'_>) -> anyhow::Result<()> {
+        anyhow::bail!("{} does not promote a chosen node", self.name())
+    }
     /// The processes that run beside a cluster node's server, started after it
     /// or, if they say so, before it (their configuration written first).
     fn companions(&self, _node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {

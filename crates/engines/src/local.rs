@@ -436,6 +436,24 @@ impl Deployer for LocalDeployer {
         self.provision(spec).await
     }
 
+    async fn rebuild(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        let layout = self.layout(spec);
+        self.stop(spec).await?;
+        self.stop_leftover(spec, &layout).await;
+        if files::is_folder(&layout.data_dir()) {
+            crate::swap::discard(&layout, &layout.data_dir());
+            anyhow::ensure!(
+                !files::is_folder(&layout.data_dir()),
+                "could not move node {}'s old data aside",
+                spec.index
+            );
+        }
+        for dir in [layout.system(), layout.ephemeral()] {
+            files::remove_tree(&dir)?;
+        }
+        self.provision(spec).await
+    }
+
     async fn start(&self, spec: &NodeSpec) -> anyhow::Result<()> {
         self.start_with(spec, StartMode::Normal).await
     }
@@ -497,6 +515,10 @@ impl Deployer for LocalDeployer {
 
     async fn switchover(&self, spec: &NodeSpec) -> anyhow::Result<()> {
         self.with_node(spec, async |node| spec.engine.switchover(node).await).await
+    }
+
+    async fn promote(&self, spec: &NodeSpec) -> anyhow::Result<()> {
+        self.with_node(spec, async |node| spec.engine.promote(node).await).await
     }
 
     async fn hold_failover(&self, nodes: &[NodeSpec]) {

@@ -48,7 +48,7 @@ pub(crate) async fn swap_in(layout: &NodeLayout, control: &dyn NodeControl, stag
 
 /// Renames `folder` out of the way at once and removes it, and any discarded
 /// folder an earlier svcdash left behind, on the blocking pool.
-fn discard(layout: &NodeLayout, folder: &Path) {
+pub(crate) fn discard(layout: &NodeLayout, folder: &Path) {
     let persistent = layout.persistent();
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let aside = persistent.join(format!("{DISCARDED_PREFIX}{stamp}"));

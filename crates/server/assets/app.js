@@ -135,15 +135,13 @@
         dialog.showModal();
       });
     });
-    document.querySelectorAll('form[data-action="pitr"], form[data-action="pitr-moment"]').forEach((form) => {
+    document.querySelectorAll('form[data-action="pitr"]').forEach((form) => {
       // The new-instance command follows the chosen moment.
       form.elements.target_time.addEventListener("input", () => {
         const moment = new Date(`${form.elements.target_time.value}Z`);
         const slot = document.querySelector('[data-slot="pitr-target"]');
         if (slot && !Number.isNaN(moment.getTime())) slot.textContent = moment.toISOString();
       });
-      // A cluster's moment only fills in the command: nothing to send.
-      if (form.dataset.action !== "pitr") { form.addEventListener("submit", (e) => e.preventDefault()); return; }
       form.addEventListener("submit", (e) => {
         e.preventDefault();
         const error = form.querySelector('[data-slot="error"]');

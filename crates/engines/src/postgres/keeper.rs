@@ -512,6 +512,26 @@ pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// Makes this node (a replica) the primary (`pg_autoctl perform promotion`, which
+/// returns once it is). Asked again while the monitor has no settled primary.
+pub async fn promote(node: &Node<'_>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut cmd = autoctl(node, node.spec.port)?;
+        cmd.args(["perform", "promotion", "--pgdata"])
+            .arg(pgdata(node.layout))
+            .args(["--name", &format!("node-{}", node.spec.index)]);
+        match process::run(cmd, "pg_autoctl perform promotion").await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                tracing::debug!(error = format!("{e:#}"), "the monitor did not promote the node yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Hands the primary role to a replica (`pg_autoctl perform switchover`, which
 /// returns once the formation has a new primary). Just after a replica came back
 /// the monitor may still hold the primary in a passing state (`wait_primary`) and

@@ -164,6 +164,10 @@ impl Engine for Postgres {
         keeper::switchover(node).await
     }
 
+    async fn promote(&self, node: &Node<'_>) -> anyhow::Result<()> {
+        keeper::promote(node).await
+    }
+
     fn companions(&self, node: &Node<'_>) -> anyhow::Result<Vec<Companion>> {
         keeper::companions(node)
     }

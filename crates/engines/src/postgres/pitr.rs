@@ -30,7 +30,8 @@ use super::{
     job_role, options,
 };
 use crate::engine::{
-    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, WalPosition,
+    BackupStream, BaseBackupStream, Node, NodeControl, RecoveryTarget, RestoreSink, StagedRestore, StartMode,
+    WalPosition,
 };
 use crate::{NodeLayout, NodeSpec, files, process};
 
@@ -157,7 +158,10 @@ impl StagedRestore for PointInTime {
             let _ = files::remove_tree(&staging);
             return Err(e);
         }
-        crate::swap::swap_in(node.layout, control, &staging).await
+        match node.spec.is_clustered() {
+            true => crate::swap::swap_in(node.layout, &ClusterNode { node, inner: control }, &staging).await,
+            false => crate::swap::swap_in(node.layout, control, &staging).await,
+        }
     }
 
     async fn abort(mut self: Box<Self>, node: &Node<'_>) {
@@ -166,6 +170,37 @@ impl StagedRestore for PointInTime {
         if let Err(e) = files::remove_tree(&staging_dir(node.layout)) {
             tracing::warn!(error = format!("{e:#}"), "could not remove the staging folder of a failed restore");
         }
+    }
+}
+
+/// Node 0 of a cluster, restored in place: its whole data folder (server, keeper,
+/// monitor) is switched for the restored server's, so it stops with its monitor,
+/// and starts as the first node of a new formation on the restored data, as a
+/// single node becoming a cluster does. Put back, the old folder starts as it was.
+/// The other nodes are stopped before and copy it afterwards (the restore job).
+struct ClusterNode<'a, 'n> {
+    node: &'a Node<'n>,
+    inner: &'a dyn NodeControl,
+}
+
+#[async_trait]
+impl NodeControl for ClusterNode<'_, '_> {
+    async fn stop(&self) -> anyhow::Result<()> {
+        self.inner.stop().await
+    }
+
+    async fn stop_discarding(&self) -> anyhow::Result<()> {
+        self.inner.stop().await
+    }
+
+    async fn start(&self, mode: StartMode) -> anyhow::Result<()> {
+        if mode != StartMode::AfterRestore {
+            return self.inner.start(mode).await;
+        }
+        super::keeper::init(self.node).await?;
+        self.inner.start(StartMode::Setup).await?;
+        super::keeper::configure(self.node).await?;
+        super::keeper::set_role_passwords(self.node).await
     }
 }
 

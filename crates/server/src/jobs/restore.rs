@@ -183,12 +183,63 @@ async fn point_in_time(
     for binding in state.store.bindings(instance.id).await? {
         users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
     }
-    let timeline = replay_into(state, instance, spec, target, users, None, tracker).await?;
+    let nodes = state.node_specs(instance).await?;
+    let timeline = match nodes.len() > 1 {
+        true => cluster_in_place(state, instance, &nodes, target, users, tracker).await?,
+        false => replay_into(state, instance, spec, target, users, None, tracker).await?,
+    };
     state.store.set_restore_timeline(restore.id, i64::from(timeline)).await?;
     tracing::info!(timeline, target = %target, "restored to a point in time");
     backup_after(state, instance, &format!("restore {} to {}", restore.seq, api_types::timestamp::format(&target)))
         .await;
     Ok(())
+}
+
+/// A cluster restored in place to a point in time: node 0, made the primary first,
+/// replays beside its data while the other nodes stop (it serves alone meanwhile),
+/// then starts a new formation on the restored data; the others throw their data
+/// away (it lies on the history the restore abandoned) and copy node 0, as new
+/// replicas do. A failure before the switch leaves every node's data as it was,
+/// and starts the others again.
+async fn cluster_in_place(
+    state: &AppState,
+    instance: &Instance,
+    nodes: &[NodeSpec],
+    target: DateTime<Utc>,
+    users: Vec<(String, secrecy::SecretString)>,
+    tracker: &Arc<Tracker>,
+) -> anyhow::Result<u32> {
+    let first = nodes.iter().find(|n| n.index == 0).context("the cluster has no node 0")?;
+    if crate::cluster::primary(state, instance).await.map(|p| p.index).ok() != Some(0) {
+        state.deployer.promote(first).await.context("making node 0 the primary before the restore")?;
+        crate::cluster::observe_roles(state, instance).await?;
+    }
+    let peers: Vec<&NodeSpec> = nodes.iter().filter(|n| n.index != 0).collect();
+    for peer in &peers {
+        state.deployer.stop(peer).await?;
+    }
+    let result = replay_into(state, instance, first, target, users, None, tracker).await;
+    for peer in &peers {
+        let back = async {
+            match &result {
+                Ok(_) => state.deployer.rebuild(peer).await?,
+                Err(_) => state.deployer.start(peer).await?,
+            }
+            crate::cluster::wait_in_sync(state, instance, peer).await?;
+            crate::cluster::sync_users(state, instance, peer).await
+        };
+        if let Err(e) = back.await {
+            tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
+            if result.is_ok() {
+                return Err(e.context(format!(
+                    "node 0 was restored, and node {} did not copy it; it is started again by the next check",
+                    peer.index
+                )));
+            }
+        }
+    }
+    crate::cluster::observe_roles(state, instance).await?;
+    result
 }
 
 /// Makes `into` a new instance at `target` of `origin`'s history (the provision

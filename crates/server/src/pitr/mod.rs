@@ -117,17 +117,6 @@ impl AppState {
             )
         })?;
         crate::backups::ensure_running(instance)?;
-        if self.node_specs(instance).await?.len() > 1 {
-            return Err(DomainError::invalid(
-                "PointInTimeRestoreNotSupported",
-                format!(
-                    "a cluster instance cannot be restored in place to a point in time yet; make a new instance at \
-                     that moment instead (provision parameter restore_from: {{\"instance_id\": \"{}\", \
-                     \"target_time\": ...}}, on a single-node plan; a plan change makes it a cluster)",
-                    instance.guid
-                ),
-            ));
-        }
         let plan = window.plan(target).map_err(|why| DomainError::invalid("TargetTimeOutOfRange", why))?;
         let restore = match self.store.enqueue_point_in_time_restore(instance.id, plan.backup_id, target).await {
             Ok(restore) => restore,

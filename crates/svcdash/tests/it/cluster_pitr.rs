@@ -3,7 +3,8 @@
 //! goes on archiving on its new timeline, the window reaches across the failover
 //! without a gap, and a new instance made at a moment before or after the failover
 //! holds exactly what was committed then; such an instance becomes a cluster by a
-//! plan change and goes on archiving.
+//! plan change and goes on archiving. In place, the cluster goes back to a moment
+//! on node 0, and the other nodes copy it.
 
 use std::time::{Duration, Instant};
 
@@ -90,16 +91,10 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     assert_eq!(shown["gaps"], json!([]), "{shown}");
     assert!(shown["start_time"].as_str().unwrap() <= iso(t1).as_str(), "{shown}");
 
-    // In place, a cluster cannot go back yet; a new instance can be made at a moment.
-    let body = json!({ "target_time": iso(t2) }).to_string();
-    let (status, refused) =
-        app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("PointInTimeRestoreNotSupported")));
-    assert!(refused["description"].as_str().unwrap().contains("restore_from"), "{refused}");
-    // The Backups page offers the moment for a new single-node instance, no restore in place.
+    // The Backups page offers both: in place, and a new single-node instance.
     let html = crate::pages::page(&app, &app.token, &format!("/service-instances/{id}/backups")).await;
-    assert!(html.contains(r#"id="pitr-cluster""#), "the page says why");
-    assert!(!html.contains(r#"data-action="pitr""#), "no restore in place is offered");
+    assert!(html.contains(r#"data-action="pitr""#), "a restore in place is offered");
+    assert!(html.contains("node 0 serves alone meanwhile"), "the page says what a cluster's restore does");
     assert!(
         html.contains("cf create-service postgresql single-small NEW-NAME"),
         "the command names a single-node plan"
@@ -162,8 +157,35 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
         app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
     }
     app.deprovision(&copy, PG_SERVICE, PG_CLUSTER_PLAN).await;
+
+    // In place, to the moment after the failover: node 1 is the primary, so node 0
+    // is promoted first; the other nodes copy the restored data.
+    let started = Instant::now();
+    let body = json!({ "target_time": iso(t2) }).to_string();
+    let (status, queued) =
+        app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let seq = queued["id"].as_i64().unwrap();
+    let done = app.wait_done(&format!("/v1/instances/{id}/restores/{seq}")).await;
+    let restored_in = started.elapsed();
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    let rows = psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap();
+    assert_eq!(rows, "1,2,3", "the binding reaches the restored data");
+    psql(&uri, "INSERT INTO events VALUES (5)").await.unwrap();
+    replicated(&app, &nodes, 4).await;
+    for spec in &nodes {
+        assert!(app.state().deployer.in_sync(spec).await.unwrap(), "node {} follows the restored primary", spec.index);
+    }
+    let t4 = mark().await;
+    let shown = window_reaching(&app, &id, t4).await;
+    // Timeline 2 began with the failover, 3 with node 0's promotion, 4 with the restore.
+    assert_eq!(shown["timeline"], 4, "{shown}");
+    assert_eq!(shown["gaps"].as_array().unwrap().len(), 1, "the restore undid what followed its target: {shown}");
+
     let (status, last) = window(&app, &id).await;
     assert_eq!(status, StatusCode::OK);
+    println!("postgresql cluster restored in place to a point in time in {:.1} s", restored_in.as_secs_f64());
     println!(
         "postgresql cluster archiving: node {promoted} promoted; writes through the binding again {:.1} s after the \
          kill; the window reached a moment after the failover {:.1} s after it was taken; window {} to {}",
