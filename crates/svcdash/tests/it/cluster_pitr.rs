@@ -39,8 +39,9 @@ async fn replicated(app: &TestApp, nodes: &[engines::NodeSpec], rows: i64) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
+/// svcdash closing the current write-ahead log file every 2 s, and checking the
+/// nodes' roles every second.
+async fn start() -> TestApp {
     let dir = data_dir();
     let data = dir.path().join("data");
     let mut config = config(&data);
@@ -48,13 +49,20 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     config.engines.check_interval_secs = 1;
     let mut app = TestApp::start_in(&data, config).await;
     app.keep_dir(dir);
+    app
+}
 
-    // Synchronous: a failover loses no acknowledged row, and the restored data must
-    // not wait for replicas a single node does not have.
-    let id = app.provision_with(PG_SERVICE, PG_SYNC_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
+    let app = start().await;
+
+    // Asynchronous: a synchronous cluster's election waits for every standby's
+    // report (docs/clusters.md, "an election can stall"); the rows before the kill
+    // are on every node before it.
+    let id = app.provision_with(PG_SERVICE, PG_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
     assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
     let nodes = specs(&app, &id).await;
-    let creds = app.bind(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
+    let creds = app.bind(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
     let uri = creds["uri"].as_str().unwrap().to_owned();
     psql(&uri, "CREATE TABLE events (id int PRIMARY KEY)").await.unwrap();
 
@@ -194,5 +202,49 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
         last["start_time"],
         last["end_time"]
     );
+    app.deprovision(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
+}
+
+/// A synchronous cluster's base backup names its standbys: neither a new single
+/// node made from it nor the staging server of a restore in place may wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_node() {
+    let app = start().await;
+    let id = app.provision_with(PG_SERVICE, PG_SYNC_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let nodes = specs(&app, &id).await;
+    let uri = app.bind(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await["uri"].as_str().unwrap().to_owned();
+    psql(&uri, "CREATE TABLE events (id int PRIMARY KEY)").await.unwrap();
+    let backup = app.create_backup(&id).await;
+    app.wait_done(&format!("/v1/instances/{id}/backups/{backup}")).await;
+    insert(&app, &uri, 1).await;
+    let t1 = mark().await;
+    insert(&app, &uri, 2).await;
+    window_reaching(&app, &id, t1).await;
+
+    let copy = app
+        .provision_with(
+            PG_SERVICE,
+            PG_PLAN,
+            "org-a",
+            json!({"restore_from": {"instance_id": id, "target_time": iso(t1)}}),
+        )
+        .await;
+    let mut conn = pg(&app.bind(&copy, PG_SERVICE, PG_PLAN).await).await;
+    let commit = sqlx::query("INSERT INTO events VALUES (10)").execute(&mut conn);
+    tokio::time::timeout(Duration::from_secs(10), commit).await.expect("the copy waits for no standby").unwrap();
+    let rows: Vec<i32> = sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(rows, [1, 10]);
+    app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
+
+    let body = json!({ "target_time": iso(t1) }).to_string();
+    let (status, queued) =
+        app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    app.wait_done(&format!("/v1/instances/{id}/restores/{}", queued["id"])).await;
+    assert_eq!(psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap(), "1");
+    // Synchronous again once the replicas copied the restored node: a commit
+    // returns, and every node has it.
+    insert(&app, &uri, 3).await;
+    replicated(&app, &nodes, 2).await;
     app.deprovision(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
 }
