@@ -30,7 +30,11 @@
 #   bench/pitr.sh                         # 1 GiB database, 1 GiB of WAL
 #   BENCH_GIB=0.25 BENCH_WAL_GIB=0.25 bench/pitr.sh
 #
-# Environment: SVCDASH_BIN (default target/release/svcdash), BENCH_GIB,
+# BENCH_PLAN=cluster-small measures svcdash's restore of a three-node cluster
+# (node 0 replays, then the other two copy it) against pgBackRest's single
+# server; the report adds when node 0 served the restored data.
+#
+# Environment: SVCDASH_BIN (default target/release/svcdash), BENCH_GIB, BENCH_PLAN,
 # BENCH_WAL_GIB, BENCH_ROUNDS (restores of each, alternating, default 3), BENCH_OUT (a copy of the report, default bench/out),
 # BENCH_KEEP_TMP=1 (keep the temporary folder).
 #
@@ -49,6 +53,7 @@ export -n SVCDASH_BIN
 BENCH_GIB=${BENCH_GIB:-1}
 BENCH_WAL_GIB=${BENCH_WAL_GIB:-1}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_PLAN=${BENCH_PLAN:-single-small}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out}
 PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PATH="$PGBIN:$PATH"
@@ -289,13 +294,13 @@ for _ in $(seq 300); do curl -sf -o /dev/null -u bench:benchpw -H 'X-Broker-API-
 svcdash users create bench >/dev/null
 svcdash users grant bench --tenant bench-org >/dev/null
 TOKEN=$(svcdash token --user bench | tail -n 1)
-svcdash instances create --service postgresql --plan single-small --tenant bench-org --continuous-archiving --wait bench >/dev/null
+svcdash instances create --service postgresql --plan "$BENCH_PLAN" --tenant bench-org --continuous-archiving --wait bench >/dev/null
 IID=$(svcdash instances show bench | awk '/^id:/ { print $2 }')
 api() { curl -sS -H "Authorization: $TOKEN" -H 'Content-Type: application/json' "$@"; }
 SERVICE_ID=$(curl -sS -u bench:benchpw -H 'X-Broker-API-Version: 2.17' "$BASE/v2/catalog" |
     json "next(s['id'] for s in d['services'] if s['name'] == 'postgresql')")
 PLAN_ID=$(curl -sS -u bench:benchpw -H 'X-Broker-API-Version: 2.17' "$BASE/v2/catalog" |
-    json "next(p['id'] for s in d['services'] if s['name'] == 'postgresql' for p in s['plans'] if p['name'] == 'single-small')")
+    json "next(p['id'] for s in d['services'] if s['name'] == 'postgresql' for p in s['plans'] if p['name'] == '$BENCH_PLAN')")
 URI=$(curl -sS -u bench:benchpw -H 'X-Broker-API-Version: 2.17' -H 'Content-Type: application/json' -X PUT \
     "$BASE/v2/service_instances/$IID/service_bindings/b1" --data "{\"service_id\": \"$SERVICE_ID\", \"plan_id\": \"$PLAN_ID\"}" |
     json 'd["credentials"]["uri"]')
@@ -366,6 +371,18 @@ svc_restore() {
     wait_task "/v1/instances/$IID/restores/$seq"
     R[svc_restore]+=" $(secs "$t0" "$(now)")"
     R[svc_restore_rss]+=" $(peak)"
+    # A cluster: from the request to the log line saying node 0 serves the result.
+    [ "$BENCH_PLAN" = single-small ] || R[svc_node0]+=" $(python3 - "$tmp/svcdash.log" "$t0" <<'EOF'
+import re, sys, datetime
+start = datetime.datetime.fromtimestamp(float(sys.argv[2]), datetime.timezone.utc)
+served = None
+for line in open(sys.argv[1], errors="replace"):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    if "node 0 runs on the restored data" in line:
+        served = datetime.datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+print(f"{(served - start).total_seconds():.1f}" if served and served > start else "?")
+EOF
+)"
     got=$(fingerprint psql "$URI")
     [ "$got" = "$SVC_ROWS" ] || die "svcdash restored bench_events as $got, it was $SVC_ROWS before the target"
     newest=$(api "$BASE/v1/instances/$IID/backups" | json 'max(b["id"] for b in d)')
@@ -394,7 +411,7 @@ report() {
     local -a pr sr
     read -ra pr <<<"${R[pgbr_restore]}"
     read -ra sr <<<"${R[svc_restore]}"
-    echo "PITR benchmark: $(nproc) cores, database $BENCH_GIB GiB, write load $BENCH_WAL_GIB GiB of WAL, $BENCH_ROUNDS restore rounds, $(date -u +%F)"
+    echo "PITR benchmark: $(nproc) cores, database $BENCH_GIB GiB, write load $BENCH_WAL_GIB GiB of WAL, $BENCH_ROUNDS restore rounds, svcdash plan $BENCH_PLAN, $(date -u +%F)"
     echo
     echo "| | pgBackRest $(pgbackrest version | awk '{ print $2 }') (zst 1, aes-256-cbc) | svcdash (zstd, age) |"
     echo "|---|---|---|"
@@ -406,6 +423,7 @@ report() {
     echo "| restore to the end of the load, until promoted: median (min-max) | $(stats "${pr[@]}") s (files: $(stats ${R[pgbr_restore_files]}) s), $(stats ${R[pgbr_restore_rss]}) MiB | $(stats "${sr[@]}") s (the whole job: checks, switch, restart), $(stats ${R[svc_restore_rss]}) MiB |"
     echo
     echo "restore times, in order: pgBackRest ${pr[*]}; svcdash ${sr[*]}"
+    [ -z "${R[svc_node0]:-}" ] || echo "svcdash: node 0 served the restored data after, in order:${R[svc_node0]} s (the rest: the other nodes copying it)"
     local ratios=() i
     for i in "${!pr[@]}"; do ratios+=("$(awk -v a="${sr[$i]}" -v b="${pr[$i]}" 'BEGIN { printf "%.2f", a / b }')"); done
     echo "svcdash/pgBackRest restore, by round: ${ratios[*]}; median $(median "${ratios[@]}") (target <= 1.00 in every round)"

@@ -219,16 +219,20 @@ async fn cluster_in_place(
         state.deployer.stop(peer).await?;
     }
     let result = replay_into(state, instance, first, target, users, None, tracker).await;
-    for peer in &peers {
-        let back = async {
-            match &result {
-                Ok(_) => state.deployer.rebuild(peer).await?,
-                Err(_) => state.deployer.start(peer).await?,
-            }
-            crate::cluster::wait_in_sync(state, instance, peer).await?;
-            crate::cluster::sync_users(state, instance, peer).await
-        };
-        if let Err(e) = back.await {
+    if result.is_ok() {
+        tracing::info!(instance = %instance.guid, "node 0 runs on the restored data; the other nodes copy it");
+    }
+    // The other nodes copy node 0 at once, each as a new replica does.
+    let back = peers.iter().map(|peer| async {
+        match &result {
+            Ok(_) => state.deployer.rebuild(peer).await?,
+            Err(_) => state.deployer.start(peer).await?,
+        }
+        crate::cluster::wait_in_sync(state, instance, peer).await?;
+        crate::cluster::sync_users(state, instance, peer).await
+    });
+    for (peer, back) in peers.iter().zip(futures::future::join_all(back).await) {
+        if let Err(e) = back {
             tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
             if result.is_ok() {
                 return Err(e.context(format!(
