@@ -164,7 +164,14 @@ pub enum Step {
 }
 
 impl Step {
-    async fn run(self, state: &AppState, spec: &NodeSpec) -> anyhow::Result<()> {
+    /// A node whose data a restore left behind copies the primary instead.
+    async fn run(self, state: &AppState, instance: &Instance, spec: &NodeSpec) -> anyhow::Result<()> {
+        let nodes = state.store.nodes(instance.id).await?;
+        if let Some(node) = nodes.iter().find(|n| n.index == spec.index && n.copy_pending) {
+            tracing::info!(instance = %instance.guid, node = spec.index, "node's data lies on a history the cluster left; it copies the primary");
+            state.deployer.rebuild(spec).await?;
+            return Ok(state.store.set_node_copy_pending(node.id, false).await?);
+        }
         match self {
             Self::Restart => {
                 state.deployer.stop(spec).await?;
@@ -187,7 +194,7 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
     let specs = observed_specs(state, instance).await?;
     if specs.len() < 2 {
         for spec in &specs {
-            step.run(state, spec).await?;
+            step.run(state, instance, spec).await?;
         }
         return Ok(());
     }
@@ -195,7 +202,7 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
         // No primary to hand over: one member at a time, each back in step before
         // the next.
         for spec in &specs {
-            step.run(state, spec).await?;
+            step.run(state, instance, spec).await?;
             wait_in_sync(state, instance, spec).await?;
         }
         observe_roles(state, instance).await?;
@@ -206,12 +213,12 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
         // them): every node gets the step, in order.
         tracing::warn!(instance = %instance.guid, "no node is the primary; the cluster does not roll");
         for spec in &specs {
-            step.run(state, spec).await?;
+            step.run(state, instance, spec).await?;
         }
         return Ok(());
     };
     for replica in specs.iter().filter(|s| s.index != primary.index) {
-        step.run(state, replica).await?;
+        step.run(state, instance, replica).await?;
         wait_in_sync(state, instance, replica).await?;
     }
     tracing::info!(instance = %instance.guid, node = primary.index, "handing the primary role to a replica");
@@ -234,7 +241,7 @@ pub async fn rolling(state: &AppState, instance: &Instance, step: Step) -> anyho
     };
     tracing::info!(instance = %instance.guid, seconds = started.elapsed().as_secs_f64(), "switchover done");
     let old = specs.iter().find(|s| s.index == primary.index).context("the old primary is gone")?;
-    step.run(state, old).await?;
+    step.run(state, instance, old).await?;
     wait_in_sync(state, instance, old).await?;
     observe_roles(state, instance).await?;
     Ok(())

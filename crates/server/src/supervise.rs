@@ -2,6 +2,8 @@
 //! (a crash, an OOM kill) is started again. Instances with a running job are left
 //! alone, since a restore stops its engine on purpose. It also keeps the roles of
 //! cluster nodes up to date, and gives a restarted cluster node the users it missed.
+//! A node whose data a restore to a point in time left behind (it did not copy the
+//! restored node before the restore ended) copies the primary instead of starting.
 //!
 //! A cluster whose primary died is left to its failover tool first: the dead node
 //! is started again once another node has become the primary (it then rejoins as a
@@ -90,9 +92,18 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
                 }
             }
             down_since.remove(&key);
-            tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
             let started = match state.node_spec(&instance, &engine, node, &nodes) {
-                Ok(spec) => state.deployer.start(&spec).await,
+                Ok(spec) if node.copy_pending => {
+                    tracing::warn!(instance = %instance.guid, node = node.index, "node's data lies on a history the cluster left; it copies the primary");
+                    match state.deployer.rebuild(&spec).await {
+                        Ok(()) => state.store.set_node_copy_pending(node.id, false).await.map_err(Into::into),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(spec) => {
+                    tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
+                    state.deployer.start(&spec).await
+                }
                 Err(e) => Err(e),
             };
             let started = match started {

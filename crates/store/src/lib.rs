@@ -49,6 +49,8 @@ pub trait InstanceStore: Send + Sync {
     /// Records that a node is now seen in another role (`None`: it could not be
     /// asked), and since when.
     async fn set_node_role(&self, node_id: i64, role: Option<NodeRole>) -> StoreResult<()>;
+    /// Marks a node as one that must copy the primary before it runs again, or not.
+    async fn set_node_copy_pending(&self, node_id: i64, pending: bool) -> StoreResult<()>;
     /// Marks a node as stopped by the parachute (`Some`) or released (`None`).
     async fn set_node_parachute(&self, node_id: i64, trip: Option<&ParachuteTrip>) -> StoreResult<()>;
     /// Trips the parachute of a node in one transaction: the node is marked, and once
@@ -151,8 +153,14 @@ pub trait BackupStore: Send + Sync {
         backup_id: i64,
         target_time: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Restore>;
-    /// Records the timeline a restore to a point in time left the instance on.
-    async fn set_restore_timeline(&self, id: i64, timeline: i64) -> StoreResult<()>;
+    /// Records the timeline a restore to a point in time left the instance on, and
+    /// when the instance began running on it.
+    async fn set_restore_timeline(
+        &self,
+        id: i64,
+        timeline: i64,
+        forked_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
     async fn restore(&self, id: i64) -> StoreResult<Restore>;
     async fn restore_by_seq(&self, instance_id: i64, seq: i64) -> StoreResult<Restore>;
     /// Newest first.
@@ -253,6 +261,9 @@ pub trait ArchiveStore: Send + Sync {
     /// Records a segment whose object is complete in the backup store; a segment of
     /// the same name recorded before is kept (the caller compared them).
     async fn record_wal_segment(&self, segment: &WalSegment) -> StoreResult<()>;
+    /// Records a file in place of the one of the same name (whose object the new
+    /// one's overwrote): a history file of a timeline nothing went on with, say.
+    async fn replace_wal_segment(&self, segment: &WalSegment) -> StoreResult<()>;
     async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>>;
     /// Every segment of the instance, by name (so by timeline, then position).
     async fn wal_segments(&self, instance_id: i64) -> StoreResult<Vec<WalSegment>>;

@@ -179,6 +179,9 @@ pub struct Node {
     /// asked), and since when it is seen in it: a failover's time, at a glance.
     pub role: Option<NodeRole>,
     pub role_since: Option<DateTime<Utc>>,
+    /// Its data lies on a history the cluster left (a restore to a point in time
+    /// went back past it): it copies the primary before it runs again.
+    pub copy_pending: bool,
 }
 
 text_enum!(
@@ -362,8 +365,11 @@ pub struct Restore {
     pub created_at: DateTime<Utc>,
     /// The moment a restore to a point in time brings the data back to.
     pub target_time: Option<DateTime<Utc>>,
-    /// The timeline the instance went on with after such a restore succeeded.
+    /// The timeline the instance went on with once such a restore's node ran on
+    /// the restored data (set even if a cluster's other nodes then failed to copy it).
     pub timeline: Option<i64>,
+    /// When that node began running on the restored data: the new timeline's start.
+    pub forked_at: Option<DateTime<Utc>>,
     /// One task per node, in the order they run (a cluster's primary first).
     pub jobs: Vec<Job>,
 }

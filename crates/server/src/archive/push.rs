@@ -99,8 +99,14 @@ async fn store_file(
     let plain_sha256 = move || hex::encode(hasher.lock().unwrap_or_else(|e| e.into_inner()).clone().finalize());
 
     // PostgreSQL hands a file over again when it did not see the answer (a crash);
-    // the same contents are archived already, other contents are an error.
-    if let Some(existing) = state.store.wal_segment(instance.id, &wal.name).await? {
+    // the same contents are archived already, other contents are an error, unless
+    // the file archived before belongs to nothing the history uses.
+    let existing = state.store.wal_segment(instance.id, &wal.name).await?;
+    let replaces = match &existing {
+        Some(_) => superseded(state, instance, &wal).await?,
+        None => false,
+    };
+    if let Some(existing) = existing.filter(|_| !replaces) {
         let mut body = body;
         tokio::io::copy(&mut body, &mut tokio::io::sink()).await.context("reading the file")?;
         let got = count.load(Ordering::Relaxed);
@@ -124,21 +130,45 @@ async fn store_file(
     let stored =
         backup::upload(&state.storage, &object_key, body, complete, recipient, &state.config.backups.pipeline())
             .await?;
-    state
-        .store
-        .record_wal_segment(&WalSegment {
-            instance_id: instance.id,
-            name: wal.name.clone(),
-            timeline: i64::from(wal.timeline),
-            object_key,
-            key_id: key.id,
-            size: stored.size as i64,
-            sha256: stored.sha256,
-            plain_size: size as i64,
-            plain_sha256: plain_sha256(),
-            handed_over_at,
-            archived_at: Utc::now(),
-        })
-        .await?;
+    let segment = WalSegment {
+        instance_id: instance.id,
+        name: wal.name.clone(),
+        timeline: i64::from(wal.timeline),
+        object_key,
+        key_id: key.id,
+        size: stored.size as i64,
+        sha256: stored.sha256,
+        plain_size: size as i64,
+        plain_sha256: plain_sha256(),
+        handed_over_at,
+        archived_at: Utc::now(),
+    };
+    if replaces {
+        tracing::info!(instance = %instance.guid, file = %wal.name, "archived in place of a file nothing went on from");
+        state.store.replace_wal_segment(&segment).await?;
+    } else {
+        state.store.record_wal_segment(&segment).await?;
+    }
     Ok(wal.name)
+}
+
+/// Whether an archived file of this name may give way to another: a `.partial`
+/// (kept for people, never replayed), or the history file of a timeline nothing
+/// went on with. A restore's staging server archives its new timeline's history
+/// file when it promotes; if the restore then fails, no segment follows it, and
+/// a cluster node promoted later (it does not look in the archive for free
+/// timeline numbers) takes the same number. Refusing its history file would stop
+/// its archiving for good.
+async fn superseded(state: &AppState, instance: &Instance, wal: &names::WalName) -> anyhow::Result<bool> {
+    if wal.name.ends_with(".partial") {
+        return Ok(true);
+    }
+    if !wal.name.ends_with(".history") {
+        return Ok(false);
+    }
+    let timeline = i64::from(wal.timeline);
+    let written =
+        state.store.wal_segments(instance.id).await?.iter().any(|s| s.timeline == timeline && s.name.len() == 24);
+    let forked = state.store.restores(instance.id).await?.iter().any(|r| r.timeline == Some(timeline));
+    Ok(!written && !forked)
 }

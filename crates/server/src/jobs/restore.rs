@@ -184,14 +184,19 @@ async fn point_in_time(
         users.push((binding.username, state.master.unseal(&binding.sealed_password)?));
     }
     let nodes = state.node_specs(instance).await?;
-    let timeline = match nodes.len() > 1 {
-        true => cluster_in_place(state, instance, &nodes, target, users, tracker).await?,
-        false => replay_into(state, instance, spec, target, users, None, tracker).await?,
+    let result = match nodes.len() > 1 {
+        true => cluster_in_place(state, instance, &nodes, restore, target, users, tracker).await,
+        false => replay_into(state, instance, spec, target, users, Destination::Fork(restore), tracker).await,
     };
-    state.store.set_restore_timeline(restore.id, i64::from(timeline)).await?;
+    // The history forked once the node ran on the restored data, even if a cluster's
+    // other nodes then failed to copy it: the new timeline needs a base backup.
+    let forked = state.store.restore(restore.id).await.map(|r| r.timeline.is_some()).unwrap_or(true);
+    if forked {
+        let what = format!("restore {} to {}", restore.seq, api_types::timestamp::format(&target));
+        backup_after(state, instance, &what).await;
+    }
+    let timeline = result?;
     tracing::info!(timeline, target = %target, "restored to a point in time");
-    backup_after(state, instance, &format!("restore {} to {}", restore.seq, api_types::timestamp::format(&target)))
-        .await;
     Ok(())
 }
 
@@ -200,16 +205,24 @@ async fn point_in_time(
 /// then starts a new formation on the restored data; the others throw their data
 /// away (it lies on the history the restore abandoned) and copy node 0, as new
 /// replicas do. A failure before the switch leaves every node's data as it was,
-/// and starts the others again.
+/// and starts the others again; one after it still leaves node 0 on the restored
+/// data, and the fork recorded.
 async fn cluster_in_place(
     state: &AppState,
     instance: &Instance,
     nodes: &[NodeSpec],
+    restore: &Restore,
     target: DateTime<Utc>,
     users: Vec<(String, secrecy::SecretString)>,
     tracker: &Arc<Tracker>,
 ) -> anyhow::Result<u32> {
     let first = nodes.iter().find(|n| n.index == 0).context("the cluster has no node 0")?;
+    // Checked again before the replay, once the archive holds everything: checked
+    // here first so that a target gone out of the window (retention) changes no
+    // node's role and stops none.
+    let window = state.pitr_window(instance).await.map_err(|e| anyhow::anyhow!(e.description()))?;
+    let plan = window.plan(target).map_err(anyhow::Error::msg)?;
+    state.store.base_backup(plan.backup_id).await?.context("the base backup is gone")?;
     if crate::cluster::primary(state, instance).await.map(|p| p.index).ok() != Some(0) {
         state.deployer.promote(first).await.context("making node 0 the primary before the restore")?;
         crate::cluster::observe_roles(state, instance).await?;
@@ -218,9 +231,16 @@ async fn cluster_in_place(
     for peer in &peers {
         state.deployer.stop(peer).await?;
     }
-    let result = replay_into(state, instance, first, target, users, None, tracker).await;
+    let result = replay_into(state, instance, first, target, users, Destination::Fork(restore), tracker).await;
+    // From here on the other nodes' data lies on the history the restore left:
+    // none may run on it again, even if this job ends before they copied node 0.
+    let rows = state.store.nodes(instance.id).await?;
+    let row = |index: i64| rows.iter().find(|n| n.index == index).map(|n| n.id);
     if result.is_ok() {
         tracing::info!(instance = %instance.guid, "node 0 runs on the restored data; the other nodes copy it");
+        for id in peers.iter().filter_map(|peer| row(peer.index)) {
+            state.store.set_node_copy_pending(id, true).await?;
+        }
     }
     // The other nodes copy node 0 at once, each as a new replica does.
     let back = peers.iter().map(|peer| async {
@@ -229,6 +249,9 @@ async fn cluster_in_place(
             Err(_) => state.deployer.start(peer).await?,
         }
         crate::cluster::wait_in_sync(state, instance, peer).await?;
+        if let (Ok(_), Some(id)) = (&result, row(peer.index)) {
+            state.store.set_node_copy_pending(id, false).await?;
+        }
         crate::cluster::sync_users(state, instance, peer).await
     });
     for (peer, back) in peers.iter().zip(futures::future::join_all(back).await) {
@@ -236,7 +259,8 @@ async fn cluster_in_place(
             tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
             if result.is_ok() {
                 return Err(e.context(format!(
-                    "node 0 was restored, and node {} did not copy it; it is started again by the next check",
+                    "node 0 runs on the restored data, and node {} did not copy it; the next check of the engines \
+                     has it copy node 0 again",
                     peer.index
                 )));
             }
@@ -259,21 +283,33 @@ pub async fn new_instance_at(
     let origin_spec = state.node_specs(origin).await?.into_iter().next().context("the origin has no node")?;
     let password = origin_spec.admin_password.clone();
     let tracker = state.config.backups.tracker();
-    let timeline = replay_into(state, origin, spec, target, Vec::new(), Some(password), &tracker).await?;
+    let timeline =
+        replay_into(state, origin, spec, target, Vec::new(), Destination::NewInstance(password), &tracker).await?;
     state.store.set_start_timeline(into.id, i64::from(timeline)).await?;
     tracing::info!(into = %into.guid, origin = %origin.guid, timeline, target = %target, "made at a moment of another instance");
     Ok(())
 }
 
+/// What a replay restores into.
+enum Destination<'a> {
+    /// The source itself, by this restore: its history forks.
+    Fork(&'a Restore),
+    /// A new instance, made with the source's admin password (to remove the
+    /// source's users from it).
+    NewInstance(secrecy::SecretString),
+}
+
 /// Restores `spec` to `target` of `source`'s history (its own, or another
-/// instance's); returns the timeline the node goes on with.
+/// instance's); returns the timeline the node goes on with. A restore of the
+/// source's own history is recorded as a fork as soon as the node runs on the
+/// restored data: whatever happens after that, the history has forked there.
 async fn replay_into(
     state: &AppState,
     source: &Instance,
     spec: &NodeSpec,
     target: DateTime<Utc>,
     users: Vec<(String, secrecy::SecretString)>,
-    source_admin_password: Option<secrecy::SecretString>,
+    into: Destination<'_>,
     tracker: &Arc<Tracker>,
 ) -> anyhow::Result<u32> {
     // Replay stops at the first commit after the target: make sure the archive holds
@@ -309,7 +345,10 @@ async fn replay_into(
         timeline: plan.timeline,
         users,
         client: crate::archive::client_program(&state.config)?,
-        source_admin_password,
+        source_admin_password: match &into {
+            Destination::Fork(_) => None,
+            Destination::NewInstance(password) => Some(password.clone()),
+        },
     };
     tracker.set_total(u64::try_from(base.plain_size).ok());
     let result = async {
@@ -322,14 +361,19 @@ async fn replay_into(
     .await;
     server.abort();
     result?;
+    let forked_at = Utc::now();
     tracing::debug!("the node runs on the restored data");
+    let timeline = state.deployer.wal_position(spec).await?.timeline;
+    if let Destination::Fork(restore) = into {
+        state.store.set_restore_timeline(restore.id, i64::from(timeline), forked_at).await?;
+    }
     // Closing the first file of the new timeline at once puts it in the archive.
     if spec.archive.is_some()
         && let Err(e) = state.deployer.seal_wal(spec).await
     {
         tracing::warn!(error = format!("{e:#}"), "could not close the first write-ahead log file of the new timeline");
     }
-    Ok(state.deployer.wal_position(spec).await?.timeline)
+    Ok(timeline)
 }
 
 /// Base backups taken after a restore's target lie on the abandoned history: the

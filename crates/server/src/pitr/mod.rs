@@ -28,16 +28,19 @@ pub fn base_backup_key(instance: &Instance, backup: &store::Backup) -> String {
     format!("{}/base/{}.tar.zst.age", instance.backup_guid, backup.seq)
 }
 
-/// The restores to a point in time that succeeded, in order: where the history forked.
+/// Where the history forked: the restores to a point in time whose node ran on the
+/// restored data, in order. That includes a cluster restore that failed afterwards
+/// (a node did not copy the restored one): the instance went on from its target
+/// all the same. A row from before `forked_at` was recorded only has a timeline once
+/// done, and then its end is when it forked.
 fn forks(restores: &[Restore]) -> Vec<Fork> {
     let mut forks: Vec<Fork> = restores
         .iter()
-        .filter(|r| r.status() == api_types::TaskStatus::Done)
         .filter_map(|r| {
             Some(Fork {
                 seq: r.seq,
                 target_time: r.target_time?,
-                finished_at: r.updated_at(),
+                forked_at: r.forked_at.unwrap_or_else(|| r.updated_at()),
                 timeline: u32::try_from(r.timeline?).ok()?,
             })
         })

@@ -9,7 +9,7 @@
 //! a gap. A base backup makes every moment from its end on reachable for as long
 //! as the segments after it follow each other without a hole, along the spans.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use store::{BaseBackup, WalSegment};
@@ -21,12 +21,13 @@ use crate::archive::names;
 /// PostgreSQL's segment size unless `initdb` chose another.
 const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
-/// A restore to a point in time that succeeded.
+/// A restore to a point in time: its node ran on the data as it was at
+/// `target_time`, on a new timeline, from `forked_at` on.
 #[derive(Debug, Clone)]
 pub struct Fork {
     pub seq: i64,
     pub target_time: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
+    pub forked_at: DateTime<Utc>,
     pub timeline: u32,
 }
 
@@ -101,6 +102,9 @@ struct Reach {
 #[derive(Debug, Clone, Default)]
 pub struct Window {
     spans: Vec<Span>,
+    lineage: Lineage,
+    /// Every archived segment, by timeline and number.
+    archived: HashSet<(u32, u64)>,
     reaches: Vec<Reach>,
     /// The reachable stretches, in order, without overlaps.
     intervals: Vec<(DateTime<Utc>, DateTime<Utc>)>,
@@ -118,13 +122,14 @@ impl Window {
         forks: &[Fork],
         promotions: &[Promotion],
     ) -> Self {
-        let spans = spans(first, forks, promotions);
+        let mut spans = spans(first, forks, promotions);
         let segment_size = segments
             .iter()
             .find(|s| s.name.len() == 24)
             .and_then(|s| u64::try_from(s.plain_size).ok())
             .unwrap_or(DEFAULT_SEGMENT_SIZE);
-        let lineage = lineage(&spans, segments, segment_size);
+        let (lineage, followed) = lineage(&spans, segments, segment_size);
+        spans.truncate(followed);
 
         let mut reaches = Vec::new();
         for base in bases {
@@ -142,7 +147,7 @@ impl Window {
             while lineage.contains_key(&(end + 1)) {
                 end += 1;
             }
-            let reached = lineage[&end];
+            let reached = lineage[&end].at;
             if reached >= base.finished_at {
                 reaches.push(Reach { backup_id: base.backup_id, start: base.finished_at, end: reached });
             }
@@ -161,7 +166,7 @@ impl Window {
                         fork.seq,
                         shown(&fork.target_time),
                         fork.timeline,
-                        shown(&fork.finished_at)
+                        shown(&fork.forked_at)
                     ),
                 })
             })
@@ -191,7 +196,8 @@ impl Window {
         }
 
         let last_archived_at = segments.iter().map(|s| s.archived_at).max();
-        Window { spans, reaches, intervals, gaps, last_archived_at }
+        let archived = segments.iter().filter_map(|s| names::segment_number(&s.name, segment_size)).collect();
+        Window { spans, lineage, archived, reaches, intervals, gaps, last_archived_at }
     }
 
     pub fn start(&self) -> Option<DateTime<Utc>> {
@@ -235,6 +241,16 @@ impl Window {
             }
             None => 1,
         };
+        // The segment that holds the target may be archived under a later timeline
+        // only: one that began in it, a promotion the old primary did not finish the
+        // segment before, and then a restore to a moment before that promotion (the
+        // restore's copy of the segment holds the history up to where it began).
+        // Replay then follows that timeline, whose history holds the target.
+        let holder = self.lineage.iter().find(|(_, held)| held.at >= target);
+        let timeline = match holder {
+            Some((n, held)) if held.timeline > timeline && !self.archived.contains(&(timeline, *n)) => held.timeline,
+            _ => timeline,
+        };
         let base = self
             .reaches
             .iter()
@@ -253,7 +269,7 @@ fn spans(first: u32, forks: &[Fork], promotions: &[Promotion]) -> Vec<Span> {
         Fork(&'a Fork),
         Promotion(&'a Promotion),
     }
-    let mut events: Vec<(DateTime<Utc>, Event<'_>)> = forks.iter().map(|f| (f.finished_at, Event::Fork(f))).collect();
+    let mut events: Vec<(DateTime<Utc>, Event<'_>)> = forks.iter().map(|f| (f.forked_at, Event::Fork(f))).collect();
     events.extend(promotions.iter().map(|p| (p.at, Event::Promotion(p))));
     events.sort_by_key(|(at, _)| *at);
 
@@ -265,7 +281,7 @@ fn spans(first: u32, forks: &[Fork], promotions: &[Promotion]) -> Vec<Span> {
                 if let Some(last) = spans.last_mut() {
                     last.to = Some(fork.target_time);
                 }
-                spans.push(Span { timeline: fork.timeline, from: Some(fork.finished_at), to: None, continues: false });
+                spans.push(Span { timeline: fork.timeline, from: Some(fork.forked_at), to: None, continues: false });
             }
             Event::Promotion(promotion) => {
                 if spans.last().is_some_and(|last| last.timeline >= promotion.timeline) {
@@ -281,9 +297,23 @@ fn spans(first: u32, forks: &[Fork], promotions: &[Promotion]) -> Vec<Span> {
     spans
 }
 
+/// A segment along the spans: when it was handed over, and the timeline whose copy
+/// of it the history follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Held {
+    at: DateTime<Utc>,
+    timeline: u32,
+}
+
+type Lineage = BTreeMap<u64, Held>;
+
 /// The segments along the spans, by number, with their hand-over times: each
-/// span's timeline up to where the next span's timeline begins.
-fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> BTreeMap<u64, DateTime<Utc>> {
+/// span's timeline up to where the next span's timeline begins. A next span that
+/// begins before this one does went back in the history, so it is a restore this
+/// store does not know of (one whose fork was never recorded), not a promotion:
+/// the lineage ends with this span rather than guess what went on after it.
+/// Returns the lineage and how many spans it follows.
+fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> (Lineage, usize) {
     let mut by_timeline: HashMap<u32, BTreeMap<u64, DateTime<Utc>>> = HashMap::new();
     for segment in segments {
         if let Some((timeline, number)) = names::segment_number(&segment.name, segment_size) {
@@ -294,25 +324,30 @@ fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> BTreeM
     let mut lineage = BTreeMap::new();
     for (i, span) in spans.iter().enumerate() {
         let from = if i == 0 { 0 } else { first(span.timeline).unwrap_or(u64::MAX) };
-        let to = spans.get(i + 1).and_then(|next| first(next.timeline)).unwrap_or(u64::MAX);
+        let next = spans.get(i + 1).and_then(|next| first(next.timeline));
+        let to = next.filter(|to| *to >= from).unwrap_or(u64::MAX);
         if let Some(own) = by_timeline.get(&span.timeline) {
-            lineage.extend(own.range(from..to).map(|(n, t)| (*n, *t)));
+            lineage.extend(own.range(from..to).map(|(n, at)| (*n, Held { at: *at, timeline: span.timeline })));
+        }
+        if next.is_some_and(|next| next < from) {
+            tracing::warn!(
+                timeline = span.timeline,
+                next = spans[i + 1].timeline,
+                "a timeline after this one begins earlier in the log, as a restore's does, and no restore made it: \
+                 the recovery window ends on this timeline"
+            );
+            return (lineage, i + 1);
         }
     }
-    lineage
+    (lineage, spans.len())
 }
 
 /// Why nothing between `start` and `end` can be reached: the segments missing
 /// after the one handed over at `start`.
-fn missing_reason(
-    lineage: &BTreeMap<u64, DateTime<Utc>>,
-    start: DateTime<Utc>,
-    segment_size: u64,
-    spans: &[Span],
-) -> String {
+fn missing_reason(lineage: &Lineage, start: DateTime<Utc>, segment_size: u64, spans: &[Span]) -> String {
     // The run that ended at `start` ends with the segment handed over then; the hole
     // is what follows it up to the next segment the archive holds.
-    let before = lineage.iter().filter(|(_, t)| **t == start).map(|(n, _)| *n).max();
+    let before = lineage.iter().filter(|(_, held)| held.at == start).map(|(n, _)| *n).max();
     let after = before.and_then(|b| lineage.range(b + 1..).next().map(|(n, _)| *n));
     match (before, after) {
         (Some(b), Some(a)) if a > b + 1 => {
@@ -438,7 +473,7 @@ mod tests {
         // back to minute 25 (inside segment 3) and went on as timeline 2 from there.
         let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
         segments.extend([segment(2, 3, 70), segment(2, 4, 80)]);
-        let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 2 };
+        let fork = Fork { seq: 1, target_time: at(25), forked_at: at(62), timeline: 2 };
         let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &[]);
         assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(80))));
         assert_eq!(window.gaps.len(), 1);
@@ -451,7 +486,7 @@ mod tests {
 
         // A second restore to before the first one's target leaves timeline 2 behind.
         segments.extend([segment(3, 2, 90)]);
-        let second = Fork { seq: 2, target_time: at(15), finished_at: at(85), timeline: 3 };
+        let second = Fork { seq: 2, target_time: at(15), forked_at: at(85), timeline: 3 };
         let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[fork, second], &[]);
         assert_eq!(window.plan(at(12)), Ok(Plan { backup_id: 1, timeline: 1 }));
         assert_eq!(window.plan(at(88)), Ok(Plan { backup_id: 1, timeline: 3 }));
@@ -507,8 +542,55 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_whose_fork_was_never_recorded_ends_the_window_instead_of_breaking_it() {
+        // Timeline 1: segments 1..=6. A failover at minute 62 (timeline 2, from
+        // segment 7), then a restore back to segment 3 whose fork the store never
+        // recorded: its timeline 3 reads as one more promotion.
+        let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
+        segments.extend([history(2, 62), segment(2, 7, 63), history(3, 70), segment(3, 3, 71), segment(3, 4, 80)]);
+        let found = promotions(1, &segments, &[]);
+        assert_eq!(found.len(), 2);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[], &found);
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(63))));
+        assert_eq!(window.plan(at(40)), Ok(Plan { backup_id: 1, timeline: 2 }), "not along the unknown restore's");
+        assert_eq!(window.current_timeline(), 2);
+        assert!(window.plan(at(75)).unwrap_err().contains("outside the recovery window"));
+
+        // Recorded, the same restore is a fork: timeline 3 goes on from it.
+        let fork = Fork { seq: 1, target_time: at(25), forked_at: at(70), timeline: 3 };
+        let found = promotions(1, &segments, std::slice::from_ref(&fork));
+        assert_eq!(found, [Promotion { at: at(62), timeline: 2 }]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &found);
+        assert_eq!(window.end(), Some(at(80)));
+        assert_eq!(window.plan(at(75)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert!(window.plan(at(40)).unwrap_err().contains("restore 1 went back"));
+    }
+
+    #[test]
+    fn a_target_in_a_segment_only_a_later_timeline_archived_is_replayed_along_it() {
+        // A failover at minute 45 in segment 5 (timeline 2 from there; timeline 1's
+        // part of segment 5 is a `.partial` only). A restore went back to minute 42,
+        // inside segment 5 before the promotion, and went on as timeline 3.
+        let mut segments: Vec<_> = (1..=4).map(|n| segment(1, n, n as u32 * 10)).collect();
+        let partial =
+            WalSegment { name: format!("{}.partial", names::segment_name(1, 5, SIZE as u64)), ..segment(1, 5, 45) };
+        segments.extend([partial, history(2, 45), segment(2, 5, 50), segment(2, 6, 60)]);
+        segments.extend([history(3, 70), segment(3, 5, 71), segment(3, 6, 80)]);
+        let fork = Fork { seq: 1, target_time: at(42), forked_at: at(70), timeline: 3 };
+        let found = promotions(1, &segments, std::slice::from_ref(&fork));
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &found);
+        // Timeline 1's segment 5 was never archived: a target in it is replayed
+        // along timeline 3, whose segment 5 holds the history up to minute 42
+        // (along timeline 1, replay would end before the target).
+        assert_eq!(window.plan(at(35)), Ok(Plan { backup_id: 1, timeline: 1 }));
+        assert_eq!(window.plan(at(41)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert_eq!(window.plan(at(75)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert!(window.plan(at(50)).unwrap_err().contains("restore 1 went back"));
+    }
+
+    #[test]
     fn history_files_of_restores_and_of_the_first_timeline_are_not_promotions() {
-        let fork = Fork { seq: 1, target_time: at(25), finished_at: at(62), timeline: 3 };
+        let fork = Fork { seq: 1, target_time: at(25), forked_at: at(62), timeline: 3 };
         let segments =
             [history(2, 40), segment(2, 1, 41), history(3, 62), segment(3, 2, 63), history(4, 70), segment(4, 3, 71)];
         assert_eq!(

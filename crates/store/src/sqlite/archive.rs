@@ -81,30 +81,49 @@ impl From<SegmentRow> for WalSegment {
     }
 }
 
+impl SqliteStore {
+    /// A file's row; `on_conflict` says what becomes of an existing one.
+    async fn insert_wal_segment(&self, s: &WalSegment, on_conflict: &'static str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "INSERT INTO wal_segments (instance_id, name, timeline, object_key, key_id, size, sha256, plain_size, \
+             plain_sha256, handed_over_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (instance_id, name) {on_conflict}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(s.instance_id)
+            .bind(&s.name)
+            .bind(s.timeline)
+            .bind(&s.object_key)
+            .bind(s.key_id)
+            .bind(s.size)
+            .bind(&s.sha256)
+            .bind(s.plain_size)
+            .bind(&s.plain_sha256)
+            .bind(s.handed_over_at)
+            .bind(s.archived_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ArchiveStore for SqliteStore {
     async fn record_wal_segment(&self, s: &WalSegment) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO wal_segments (instance_id, name, timeline, object_key, key_id, size, sha256, plain_size, \
-             plain_sha256, handed_over_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (instance_id, name) DO NOTHING",
+        self.insert_wal_segment(s, "DO NOTHING").await
+    }
+
+    async fn replace_wal_segment(&self, s: &WalSegment) -> StoreResult<()> {
+        self.insert_wal_segment(
+            s,
+            "DO UPDATE SET timeline = excluded.timeline, object_key = excluded.object_key, key_id = excluded.key_id, \
+             size = excluded.size, sha256 = excluded.sha256, plain_size = excluded.plain_size, \
+             plain_sha256 = excluded.plain_sha256, handed_over_at = excluded.handed_over_at, \
+             archived_at = excluded.archived_at",
         )
-        .bind(s.instance_id)
-        .bind(&s.name)
-        .bind(s.timeline)
-        .bind(&s.object_key)
-        .bind(s.key_id)
-        .bind(s.size)
-        .bind(&s.sha256)
-        .bind(s.plain_size)
-        .bind(&s.plain_sha256)
-        .bind(s.handed_over_at)
-        .bind(s.archived_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     async fn wal_segment(&self, instance_id: i64, name: &str) -> StoreResult<Option<WalSegment>> {

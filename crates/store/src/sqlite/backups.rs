@@ -15,7 +15,7 @@ use crate::models::*;
 use crate::{BackupStore, StoreResult};
 
 const RESTORE_SELECT: &str = "SELECT r.id, r.instance_id, r.seq, r.backup_id, b.seq AS backup_seq, r.created_at, \
-     r.target_time, r.timeline \
+     r.target_time, r.timeline, r.forked_at \
      FROM restores r JOIN backups b ON b.id = r.backup_id";
 
 /// An instance's backups, each with its job: the Backups page and API lists.
@@ -184,6 +184,7 @@ fn attach_jobs(mut rows: Vec<RestoreRow>, jobs: Vec<JobRow>) -> StoreResult<Vec<
             created_at: r.created_at,
             target_time: r.target_time,
             timeline: r.timeline,
+            forked_at: r.forked_at,
         })
         .collect())
 }
@@ -284,9 +285,14 @@ impl BackupStore for SqliteStore {
         self.insert_restore(instance_id, backup_id, Some(target_time), &[0]).await
     }
 
-    async fn set_restore_timeline(&self, id: i64, timeline: i64) -> StoreResult<()> {
+    async fn set_restore_timeline(&self, id: i64, timeline: i64, forked_at: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE restores SET timeline = ? WHERE id = ?").bind(timeline).bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE restores SET timeline = ?, forked_at = ? WHERE id = ?")
+            .bind(timeline)
+            .bind(forked_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

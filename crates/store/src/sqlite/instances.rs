@@ -14,7 +14,7 @@ pub(super) const INSTANCE_COLUMNS: &str = "id, guid, name, service_id, plan_id, 
      subtenant_id, subtenant_name, backup_guid, local_name, version, continuous_archiving, restore_from_instance_id, \
      restore_from_time, start_timeline, created_at, updated_at, deleted_at";
 const NODE_COLUMNS: &str = "id, instance_id, node_index, port, extra_ports, admin_user, sealed_password, parachute_disk, parachute_at, \
-     role, role_seen_at";
+     role, role_seen_at, copy_pending";
 
 /// An instance's newest key of a kind: read on every listing of its backups.
 pub(super) const CURRENT_KEY: &str = "SELECT id, instance_id, kind, sealed_key, created_at FROM instance_keys \
@@ -242,6 +242,18 @@ impl InstanceStore for SqliteStore {
         let done = sqlx::query("UPDATE nodes SET role = ?, role_seen_at = ? WHERE id = ?")
             .bind(role.map(NodeRole::as_str))
             .bind(now())
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_node_copy_pending(&self, node_id: i64, pending: bool) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE nodes SET copy_pending = ? WHERE id = ?")
+            .bind(pending)
             .bind(node_id)
             .execute(&self.pool)
             .await?;

@@ -106,6 +106,7 @@ pub(super) struct NodeRow {
     parachute_at: Option<DateTime<Utc>>,
     role: Option<String>,
     role_seen_at: Option<DateTime<Utc>>,
+    copy_pending: bool,
 }
 
 impl TryFrom<NodeRow> for Node {
@@ -130,6 +131,7 @@ impl TryFrom<NodeRow> for Node {
             },
             role: r.role.as_deref().map(str::parse).transpose()?,
             role_since: r.role_seen_at,
+            copy_pending: r.copy_pending,
         })
     }
 }
@@ -344,6 +346,8 @@ pub(super) struct RestoreRow {
     #[serde(deserialize_with = "super::stored_time::optional")]
     pub target_time: Option<DateTime<Utc>>,
     pub timeline: Option<i64>,
+    #[serde(deserialize_with = "super::stored_time::optional")]
+    pub forked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]

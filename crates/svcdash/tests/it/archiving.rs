@@ -136,3 +136,82 @@ async fn only_postgresql_instances_archive_and_only_when_asked() {
     assert!(!app.layout(&id).await.archive_socket().exists());
     app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
 }
+
+/// Hands `contents` over as the file `name`, as the node's `archive_command` does:
+/// `svcdash wal-push` as the instance's account, from the data folder. Returns
+/// what it printed when it failed.
+fn wal_push(layout: &engines::NodeLayout, name: &str, contents: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let data = layout.data_dir();
+    let owner = std::fs::metadata(&data).unwrap();
+    let file = data.join(format!("handed-over-{name}"));
+    std::fs::write(&file, contents).unwrap();
+    std::os::unix::fs::chown(&file, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_svcdash"));
+    command.args(["wal-push", "../../ephemeral/archive.sock"]).arg(&file).arg(name).current_dir(&data);
+    if nix::unistd::Uid::effective().is_root() {
+        command.uid(owner.uid()).gid(owner.gid());
+    }
+    let out = command.output().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// A restore's staging server archives its new timeline's history file when it
+/// promotes; when that restore then fails, nothing goes on from it, and a cluster
+/// node promoted later takes the same timeline number. Its history file takes the
+/// place of the abandoned one (archiving would stop for good otherwise); once a
+/// segment of the timeline is archived, its history file is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_history_file_gives_way_only_while_nothing_went_on_from_its_timeline() {
+    let app = TestApp::start().await;
+    let id = app.provision_with(PG_SERVICE, PG_PLAN, "org-a", json!({"continuous_archiving": true})).await;
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let layout = app.layout(&id).await;
+    let store = app.state().store.clone();
+    let sha = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let recorded = |name: &'static str| {
+        let store = store.clone();
+        async move { store.wal_segment(instance.id, name).await.unwrap().unwrap().plain_sha256 }
+    };
+
+    let socket = layout.archive_socket();
+    app.wait_for("the archive socket", Duration::from_secs(30), || async { socket.exists().then_some(()) }).await;
+
+    let abandoned = b"1\t0/3000060\tbefore 2026-12-04 10:15:00.000+00\n";
+    let promoted = b"1\t0/5000000\tno recovery target specified\n";
+    wal_push(&layout, "00000007.history", abandoned).unwrap();
+    assert_eq!(recorded("00000007.history").await, sha(abandoned));
+    wal_push(&layout, "00000007.history", promoted).unwrap();
+    assert_eq!(recorded("00000007.history").await, sha(promoted), "the promoted node's history file is archived");
+    // Its object holds the new contents, for a replay that follows timeline 7.
+    let segment = store.wal_segment(instance.id, "00000007.history").await.unwrap().unwrap();
+    let key = app.state().key_by_id(segment.key_id).await.unwrap();
+    let (writer, mut reader) = tokio::io::duplex(1 << 16);
+    let storage = app.state().storage.clone();
+    backup::download(&storage, &segment.object_key, &segment.sha256, key.identity(), writer).await.unwrap();
+    let mut plain = Vec::new();
+    reader.read_to_end(&mut plain).await.unwrap();
+    assert_eq!(plain, promoted);
+
+    // The timeline goes on: its history file no longer changes.
+    wal_push(&layout, "000000070000000000000005", &vec![0; 16 << 20]).unwrap();
+    let refused = wal_push(&layout, "00000007.history", abandoned).unwrap_err();
+    assert!(refused.contains("archived before with other contents"), "{refused}");
+    assert_eq!(recorded("00000007.history").await, sha(promoted));
+    // The same contents again (PostgreSQL did not see the answer) are fine.
+    wal_push(&layout, "00000007.history", promoted).unwrap();
+    // A segment never changes.
+    let refused = wal_push(&layout, "000000070000000000000005", &vec![1; 16 << 20]).unwrap_err();
+    assert!(refused.contains("archived before with other contents"), "{refused}");
+    // A `.partial` is never replayed: the newer one is kept.
+    let partial = "000000060000000000000005.partial";
+    wal_push(&layout, partial, b"first").unwrap();
+    wal_push(&layout, partial, b"second").unwrap();
+    assert_eq!(recorded(partial).await, sha(b"second"));
+    app.deprovision(&id, PG_SERVICE, PG_PLAN).await;
+}

@@ -17,6 +17,28 @@ use crate::cluster_story::{roles, specs};
 use crate::helpers::*;
 use crate::pitr::{iso, mark, window, window_reaching};
 
+fn time(value: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap().into()
+}
+
+/// A folder whose entries cannot be renamed or removed (the immutable attribute),
+/// as on a disk gone read-only, until the guard is dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(folder: std::path::PathBuf) -> Self {
+        let status = std::process::Command::new("chattr").arg("+i").arg(&folder).status().unwrap();
+        assert!(status.success(), "chattr +i {}", folder.display());
+        Immutable(folder)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
 /// Inserts `n` through the binding's multi-host URI, trying again while the
 /// cluster fails over.
 async fn insert(app: &TestApp, uri: &str, n: i32) {
@@ -190,6 +212,10 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     // Timeline 2 began with the failover, 3 with node 0's promotion, 4 with the restore.
     assert_eq!(shown["timeline"], 4, "{shown}");
     assert_eq!(shown["gaps"].as_array().unwrap().len(), 1, "the restore undid what followed its target: {shown}");
+    // The new history begins when node 0 served the restored data, before the
+    // other nodes had copied it: what was written meanwhile can be restored to.
+    let forked = time(&shown["gaps"][0]["end_time"]);
+    assert!(forked < time(&done["finished_at"]), "the fork at {forked}, the restore ended {}", done["finished_at"]);
 
     let (status, last) = window(&app, &id).await;
     assert_eq!(status, StatusCode::OK);
@@ -234,7 +260,22 @@ async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_n
     tokio::time::timeout(Duration::from_secs(10), commit).await.expect("the copy waits for no standby").unwrap();
     let rows: Vec<i32> = sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&mut conn).await.unwrap();
     assert_eq!(rows, [1, 10]);
-    app.deprovision(&copy, PG_SERVICE, PG_PLAN).await;
+    drop(conn);
+    // The way back to a synchronous cluster, as the page advises: the plan change.
+    let last = app.change_plan(&copy, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
+    assert_eq!(last["state"], "succeeded", "{last}");
+    let copy_nodes = specs(&app, &copy).await;
+    let copy_uri = app.bind(&copy, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await["uri"].as_str().unwrap().to_owned();
+    let standbys = app
+        .wait_for("the copy's primary to wait for a standby", Duration::from_secs(60), || {
+            let primary = crate::cluster_postgres::admin_uri(&copy_nodes[0]);
+            async move { psql(&primary, "SHOW synchronous_standby_names").await.ok().filter(|s| !s.is_empty()) }
+        })
+        .await;
+    assert!(standbys.starts_with("ANY 1"), "{standbys}");
+    insert(&app, &copy_uri, 11).await;
+    replicated(&app, &copy_nodes, 3).await;
+    app.deprovision(&copy, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
 
     let body = json!({ "target_time": iso(t1) }).to_string();
     let (status, queued) =
@@ -246,5 +287,51 @@ async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_n
     // returns, and every node has it.
     insert(&app, &uri, 3).await;
     replicated(&app, &nodes, 2).await;
+
+    // Node 2 cannot copy node 0 this time (its folder may not change). The restore
+    // fails, and still forked the history: node 0 serves the restored data, the
+    // window goes on from the restore, node 2 never runs on the data it left
+    // behind, and copies node 0 once it can.
+    let t2 = mark().await;
+    insert(&app, &uri, 4).await;
+    window_reaching(&app, &id, t2).await;
+    let instance = app.state().store.instance_by_guid(&id).await.unwrap();
+    let folder = engines::NodeLayout::new(app.state().config.instances_dir().join(&instance.local_name).join("node-2"))
+        .persistent();
+    let immutable = Immutable::set(folder);
+    let body = json!({ "target_time": iso(t2) }).to_string();
+    let (status, queued) =
+        app.api_as(&app.token, Method::POST, &format!("/v1/instances/{id}/pitr/restore"), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let path = format!("/v1/instances/{id}/restores/{}", queued["id"]);
+    let failed = app.wait_finished(&path).await;
+    let errors = app.job_errors(&path).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(errors.iter().any(|e| e.contains("node 2 did not copy it")), "{errors:?}");
+    assert_eq!(psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap(), "1,3");
+    assert!(count(&nodes[2], "events").await.is_none(), "node 2 does not run on the history it left");
+    let t3 = mark().await;
+    insert(&app, &uri, 5).await;
+    let shown = window_reaching(&app, &id, t3).await;
+    assert_eq!(shown["timeline"], 3, "{shown}");
+    let gaps = shown["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 2, "each restore undid what followed its target: {shown}");
+    let undone = format!("restore {} went back", queued["id"]);
+    assert!(gaps[1]["reason"].as_str().unwrap().contains(&undone), "{shown}");
+    let html = crate::pages::page(&app, &app.token, &format!("/service-instances/{id}/backups")).await;
+    assert!(
+        html.contains(&format!("restore {} went back", queued["id"])),
+        "the Backups page shows the window and its gaps"
+    );
+
+    drop(immutable);
+    replicated(&app, &nodes, 3).await;
+    app.wait_for("node 2 to follow node 0 in sync", Duration::from_secs(60), || async {
+        app.state().deployer.in_sync(&nodes[2]).await.ok().filter(|in_sync| *in_sync)
+    })
+    .await;
+    let node2 = crate::cluster_postgres::admin_uri(&nodes[2]);
+    let rows = psql(&node2, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap();
+    assert_eq!(rows, "1,3,5", "node 2 copied the restored data");
     app.deprovision(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await;
 }

@@ -66,10 +66,12 @@ pub(super) async fn update(
         ));
     }
     let unsupported = |why: String| Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, Some("PlanChangeNotSupported"), why));
-    if service.plan(&instance.plan_id).is_some_and(|p| p.synchronous != plan.synchronous) {
+    // A single node becomes a cluster of either kind (its keeper is made with the
+    // new plan's setting); a running cluster keeps the kind it was made with.
+    if current > 1 && service.plan(&instance.plan_id).is_some_and(|p| p.synchronous != plan.synchronous) {
         return unsupported(format!(
             "plan {} replicates {}synchronously and the instance's plan does not; svcdash does not change that on \
-             a running instance yet. Create an instance of plan {} and restore a backup into it instead",
+             a running cluster yet. Create an instance of plan {} and restore a backup into it instead",
             plan.name,
             if plan.synchronous { "" } else { "a" },
             plan.name
