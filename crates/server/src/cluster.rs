@@ -166,11 +166,8 @@ pub enum Step {
 impl Step {
     /// A node whose data a restore left behind copies the primary instead.
     async fn run(self, state: &AppState, instance: &Instance, spec: &NodeSpec) -> anyhow::Result<()> {
-        let nodes = state.store.nodes(instance.id).await?;
-        if let Some(node) = nodes.iter().find(|n| n.index == spec.index && n.copy_pending) {
-            tracing::info!(instance = %instance.guid, node = spec.index, "node's data lies on a history the cluster left; it copies the primary");
-            state.deployer.rebuild(spec).await?;
-            return Ok(state.store.set_node_copy_pending(node.id, false).await?);
+        if copy_if_pending(state, instance, spec).await? {
+            return Ok(());
         }
         match self {
             Self::Restart => {
@@ -179,6 +176,28 @@ impl Step {
             }
             Self::Recreate => state.deployer.recreate(spec).await,
         }
+    }
+}
+
+/// Has a node marked `copy_pending` (its data lies on a history the cluster left,
+/// after a restore to a point in time) copy the primary, as a new replica does, and
+/// clears the mark; says whether it did. Such a node never starts on its own data.
+pub async fn copy_if_pending(state: &AppState, instance: &Instance, spec: &NodeSpec) -> anyhow::Result<bool> {
+    let nodes = state.store.nodes(instance.id).await?;
+    let Some(node) = nodes.iter().find(|n| n.index == spec.index && n.copy_pending) else {
+        return Ok(false);
+    };
+    tracing::warn!(instance = %instance.guid, node = spec.index, "node's data lies on a history the cluster left; it copies the primary");
+    state.deployer.rebuild(spec).await?;
+    state.store.set_node_copy_pending(node.id, false).await?;
+    Ok(true)
+}
+
+/// Starts a node again, or has it copy the primary if it is marked `copy_pending`.
+pub async fn start_or_copy(state: &AppState, instance: &Instance, spec: &NodeSpec) -> anyhow::Result<()> {
+    match copy_if_pending(state, instance, spec).await? {
+        true => Ok(()),
+        false => state.deployer.start(spec).await,
     }
 }
 

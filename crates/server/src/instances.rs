@@ -227,8 +227,14 @@ impl AppState {
             .filter(|i| matches!(i.state, InstanceState::Provisioned | InstanceState::Available))
             .map(|instance| async move {
                 let result: anyhow::Result<()> = async {
+                    // A node whose data a restore left behind stays stopped: the
+                    // supervisor has it copy the primary once the primary runs.
+                    let pending: Vec<i64> =
+                        self.store.nodes(instance.id).await?.iter().filter(|n| n.copy_pending).map(|n| n.index).collect();
                     for spec in self.node_specs(&instance).await? {
-                        self.deployer.start(&spec).await?;
+                        if !pending.contains(&spec.index) {
+                            self.deployer.start(&spec).await?;
+                        }
                     }
                     Ok(())
                 }

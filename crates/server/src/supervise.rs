@@ -92,18 +92,11 @@ async fn check(state: &AppState, shutdown: &CancellationToken, down_since: &mut 
                 }
             }
             down_since.remove(&key);
+            if !node.copy_pending {
+                tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
+            }
             let started = match state.node_spec(&instance, &engine, node, &nodes) {
-                Ok(spec) if node.copy_pending => {
-                    tracing::warn!(instance = %instance.guid, node = node.index, "node's data lies on a history the cluster left; it copies the primary");
-                    match state.deployer.rebuild(&spec).await {
-                        Ok(()) => state.store.set_node_copy_pending(node.id, false).await.map_err(Into::into),
-                        Err(e) => Err(e),
-                    }
-                }
-                Ok(spec) => {
-                    tracing::warn!(instance = %instance.guid, node = node.index, "engine is not running; starting it again");
-                    state.deployer.start(&spec).await
-                }
+                Ok(spec) => crate::cluster::start_or_copy(state, &instance, &spec).await,
                 Err(e) => Err(e),
             };
             let started = match started {

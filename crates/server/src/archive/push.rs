@@ -106,7 +106,7 @@ async fn store_file(
         Some(_) => superseded(state, instance, &wal).await?,
         None => false,
     };
-    if let Some(existing) = existing.filter(|_| !replaces) {
+    if let Some(existing) = existing.as_ref().filter(|_| !replaces) {
         let mut body = body;
         tokio::io::copy(&mut body, &mut tokio::io::sink()).await.context("reading the file")?;
         let got = count.load(Ordering::Relaxed);
@@ -120,7 +120,18 @@ async fn store_file(
 
     let key = state.generated_key(instance).await?;
     let recipient = state.key_by_id(key.id).await?.recipient();
-    let object_key = format!("{}/wal/{:08X}/{}.zst.age", instance.backup_guid, wal.timeline, wal.name);
+    // A file in place of another goes to an object of its own: the old one stays
+    // whole (a replay may be reading it) until the row names the new one.
+    let object_key = match replaces {
+        false => format!("{}/wal/{:08X}/{}.zst.age", instance.backup_guid, wal.timeline, wal.name),
+        true => format!(
+            "{}/wal/{:08X}/{}.{}.zst.age",
+            instance.backup_guid,
+            wal.timeline,
+            wal.name,
+            Utc::now().timestamp_millis()
+        ),
+    };
     let counted = count.clone();
     let complete = async move {
         let got = counted.load(Ordering::Relaxed);
@@ -143,11 +154,17 @@ async fn store_file(
         handed_over_at,
         archived_at: Utc::now(),
     };
-    if replaces {
-        tracing::info!(instance = %instance.guid, file = %wal.name, "archived in place of a file nothing went on from");
-        state.store.replace_wal_segment(&segment).await?;
-    } else {
-        state.store.record_wal_segment(&segment).await?;
+    match existing.filter(|_| replaces) {
+        Some(old) => {
+            tracing::info!(instance = %instance.guid, file = %wal.name, "archived in place of a file nothing went on from");
+            state.store.replace_wal_segment(&segment).await?;
+            if old.object_key != segment.object_key
+                && let Err(e) = state.storage.delete(&old.object_key).await
+            {
+                tracing::warn!(error = format!("{e:#}"), object = %old.object_key, "could not remove the replaced file");
+            }
+        }
+        None => state.store.record_wal_segment(&segment).await?,
     }
     Ok(wal.name)
 }

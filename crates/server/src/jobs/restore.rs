@@ -186,7 +186,10 @@ async fn point_in_time(
     let nodes = state.node_specs(instance).await?;
     let result = match nodes.len() > 1 {
         true => cluster_in_place(state, instance, &nodes, restore, target, users, tracker).await,
-        false => replay_into(state, instance, spec, target, users, Destination::Fork(restore), tracker).await,
+        false => {
+            let into = Destination::Fork(restore);
+            replay_into(state, instance, spec, target, users, into, &mut false, tracker).await
+        }
     };
     // The history forked once the node ran on the restored data, even if a cluster's
     // other nodes then failed to copy it: the new timeline needs a base backup.
@@ -231,33 +234,46 @@ async fn cluster_in_place(
     for peer in &peers {
         state.deployer.stop(peer).await?;
     }
-    let result = replay_into(state, instance, first, target, users, Destination::Fork(restore), tracker).await;
-    // From here on the other nodes' data lies on the history the restore left:
-    // none may run on it again, even if this job ends before they copied node 0.
+    // Once node 0 switched, the other nodes' data lies on the history the restore
+    // left: none may run on it again, even if the job (or svcdash) stops before they
+    // copied node 0. So they are marked before the replay, and the mark comes off
+    // only if the replay failed before the switch.
     let rows = state.store.nodes(instance.id).await?;
-    let row = |index: i64| rows.iter().find(|n| n.index == index).map(|n| n.id);
-    if result.is_ok() {
+    let row = |index: i64| rows.iter().find(|n| n.index == index);
+    for peer in peers.iter().filter_map(|peer| row(peer.index)) {
+        state.store.set_node_copy_pending(peer.id, true).await?;
+    }
+    let mut switched = false;
+    let into = Destination::Fork(restore);
+    let result = replay_into(state, instance, first, target, users, into, &mut switched, tracker).await;
+    if switched {
         tracing::info!(instance = %instance.guid, "node 0 runs on the restored data; the other nodes copy it");
-        for id in peers.iter().filter_map(|peer| row(peer.index)) {
-            state.store.set_node_copy_pending(id, true).await?;
+    } else {
+        for peer in peers.iter().filter_map(|peer| row(peer.index)).filter(|n| !n.copy_pending) {
+            state.store.set_node_copy_pending(peer.id, false).await?;
         }
     }
     // The other nodes copy node 0 at once, each as a new replica does.
     let back = peers.iter().map(|peer| async {
-        match &result {
-            Ok(_) => state.deployer.rebuild(peer).await?,
-            Err(_) => state.deployer.start(peer).await?,
-        }
-        crate::cluster::wait_in_sync(state, instance, peer).await?;
-        if let (Ok(_), Some(id)) = (&result, row(peer.index)) {
-            state.store.set_node_copy_pending(id, false).await?;
+        match switched {
+            true => {
+                state.deployer.rebuild(peer).await?;
+                crate::cluster::wait_in_sync(state, instance, peer).await?;
+                if let Some(row) = row(peer.index) {
+                    state.store.set_node_copy_pending(row.id, false).await?;
+                }
+            }
+            false => {
+                crate::cluster::start_or_copy(state, instance, peer).await?;
+                crate::cluster::wait_in_sync(state, instance, peer).await?;
+            }
         }
         crate::cluster::sync_users(state, instance, peer).await
     });
     for (peer, back) in peers.iter().zip(futures::future::join_all(back).await) {
         if let Err(e) = back {
             tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
-            if result.is_ok() {
+            if switched {
                 return Err(e.context(format!(
                     "node 0 runs on the restored data, and node {} did not copy it; the next check of the engines \
                      has it copy node 0 again",
@@ -283,8 +299,8 @@ pub async fn new_instance_at(
     let origin_spec = state.node_specs(origin).await?.into_iter().next().context("the origin has no node")?;
     let password = origin_spec.admin_password.clone();
     let tracker = state.config.backups.tracker();
-    let timeline =
-        replay_into(state, origin, spec, target, Vec::new(), Destination::NewInstance(password), &tracker).await?;
+    let destination = Destination::NewInstance(password);
+    let timeline = replay_into(state, origin, spec, target, Vec::new(), destination, &mut false, &tracker).await?;
     state.store.set_start_timeline(into.id, i64::from(timeline)).await?;
     tracing::info!(into = %into.guid, origin = %origin.guid, timeline, target = %target, "made at a moment of another instance");
     Ok(())
@@ -300,9 +316,11 @@ enum Destination<'a> {
 }
 
 /// Restores `spec` to `target` of `source`'s history (its own, or another
-/// instance's); returns the timeline the node goes on with. A restore of the
-/// source's own history is recorded as a fork as soon as the node runs on the
-/// restored data: whatever happens after that, the history has forked there.
+/// instance's); returns the timeline the node goes on with. `switched` is set once
+/// the node runs on the restored data: an error after that leaves it there. A
+/// restore of the source's own history is recorded as a fork right then: whatever
+/// happens after, the history has forked there.
+#[allow(clippy::too_many_arguments)]
 async fn replay_into(
     state: &AppState,
     source: &Instance,
@@ -310,6 +328,7 @@ async fn replay_into(
     target: DateTime<Utc>,
     users: Vec<(String, secrecy::SecretString)>,
     into: Destination<'_>,
+    switched: &mut bool,
     tracker: &Arc<Tracker>,
 ) -> anyhow::Result<u32> {
     // Replay stops at the first commit after the target: make sure the archive holds
@@ -361,9 +380,10 @@ async fn replay_into(
     .await;
     server.abort();
     result?;
+    *switched = true;
     let forked_at = Utc::now();
     tracing::debug!("the node runs on the restored data");
-    let timeline = state.deployer.wal_position(spec).await?.timeline;
+    let timeline = timeline_of(state, spec).await?;
     if let Destination::Fork(restore) = into {
         state.store.set_restore_timeline(restore.id, i64::from(timeline), forked_at).await?;
     }
@@ -374,6 +394,22 @@ async fn replay_into(
         tracing::warn!(error = format!("{e:#}"), "could not close the first write-ahead log file of the new timeline");
     }
     Ok(timeline)
+}
+
+/// The timeline a node that has just started writes on, asked until it answers
+/// (for up to [`SEAL_TIMEOUT`]): the fork is recorded with it.
+async fn timeline_of(state: &AppState, spec: &NodeSpec) -> anyhow::Result<u32> {
+    let started = std::time::Instant::now();
+    loop {
+        match state.deployer.wal_position(spec).await {
+            Ok(position) => return Ok(position.timeline),
+            Err(e) if started.elapsed() >= SEAL_TIMEOUT => {
+                return Err(e.context("asking the restored node for its timeline"));
+            }
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "the restored node does not answer yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Base backups taken after a restore's target lie on the abandoned history: the

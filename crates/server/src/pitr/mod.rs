@@ -233,3 +233,36 @@ impl AppState {
         Ok(gone.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn restore(seq: i64, timeline: Option<i64>, forked_at: Option<DateTime<Utc>>) -> Restore {
+        let at = |minute| Utc.with_ymd_and_hms(2026, 11, 30, 10, minute, 0).unwrap();
+        Restore {
+            id: seq,
+            instance_id: 1,
+            seq,
+            backup_id: 1,
+            backup_seq: 1,
+            created_at: at(seq as u32),
+            target_time: Some(at(0)),
+            timeline,
+            forked_at,
+            jobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_restore_is_a_fork_once_its_timeline_is_recorded_from_when_it_forked() {
+        let forked = Utc.with_ymd_and_hms(2026, 11, 30, 11, 0, 0).unwrap();
+        let found = forks(&[restore(3, Some(3), Some(forked)), restore(2, None, None), restore(1, Some(2), None)]);
+        assert_eq!(found.iter().map(|f| (f.seq, f.timeline)).collect::<Vec<_>>(), [(1, 2), (3, 3)]);
+        assert_eq!(found[1].forked_at, forked);
+        // A row from before `forked_at` was recorded: its end.
+        assert_eq!(found[0].forked_at, restore(1, Some(2), None).updated_at());
+    }
+}

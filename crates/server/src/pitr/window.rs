@@ -122,14 +122,12 @@ impl Window {
         forks: &[Fork],
         promotions: &[Promotion],
     ) -> Self {
-        let mut spans = spans(first, forks, promotions);
         let segment_size = segments
             .iter()
             .find(|s| s.name.len() == 24)
             .and_then(|s| u64::try_from(s.plain_size).ok())
             .unwrap_or(DEFAULT_SEGMENT_SIZE);
-        let (lineage, followed) = lineage(&spans, segments, segment_size);
-        spans.truncate(followed);
+        let (lineage, spans, unrecorded) = lineage(spans(first, forks, promotions), segments, segment_size);
 
         let mut reaches = Vec::new();
         for base in bases {
@@ -170,6 +168,7 @@ impl Window {
                     ),
                 })
             })
+            .chain(unrecorded)
             .collect();
 
         let mut intervals: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
@@ -308,12 +307,16 @@ struct Held {
 type Lineage = BTreeMap<u64, Held>;
 
 /// The segments along the spans, by number, with their hand-over times: each
-/// span's timeline up to where the next span's timeline begins. A next span that
-/// begins before this one does went back in the history, so it is a restore this
-/// store does not know of (one whose fork was never recorded), not a promotion:
-/// the lineage ends with this span rather than guess what went on after it.
-/// Returns the lineage and how many spans it follows.
-fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> (Lineage, usize) {
+/// span's timeline up to where the next span's timeline begins.
+///
+/// A span that begins earlier in the log than the one before it went back in the
+/// history: it is a restore whose fork was never recorded (svcdash stopped between
+/// the switch and the record, or the restore ran before forks were recorded at the
+/// switch), not a promotion. It is taken as a fork to an unknown moment: the spans
+/// it went back past are dropped, the one it went back into ends with its last
+/// segment before it, and from there to the span's start is a gap. Returns the
+/// lineage, the spans it follows, and those gaps.
+fn lineage(spans: Vec<Span>, segments: &[WalSegment], segment_size: u64) -> (Lineage, Vec<Span>, Vec<Gap>) {
     let mut by_timeline: HashMap<u32, BTreeMap<u64, DateTime<Utc>>> = HashMap::new();
     for segment in segments {
         if let Some((timeline, number)) = names::segment_number(&segment.name, segment_size) {
@@ -321,25 +324,54 @@ fn lineage(spans: &[Span], segments: &[WalSegment], segment_size: u64) -> (Linea
         }
     }
     let first = |timeline: u32| by_timeline.get(&timeline).and_then(|s| s.keys().next().copied());
-    let mut lineage = BTreeMap::new();
-    for (i, span) in spans.iter().enumerate() {
-        let from = if i == 0 { 0 } else { first(span.timeline).unwrap_or(u64::MAX) };
-        let next = spans.get(i + 1).and_then(|next| first(next.timeline));
-        let to = next.filter(|to| *to >= from).unwrap_or(u64::MAX);
-        if let Some(own) = by_timeline.get(&span.timeline) {
-            lineage.extend(own.range(from..to).map(|(n, at)| (*n, Held { at: *at, timeline: span.timeline })));
-        }
-        if next.is_some_and(|next| next < from) {
+
+    // The spans followed, each with the first segment it holds (none yet: MAX).
+    let mut kept: Vec<(Span, u64)> = Vec::new();
+    let mut gaps = Vec::new();
+    for mut span in spans {
+        let from = if kept.is_empty() { 0 } else { first(span.timeline).unwrap_or(u64::MAX) };
+        let before = kept.iter().rev().map(|(_, f)| *f).find(|f| *f != u64::MAX);
+        if from != u64::MAX && before.is_some_and(|before| from < before) {
             tracing::warn!(
                 timeline = span.timeline,
-                next = spans[i + 1].timeline,
-                "a timeline after this one begins earlier in the log, as a restore's does, and no restore made it: \
-                 the recovery window ends on this timeline"
+                "a timeline begins earlier in the log than the one before it, as a restore's does, and no restore \
+                 is recorded for it: the window takes it as a restore to a moment it does not know"
             );
-            return (lineage, i + 1);
+            kept.retain(|(_, f)| *f < from);
+            let last = kept.last().and_then(|(last, f)| {
+                by_timeline.get(&last.timeline).and_then(|own| own.range(*f..from).next_back()).map(|(_, at)| *at)
+            });
+            if let Some((went_into, _)) = kept.last_mut() {
+                went_into.to = last.or(went_into.to);
+            }
+            if let (Some(start), Some(end)) = (last, span.from)
+                && start < end
+            {
+                gaps.push(Gap {
+                    start,
+                    end,
+                    reason: format!(
+                        "timeline {} went back in the history here, as a restore to a point in time does, and no \
+                         such restore is recorded",
+                        span.timeline
+                    ),
+                });
+            }
+            span.continues = false;
+        }
+        kept.push((span, from));
+    }
+
+    let mut lineage = Lineage::new();
+    for (i, (span, from)) in kept.iter().enumerate() {
+        let to = kept[i + 1..].iter().map(|(_, f)| *f).find(|f| *f != u64::MAX).unwrap_or(u64::MAX);
+        if let Some(own) = by_timeline.get(&span.timeline)
+            && *from < to
+        {
+            lineage.extend(own.range(*from..to).map(|(n, at)| (*n, Held { at: *at, timeline: span.timeline })));
         }
     }
-    (lineage, spans.len())
+    (lineage, kept.into_iter().map(|(span, _)| span).collect(), gaps)
 }
 
 /// Why nothing between `start` and `end` can be reached: the segments missing
@@ -542,21 +574,33 @@ mod tests {
     }
 
     #[test]
-    fn a_restore_whose_fork_was_never_recorded_ends_the_window_instead_of_breaking_it() {
+    fn a_restore_whose_fork_was_never_recorded_is_a_gap_and_the_window_goes_on() {
         // Timeline 1: segments 1..=6. A failover at minute 62 (timeline 2, from
-        // segment 7), then a restore back to segment 3 whose fork the store never
+        // segment 7), then a restore back into segment 3 whose fork the store never
         // recorded: its timeline 3 reads as one more promotion.
         let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
         segments.extend([history(2, 62), segment(2, 7, 63), history(3, 70), segment(3, 3, 71), segment(3, 4, 80)]);
         let found = promotions(1, &segments, &[]);
         assert_eq!(found.len(), 2);
         let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, &[], &found);
-        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(63))));
-        assert_eq!(window.plan(at(40)), Ok(Plan { backup_id: 1, timeline: 2 }), "not along the unknown restore's");
-        assert_eq!(window.current_timeline(), 2);
-        assert!(window.plan(at(75)).unwrap_err().contains("outside the recovery window"));
+        // Timeline 2 is left behind; from the end of segment 2 (the last before the
+        // one timeline 3 began in) to timeline 3's start nothing can be reached.
+        assert_eq!((window.start(), window.end()), (Some(at(5)), Some(at(80))));
+        assert_eq!(window.gaps.len(), 1, "{:?}", window.gaps);
+        assert_eq!((window.gaps[0].start, window.gaps[0].end), (at(20), at(70)));
+        assert!(window.gaps[0].reason.contains("no such restore is recorded"), "{:?}", window.gaps);
+        assert_eq!(window.plan(at(15)), Ok(Plan { backup_id: 1, timeline: 1 }));
+        assert!(window.plan(at(40)).unwrap_err().contains("falls in a gap"));
+        assert_eq!(window.plan(at(75)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert_eq!(window.current_timeline(), 3);
+        // A base backup on timeline 3 is part of the history: the window grows with it.
+        segments.extend([segment(3, 5, 90), segment(3, 6, 100)]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5), base(2, 3, 5, 5, 88)], &segments, &[], &found);
+        assert_eq!(window.end(), Some(at(100)));
+        assert_eq!(window.plan(at(95)), Ok(Plan { backup_id: 2, timeline: 3 }));
 
         // Recorded, the same restore is a fork: timeline 3 goes on from it.
+        segments.truncate(segments.len() - 2);
         let fork = Fork { seq: 1, target_time: at(25), forked_at: at(70), timeline: 3 };
         let found = promotions(1, &segments, std::slice::from_ref(&fork));
         assert_eq!(found, [Promotion { at: at(62), timeline: 2 }]);
@@ -586,6 +630,23 @@ mod tests {
         assert_eq!(window.plan(at(41)), Ok(Plan { backup_id: 1, timeline: 3 }));
         assert_eq!(window.plan(at(75)), Ok(Plan { backup_id: 1, timeline: 3 }));
         assert!(window.plan(at(50)).unwrap_err().contains("restore 1 went back"));
+    }
+
+    #[test]
+    fn a_fork_with_nothing_archived_yet_and_a_failover_after_it_go_on_from_each_other() {
+        // A restore at minute 62 back to minute 25 (timeline 2, nothing of it
+        // archived), then a failover at minute 64 (timeline 3, from segment 3).
+        let mut segments: Vec<_> = (1..=6).map(|n| segment(1, n, n as u32 * 10)).collect();
+        segments.extend([history(3, 64), segment(3, 3, 66), segment(3, 4, 70)]);
+        let fork = Fork { seq: 1, target_time: at(25), forked_at: at(62), timeline: 2 };
+        let found = promotions(1, &segments, std::slice::from_ref(&fork));
+        assert_eq!(found, [Promotion { at: at(64), timeline: 3 }]);
+        let window = Window::compute(1, &[base(1, 1, 1, 1, 5)], &segments, std::slice::from_ref(&fork), &found);
+        assert_eq!(window.end(), Some(at(70)));
+        assert_eq!(window.gaps.len(), 1, "only the restore's: {:?}", window.gaps);
+        assert!(window.gaps[0].reason.contains("restore 1 went back"), "{:?}", window.gaps);
+        assert_eq!(window.plan(at(68)), Ok(Plan { backup_id: 1, timeline: 3 }));
+        assert_eq!(window.current_timeline(), 3);
     }
 
     #[test]

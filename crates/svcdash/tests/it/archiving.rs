@@ -197,6 +197,9 @@ async fn a_history_file_gives_way_only_while_nothing_went_on_from_its_timeline()
     let mut plain = Vec::new();
     reader.read_to_end(&mut plain).await.unwrap();
     assert_eq!(plain, promoted);
+    let objects = app.backup_objects();
+    let history: Vec<_> = objects.iter().filter(|p| p.to_string_lossy().contains("00000007.history")).collect();
+    assert_eq!(history.len(), 1, "the replaced file's object is removed: {history:?}");
 
     // The timeline goes on: its history file no longer changes.
     wal_push(&layout, "000000070000000000000005", &vec![0; 16 << 20]).unwrap();

@@ -235,7 +235,7 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
 /// node made from it nor the staging server of a restore in place may wait for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_node() {
-    let app = start().await;
+    let mut app = start().await;
     let id = app.provision_with(PG_SERVICE, PG_SYNC_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
     let nodes = specs(&app, &id).await;
     let uri = app.bind(&id, PG_SERVICE, PG_SYNC_CLUSTER_PLAN).await["uri"].as_str().unwrap().to_owned();
@@ -309,7 +309,20 @@ async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_n
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(errors.iter().any(|e| e.contains("node 2 did not copy it")), "{errors:?}");
     assert_eq!(psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap(), "1,3");
+    let pending = |app: &TestApp| {
+        let (store, instance) = (app.state().store.clone(), instance.id);
+        async move { store.nodes(instance).await.unwrap().iter().map(|n| n.copy_pending).collect::<Vec<_>>() }
+    };
+    assert_eq!(pending(&app).await, [false, false, true]);
+    // Neither the engines' checks nor svcdash's own restart start node 2 on the
+    // history it left (it can still not copy node 0).
+    let (data, config) = (app.data.clone(), (*app.state().config).clone());
+    app.stop().await;
+    let app = TestApp::start_in(&data, config).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(count(&nodes[2], "events").await.is_none(), "node 2 does not run on the history it left");
+    assert!(!app.state().deployer.is_running(&instance.local_name, 2).await);
+    assert_eq!(pending(&app).await, [false, false, true]);
     let t3 = mark().await;
     insert(&app, &uri, 5).await;
     let shown = window_reaching(&app, &id, t3).await;
@@ -326,6 +339,7 @@ async fn a_synchronous_cluster_restores_to_a_moment_in_place_and_into_a_single_n
 
     drop(immutable);
     replicated(&app, &nodes, 3).await;
+    assert_eq!(pending(&app).await, [false, false, false]);
     app.wait_for("node 2 to follow node 0 in sync", Duration::from_secs(60), || async {
         app.state().deployer.in_sync(&nodes[2]).await.ok().filter(|in_sync| *in_sync)
     })
