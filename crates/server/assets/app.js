@@ -13,9 +13,16 @@
     flash.className = isError ? "error" : "";
   }
 
-  // Swaps in <main> of a fresh copy of this page, keeping focus and open dialogs.
+  // A dialog or menu the person has open: a reload now would take it away.
+  function inUse() {
+    return document.querySelector("dialog[open]") || document.querySelector(".menu-items:not([hidden])");
+  }
+
+  // Swaps in <main> of a fresh copy of this page, keeping focus; while a dialog
+  // or menu is open (also one opened while the copy was on its way), it tries
+  // again later instead.
   async function reload() {
-    if (document.querySelector("dialog[open]") || document.querySelector(".menu-items:not([hidden])")) return;
+    if (inUse()) { schedule(); return; }
     const res = await fetch(location.href, { headers: { Accept: "text/html" }, credentials: "same-origin" });
     if (res.redirected && new URL(res.url).pathname === "/auth/login") { location.assign(res.url); return; }
     if (!res.ok) { say(`Reload failed: HTTP ${res.status}`, true); return; }
@@ -23,6 +30,7 @@
     const fresh = doc.getElementById("main");
     const main = document.getElementById("main");
     if (!fresh || !main) return;
+    if (inUse()) { schedule(); return; }
     const focused = document.activeElement?.dataset?.backup;
     main.replaceWith(fresh);
     bind();

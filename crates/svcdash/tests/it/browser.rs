@@ -63,6 +63,7 @@ async fn a_person_backs_up_and_restores_in_the_browser() {
     assert_eq!(findings["instancesListed"], 1);
     assert_eq!(findings["shortKeyValid"], false, "the browser enforces the minimum key length");
     assert_eq!(findings["firstBackupDownloadDisabled"], true, "made before the key: not downloadable");
+    assert_eq!(findings["menuKeptThroughReload"], true, "a reload arriving while the menu is open leaves it open");
     let name = findings["downloadName"].as_str().unwrap();
     assert!(name.contains("-backup-2-") && name.ends_with(".rdb.zst.age"), "{name}");
     let downloaded = std::fs::read(findings["downloadPath"].as_str().unwrap()).unwrap();

@@ -14,7 +14,7 @@ use sqlx::Connection;
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, specs, wait_writes};
+use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, settled_roles, specs, wait_writes};
 use crate::helpers::*;
 
 pub const MARIADB_CLUSTER_PLAN: &str = "d3f5b7c9-1e3a-4d5f-b7c9-1e3a5d7f9b33";
@@ -169,7 +169,7 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     let provisioned = Instant::now();
     let id = app.provision(MARIADB_SERVICE, MARIADB_CLUSTER_PLAN, "org-a").await;
     let provision_took = provisioned.elapsed();
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     let overview = crate::pages::page(&app, &app.token, &format!("/service-instances/{id}")).await;
     assert_eq!(overview.matches(r#"class="badge role-member">member</span>"#).count(), 3, "{overview}");
 
@@ -268,7 +268,7 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     let restored = restored.iter().find(|r| r.seq == restore).unwrap();
     let restored_nodes: Vec<i64> = restored.jobs.iter().map(|j| j.node_index.unwrap()).collect();
     assert_eq!(restored_nodes, [0], "a master-only restore runs once");
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     assert_eq!(wait_same_rows(&app, &creds, &ports, "w").await, rows, "every member has the backup's rows");
     for port in &ports {
         let mut conn = connect(&creds, *port).await.expect("the binding logs in after the restore");
@@ -291,7 +291,7 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     let took = rolling_restart(&app, &id, &nodes).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     wait_same_rows(&app, &creds, &ports, "r").await;
     let writes = writes.lock().await;
     let lost = lost_rows(&creds, ports[2], "r", &writes.acknowledged).await;
@@ -317,7 +317,7 @@ async fn a_galera_cluster_loses_no_acknowledged_write_when_a_node_is_lost_and_re
     .await;
     let after = app.state().store.instance(i.id).await.unwrap();
     assert_eq!(after.state, store::InstanceState::Available, "{:?}", after.state_reason);
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     for port in &ports {
         let mut conn = connect(&creds, *port).await.expect("the binding logs in after the recreate");
         exec(&mut conn, &format!("INSERT INTO r VALUES (-{})", 300 + port)).await.expect("every member takes writes");
@@ -364,7 +364,7 @@ async fn a_single_mariadb_node_becomes_a_galera_cluster_through_the_broker_and_k
 
     let last = app.change_plan(&id, MARIADB_SERVICE, MARIADB_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     let nodes = specs(&app, &id).await;
     assert_eq!(old["port"].as_u64(), Some(u64::from(nodes[0].port)), "node 0 kept its address");
     for spec in &nodes {

@@ -13,7 +13,7 @@ use serde_json::json;
 use store::NodeRole;
 
 use crate::cluster_postgres::{PG_CLUSTER_PLAN, PG_SYNC_CLUSTER_PLAN, count, kill_node, psql};
-use crate::cluster_story::{roles, specs};
+use crate::cluster_story::{roles, settled_roles, specs};
 use crate::helpers::*;
 use crate::pitr::{iso, mark, window, window_reaching};
 
@@ -82,7 +82,7 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     // report (docs/clusters.md, "an election can stall"); the rows before the kill
     // are on every node before it.
     let id = app.provision_with(PG_SERVICE, PG_CLUSTER_PLAN, "org-a", json!({"continuous_archiving": true})).await;
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let nodes = specs(&app, &id).await;
     let creds = app.bind(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
     let uri = creds["uri"].as_str().unwrap().to_owned();
@@ -177,7 +177,7 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     app.wait_done(&format!("/v1/instances/{copy}/backups/1")).await;
     let last = app.change_plan(&copy, PG_SERVICE, PG_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert_eq!(roles(&app, &copy).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &copy, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let copy_uri = copy_credentials["uri"].as_str().unwrap().to_owned();
     psql(&copy_uri, "INSERT INTO events VALUES (10)").await.unwrap();
     let t3 = mark().await;
@@ -199,14 +199,20 @@ async fn an_archiving_postgresql_cluster_keeps_its_window_across_a_failover() {
     let done = app.wait_done(&format!("/v1/instances/{id}/restores/{seq}")).await;
     let restored_in = started.elapsed();
     assert_eq!(done["status"], "done", "{done}");
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let rows = psql(&uri, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").await.unwrap();
     assert_eq!(rows, "1,2,3", "the binding reaches the restored data");
     psql(&uri, "INSERT INTO events VALUES (5)").await.unwrap();
     replicated(&app, &nodes, 4).await;
-    for spec in &nodes {
-        assert!(app.state().deployer.in_sync(spec).await.unwrap(), "node {} follows the restored primary", spec.index);
-    }
+    app.wait_for("every node to follow the restored primary in sync", Duration::from_secs(60), || async {
+        for spec in &nodes {
+            if !app.state().deployer.in_sync(spec).await.is_ok_and(|in_sync| in_sync) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     let t4 = mark().await;
     let shown = window_reaching(&app, &id, t4).await;
     // Timeline 2 began with the failover, 3 with node 0's promotion, 4 with the restore.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{Writes, roles, rolling_restart, specs, wait_writes};
+use crate::cluster_story::{Writes, roles, rolling_restart, settled_roles, specs, wait_writes};
 use crate::helpers::*;
 
 pub const PG_CLUSTER_PLAN: &str = "b1d3f5a7-9c1e-4b3d-a5f7-9c1e3b5d7f21";
@@ -123,7 +123,7 @@ async fn fail_over(plan: &str, table: &'static str) -> (TestApp, String, Value, 
     app.keep_dir(dir);
 
     let id = app.provision(PG_SERVICE, plan, "org-a").await;
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let creds = app.bind(&id, PG_SERVICE, plan).await;
     let nodes = specs(&app, &id).await;
     let uri = creds["uri"].as_str().unwrap().to_owned();
@@ -361,7 +361,7 @@ async fn a_single_postgresql_node_becomes_a_cluster_through_the_broker_and_keeps
 
     let last = app.change_plan(&id, PG_SERVICE, PG_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let nodes = specs(&app, &id).await;
     for spec in &nodes {
         // The old binding logs in to every node, which holds the single node's data.

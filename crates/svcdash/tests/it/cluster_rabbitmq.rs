@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use store::NodeRole;
 use tokio::sync::Mutex;
 
-use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, specs, wait_writes};
+use crate::cluster_story::{Writes, check_member_figures, roles, rolling_restart, settled_roles, specs, wait_writes};
 use crate::helpers::*;
 
 pub const RABBITMQ_CLUSTER_PLAN: &str = "e4a6c8e0-2b4d-4e6f-a8c0-2b4d6f8a0c44";
@@ -113,7 +113,7 @@ async fn a_rabbitmq_cluster_loses_no_confirmed_message_when_a_node_is_lost_and_r
     let provisioned = Instant::now();
     let id = app.provision(RABBITMQ_SERVICE, RABBITMQ_CLUSTER_PLAN, "org-a").await;
     let provision_took = provisioned.elapsed();
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     let creds = app.bind(&id, RABBITMQ_SERVICE, RABBITMQ_CLUSTER_PLAN).await;
     let nodes = specs(&app, &id).await;
     let management: Vec<u16> = nodes.iter().map(|s| s.port_named("management").unwrap()).collect();
@@ -203,7 +203,7 @@ async fn a_rabbitmq_cluster_loses_no_confirmed_message_when_a_node_is_lost_and_r
     let took = rolling_restart(&app, &id, &nodes).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     let writes = writes.lock().await;
     let held = wait_messages(&app, &creds, management[1], "r", writes.acknowledged.len()).await;
     println!(
@@ -226,7 +226,7 @@ async fn a_rabbitmq_cluster_loses_no_confirmed_message_when_a_node_is_lost_and_r
     .await;
     let after = app.state().store.instance(i.id).await.unwrap();
     assert_eq!(after.state, store::InstanceState::Available, "{:?}", after.state_reason);
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     for port in &management {
         assert!(publish(&creds, *port, "r", 0).await, "node with management port {port} after the recreate");
     }
@@ -278,7 +278,7 @@ async fn a_single_rabbitmq_node_becomes_a_cluster_through_the_broker_and_keeps_i
 
     let last = app.change_plan(&id, RABBITMQ_SERVICE, RABBITMQ_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert_eq!(roles(&app, &id).await, MEMBERS);
+    settled_roles(&app, &id, &MEMBERS).await;
     let nodes = specs(&app, &id).await;
     assert_eq!(old["port"].as_u64(), Some(u64::from(nodes[0].port)), "node 0 kept its address");
     for spec in &nodes {

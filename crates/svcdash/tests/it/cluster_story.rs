@@ -142,6 +142,21 @@ pub async fn roles(app: &TestApp, instance: &str) -> Vec<Option<NodeRole>> {
     app.state().store.nodes(i.id).await.unwrap().iter().map(|n| n.role).collect()
 }
 
+/// Waits for the nodes' recorded roles to be `expected`. The roles are what the
+/// last engine check saw; a node too slow to say its role there (a loaded
+/// machine) is recorded as unknown until the next check, a second later here.
+pub async fn settled_roles(app: &TestApp, instance: &str, expected: &[Option<NodeRole>]) {
+    let started = std::time::Instant::now();
+    loop {
+        let seen = roles(app, instance).await;
+        if seen == expected {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the nodes' roles stayed {seen:?}, not {expected:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn specs(app: &TestApp, instance: &str) -> Vec<engines::NodeSpec> {
     let i = app.state().store.instance_by_guid(instance).await.unwrap();
     app.state().node_specs(&i).await.unwrap()
@@ -186,7 +201,7 @@ async fn redis_cluster_fails_over_keeps_its_binding_and_restores_on_every_node()
     app.keep_dir(dir);
 
     let id = app.provision(REDIS_SERVICE, REDIS_CLUSTER_PLAN, "org-a").await;
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let overview = crate::pages::page(&app, &app.token, &format!("/service-instances/{id}")).await;
     assert!(
         overview.contains(r#"<tr data-node="0"><td>Node 0</td><td><span class="badge role-master">master</span>"#),
@@ -502,7 +517,7 @@ async fn a_single_redis_node_becomes_a_cluster_through_the_broker_and_keeps_its_
     // Single node → cluster: an asynchronous operation the platform follows.
     let last = app.change_plan(&id, REDIS_SERVICE, REDIS_CLUSTER_PLAN).await;
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert_eq!(roles(&app, &id).await, [Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]);
+    settled_roles(&app, &id, &[Some(NodeRole::Primary), Some(NodeRole::Replica), Some(NodeRole::Replica)]).await;
     let nodes = specs(&app, &id).await;
     for spec in &nodes {
         assert_eq!(dbsize(spec).await, 1000, "node {} holds the single node's data", spec.index);

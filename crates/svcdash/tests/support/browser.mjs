@@ -77,11 +77,31 @@ await run(async (browser, findings) => {
   findings.shortKeyValid = await keyDialog.getByLabel("Encryption Key").evaluate((input) => input.checkValidity());
   await keyDialog.getByLabel("Encryption Key").fill(env("PERSONAL_KEY"));
   await page.screenshot({ path: path.join(shots, "set-key.png") });
+  // Saving reloads the page; the copy is held back until the person has opened
+  // the Settings menu, which the copy arriving then must leave open.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const pagePath = new URL(page.url()).pathname;
+  await page.route((url) => url.pathname === pagePath, async (route) => {
+    if (route.request().resourceType() !== "fetch") return route.continue();
+    await held;
+    return route.continue();
+  }, { times: 1 });
   await keyDialog.getByRole("button", { name: "Save" }).click();
   await page.getByRole("status").filter({ hasText: "The encryption key is set." }).waitFor();
   findings.firstBackupDownloadDisabled = await row.getByRole("button", { name: "Download" }).isDisabled();
+  await page.evaluate(() => { window.__mainBeforeReload = document.getElementById("main"); });
   await page.getByRole("button", { name: "Settings", exact: true }).click();
-  await page.getByRole("menuitem", { name: "Manually Trigger A Backup" }).click();
+  const trigger2 = page.getByRole("menuitem", { name: "Manually Trigger A Backup" });
+  await trigger2.waitFor();
+  const arrived = page.waitForResponse((res) => new URL(res.url()).pathname === pagePath);
+  release();
+  await arrived;
+  await page.waitForTimeout(500);
+  findings.menuKeptThroughReload = await page.evaluate(
+    () => document.getElementById("main") === window.__mainBeforeReload,
+  ) && await trigger2.isVisible();
+  await trigger2.click();
   const second = page.locator('tr[data-backup="2"]');
   await second.locator(".badge.done").waitFor();
   const [download] = await Promise.all([
