@@ -17,6 +17,7 @@ mod host;
 mod http;
 pub mod instances;
 mod jobs;
+pub mod listing_cache;
 pub mod metrics;
 pub mod pitr;
 pub mod progress;

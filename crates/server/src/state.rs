@@ -45,6 +45,8 @@ pub struct Shared {
     pub login_limiter: Arc<LoginLimiter>,
     /// Kept node metrics and svcdash's own counters.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The backup listings the API served last, for clients that poll them.
+    pub listings: crate::listing_cache::ListingCache,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             oidc,
             jobs: Arc::new(Notify::new()),
             login_limiter,
+            listings: Default::default(),
         })))
     }
 

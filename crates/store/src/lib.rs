@@ -128,7 +128,17 @@ pub trait BackupStore: Send + Sync {
     async fn backups(&self, instance_id: i64) -> StoreResult<Vec<Backup>>;
     /// The instance with this id, its backups and its current personal key, as one
     /// read: what both APIs list on every poll of a Backups view.
-    async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing>;
+    async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing> {
+        match self.backup_listing_unless(instance_guid, None).await? {
+            ListingRead::Changed(listing) => Ok(listing),
+            ListingRead::Unchanged(_) => {
+                Err(StoreError::Other(anyhow::anyhow!("a listing read as unchanged from none")))
+            }
+        }
+    }
+    /// [`Self::backup_listing`], or only the instance when the listing's version is
+    /// still `known`: a client polling an unchanged listing costs one small read.
+    async fn backup_listing_unless(&self, instance_guid: &str, known: Option<i64>) -> StoreResult<ListingRead>;
     /// The listing and the rest of what the Backups page shows, as one read: its
     /// restores, its backup settings (`defaults` when it has none of its own) and
     /// the number of its nodes.

@@ -248,6 +248,18 @@ pub struct BackupListing {
     pub backups: Vec<Backup>,
     /// The instance's current personal key: which backups can be downloaded.
     pub personal_key: Option<InstanceKey>,
+    /// Moves on whenever what the listing shows changes (see
+    /// [`crate::BackupStore::backup_listing_unless`]).
+    pub version: i64,
+}
+
+/// A listing read unless the caller still had it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListingRead {
+    /// The listing changed since the version the caller had, or it had none.
+    Changed(BackupListing),
+    /// The caller's version is current: only the instance, to check who may see it.
+    Unchanged(Instance),
 }
 
 /// What the Backups page shows of an instance, read together.

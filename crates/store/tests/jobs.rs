@@ -166,6 +166,62 @@ async fn a_backup_listing_reads_as_its_parts_do() {
     assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
 }
 
+/// The listing's version when it changed since `known`; `None` when the store
+/// found it unchanged (and read only the instance).
+async fn changed_since(store: &SqliteStore, instance: &Instance, known: i64) -> Option<i64> {
+    match store.backup_listing_unless(&instance.guid, Some(known)).await.unwrap() {
+        ListingRead::Changed(listing) => {
+            assert_eq!(listing, store.backup_listing(&instance.guid).await.unwrap());
+            Some(listing.version)
+        }
+        ListingRead::Unchanged(read) => {
+            assert_eq!(&read, instance);
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_listing_is_read_again_only_once_what_it_shows_changed() {
+    let store = SqliteStore::temporary().await.unwrap();
+    let (a, key) = provisioned(&store, "a").await;
+    let (b, _) = provisioned(&store, "b").await;
+    let mut version = store.backup_listing(&a.guid).await.unwrap().version;
+    let b_version = store.backup_listing(&b.guid).await.unwrap().version;
+    assert_eq!(changed_since(&store, &a, version).await, None);
+
+    // Each step changes what a's listing shows: it moves a's version on, never
+    // back to one seen before, and leaves b's alone.
+    let backup = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    let mut seen = vec![version];
+    let mut step = async |what: &str, version: &mut i64| {
+        let next = changed_since(&store, &a, *version).await;
+        let next = next.unwrap_or_else(|| panic!("{what} left the listing's version at {version}"));
+        assert!(!seen.contains(&next), "{what}: version {next} again");
+        seen.push(next);
+        *version = next;
+        assert_eq!(changed_since(&store, &a, next).await, None, "{what}: read again unchanged");
+        assert_eq!(changed_since(&store, &b, b_version).await, None, "{what} changed another instance's listing");
+    };
+    step("queuing a backup", &mut version).await;
+    store.claim_next_job().await.unwrap();
+    step("starting its job", &mut version).await;
+    store.record_backup_object(backup.id, 1234, "ab12", 5678).await.unwrap();
+    step("recording its object", &mut version).await;
+    store.finish_job(backup.job.id, TaskStatus::Done, None).await.unwrap();
+    step("finishing its job", &mut version).await;
+    store.add_key(a.id, KeyKind::Personal, "sealed").await.unwrap();
+    step("a new personal key", &mut version).await;
+    store.mark_backup_deleted(backup.id).await.unwrap();
+    step("deleting the backup", &mut version).await;
+
+    let settings = BackupSettings { min_backup_count: 1, retention_time_days: 2, exclude_from_auto_backup: true };
+    store.update_backup_settings(a.id, settings, None).await.unwrap();
+    assert_eq!(changed_since(&store, &a, version).await, None, "the settings are not in the listing");
+    let unknown = store.backup_listing_unless("no-such-instance", Some(version)).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
 #[tokio::test]
 async fn the_backups_overview_reads_as_its_parts_do() {
     let store = SqliteStore::temporary().await.unwrap();

@@ -196,6 +196,27 @@ impl AppState {
         Ok(listing)
     }
 
+    /// [`Self::authorized_backup_listing`], or only the check when the listing's
+    /// version is still `known`.
+    pub async fn authorized_backup_listing_unless(
+        &self,
+        caller: &Caller,
+        instance_guid: &str,
+        known: Option<i64>,
+    ) -> Result<store::ListingRead, ApiError> {
+        let read = self
+            .store
+            .backup_listing_unless(instance_guid, known)
+            .await
+            .map_err(|e| unknown_instance(e, instance_guid))?;
+        let instance = match &read {
+            store::ListingRead::Changed(listing) => &listing.instance,
+            store::ListingRead::Unchanged(instance) => instance,
+        };
+        self.authorize(caller, instance, Role::Read).await?;
+        Ok(read)
+    }
+
     /// What the Backups page shows of an instance, and the caller's role on it,
     /// if the caller may read it: 404 and 403 as [`AppState::authorized_instance`]
     /// answers.

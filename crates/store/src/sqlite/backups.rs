@@ -54,23 +54,32 @@ fn listing(more_columns: &str) -> String {
         "SELECT {} FROM instance_keys WHERE instance_id = instances.id AND kind = ?2 ORDER BY id DESC LIMIT 1",
         folded::row::<KeyRow>()
     );
-    format!("SELECT {INSTANCE_COLUMNS}, ({key}) AS personal_key{more_columns} FROM instances WHERE guid = ?1")
+    format!(
+        "SELECT {INSTANCE_COLUMNS}, listing_version, ({key}) AS personal_key{more_columns} FROM instances WHERE guid = ?1"
+    )
 }
 
 /// The head of a listing (`head_sql`, read by `head`) and the instance's backups,
-/// in one read transaction so that they agree.
+/// in one read transaction so that they agree; the backups only when the head's
+/// listing version is not `known`.
 fn read_listing<H>(
     c: &rusqlite::Connection,
     head_sql: &str,
     instance_guid: &str,
+    known: Option<i64>,
     head: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<H>,
-) -> rusqlite::Result<(H, Vec<BackupRow>)> {
+) -> rusqlite::Result<(H, Option<Vec<BackupRow>>)> {
     let transaction = c.unchecked_transaction()?;
-    let (head, instance_id) = c
-        .prepare_cached(head_sql)?
-        .query_row((instance_guid, KeyKind::Personal.as_str()), |row| Ok((head(row)?, row.get::<_, i64>("id")?)))?;
-    let backups =
-        c.prepare_cached(&BACKUP_ROWS)?.query_map([instance_id], BackupRow::read)?.collect::<Result<_, _>>()?;
+    let (head, instance_id, version) =
+        c.prepare_cached(head_sql)?.query_row((instance_guid, KeyKind::Personal.as_str()), |row| {
+            Ok((head(row)?, row.get::<_, i64>("id")?, row.get::<_, i64>("listing_version")?))
+        })?;
+    let backups = match known == Some(version) {
+        true => None,
+        false => {
+            Some(c.prepare_cached(&BACKUP_ROWS)?.query_map([instance_id], BackupRow::read)?.collect::<Result<_, _>>()?)
+        }
+    };
     transaction.commit()?;
     Ok((head, backups))
 }
@@ -86,12 +95,18 @@ struct ListingRow {
     instance: InstanceRow,
     backups: Vec<BackupRow>,
     personal_key: Option<String>,
+    version: i64,
 }
 
 impl ListingRow {
     /// The head of a listing: its instance and key, the backups still to come.
     fn read_head(row: &rusqlite::Row) -> rusqlite::Result<Self> {
-        Ok(Self { instance: InstanceRow::read(row)?, backups: Vec::new(), personal_key: row.get("personal_key")? })
+        Ok(Self {
+            instance: InstanceRow::read(row)?,
+            backups: Vec::new(),
+            personal_key: row.get("personal_key")?,
+            version: row.get("listing_version")?,
+        })
     }
 
     fn read(self) -> StoreResult<BackupListing> {
@@ -100,7 +115,7 @@ impl ListingRow {
             Some(json) => Some(folded::parse::<KeyRow>(&json)?.try_into()?),
             None => None,
         };
-        Ok(BackupListing { instance: self.instance.try_into()?, backups, personal_key })
+        Ok(BackupListing { instance: self.instance.try_into()?, backups, personal_key, version: self.version })
     }
 }
 
@@ -215,17 +230,20 @@ impl BackupStore for SqliteStore {
         newest_first(folded::fetch::<BackupRow>(&self.pool, &BACKUPS, instance_id).await?)
     }
 
-    async fn backup_listing(&self, instance_guid: &str) -> StoreResult<BackupListing> {
+    async fn backup_listing_unless(&self, instance_guid: &str, known: Option<i64>) -> StoreResult<ListingRead> {
         let guid = instance_guid.to_owned();
-        let row = self.readers.read(move |c| read_listing(c, &LISTING, &guid, ListingRow::read_head)).await?;
-        ListingRow { backups: row.1, ..row.0 }.read()
+        let read = move |c: &rusqlite::Connection| read_listing(c, &LISTING, &guid, known, ListingRow::read_head);
+        match self.readers.read(read).await? {
+            (head, Some(backups)) => Ok(ListingRead::Changed(ListingRow { backups, ..head }.read()?)),
+            (head, None) => Ok(ListingRead::Unchanged(head.instance.try_into()?)),
+        }
     }
 
     async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview> {
         let guid = instance_guid.to_owned();
-        let row = self.readers.read(move |c| read_listing(c, &OVERVIEW, &guid, OverviewRow::read_row)).await?;
+        let row = self.readers.read(move |c| read_listing(c, &OVERVIEW, &guid, None, OverviewRow::read_row)).await?;
         let (mut row, backups) = row;
-        row.listing.backups = backups;
+        row.listing.backups = backups.unwrap_or_default();
         let settings = match row.settings {
             Some(json) => {
                 let s: SettingsRow = folded::parse(&json)?;

@@ -1,7 +1,8 @@
 //! The dashboard APIs' authentication, authorization and error shapes.
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -58,6 +59,64 @@ async fn dashboard_api_checks_who_is_asking() {
     let (status, _) = app.api_as(&format!("bearer {token}"), Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);
     app.state().store.grant(user.id, "org-a", Some("space-2"), store::Role::Manage).await.unwrap();
+}
+
+/// A polled listing is served again while nothing in it changed (see
+/// `server::listing_cache`), and shows every change at the next poll: svcdash's
+/// own, and a write to the state store by another process (another replica)
+/// alike. Whoever asks is checked every time.
+#[tokio::test]
+async fn a_polled_backup_listing_shows_every_change_at_the_next_poll() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let path = format!("/v1/instances/{id}/backups");
+    let list = || async {
+        let (status, body) = app.api(Method::GET, &path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    };
+    let shown = |listing: &Value, field: &str| {
+        listing.as_array().unwrap().iter().map(|b| b[field].clone()).collect::<Vec<Value>>()
+    };
+    assert_eq!(list().await, json!([]));
+
+    let first = app.create_backup(&id).await;
+    let queued = list().await;
+    assert_eq!(shown(&queued, "id"), vec![json!(first)], "a queued backup is listed at once");
+    app.wait_done(&format!("{path}/{first}")).await;
+    let done = list().await;
+    assert_eq!(shown(&done, "status"), vec![json!("done")]);
+    assert_eq!(shown(&done, "downloadable"), vec![json!(false)], "no personal key yet");
+    assert_eq!(list().await, done, "polled again, unchanged");
+
+    let config = json!({"encryption_key": "correct horse battery staple"}).to_string();
+    let (status, body) =
+        app.api_as(&app.token, Method::PATCH, &format!("/v1/instances/{id}/backups-config"), Some(&config)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = app.create_backup(&id).await;
+    app.wait_done(&format!("{path}/{second}")).await;
+    let both = list().await;
+    assert_eq!(shown(&both, "id"), vec![json!(second), json!(first)]);
+    assert_eq!(shown(&both, "downloadable"), vec![json!(true), json!(false)], "only the new one has the key");
+
+    let url = format!("sqlite://{}", app.state().config.database_path().display());
+    let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE backups SET size = 4242 WHERE seq = ? AND instance_id = (SELECT id FROM instances WHERE guid = ?)",
+    )
+    .bind(first)
+    .bind(&id)
+    .execute(&mut other_process)
+    .await
+    .unwrap();
+    other_process.close().await.unwrap();
+    let changed = list().await;
+    assert_eq!(changed[1]["size"], 4242, "{changed}");
+    assert_eq!(changed[0], both[0]);
+
+    let other = user_token(app.state(), "mallory", "org-b").await;
+    let (status, body) = app.api_as(&other, Method::GET, &path, None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "Forbidden");
 }
 
 #[tokio::test]

@@ -109,7 +109,7 @@ struct BackupsPage {
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
     let (store::BackupsOverview { listing, restores, settings, nodes }, role) =
         state.authorized_backups_overview(caller, guid).await?;
-    let store::BackupListing { instance, backups, personal_key } = listing;
+    let store::BackupListing { instance, backups, personal_key, .. } = listing;
     let mut page = Frame::new(caller);
     page.nav = Some(Nav::new(&instance.guid, "backups", Some(role)));
     page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));

@@ -1,16 +1,19 @@
 //! Backups of an instance: list, show, trigger, download, restore.
 
 use api_types::v1;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use store::{Backup, Instance, StoreError};
+use store::{Backup, Instance, ListingRead, StoreError};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::http::extract::{Path, parse_seq};
+use crate::listing_cache::Listing;
 use crate::state::AppState;
 use store::Role;
 
@@ -47,14 +50,31 @@ async fn find_backup(state: &AppState, instance: &Instance, id: &str) -> Result<
     }
 }
 
+/// Served from the listing kept for the instance while it is current (see
+/// [`crate::listing_cache`]); access is checked on every request.
 async fn list_backups(
     State(state): State<AppState>,
     caller: Caller,
     Path(instance_id): Path<String>,
-) -> Result<Json<Vec<v1::Backup>>> {
-    let listing = state.authorized_backup_listing(&caller, &instance_id).await?;
-    let key = listing.personal_key.as_ref();
-    Ok(Json(listing.backups.iter().map(|b| to_v1(b, key)).collect()))
+) -> Result<Response> {
+    let kept = state.listings.get(&instance_id);
+    let known = kept.as_ref().map(|k| k.version);
+    let body = match (state.authorized_backup_listing_unless(&caller, &instance_id, known).await?, kept) {
+        (ListingRead::Unchanged(_), Some(kept)) => kept.body,
+        (ListingRead::Changed(listing), _) => {
+            let key = listing.personal_key.as_ref();
+            let backups: Vec<v1::Backup> = listing.backups.iter().map(|b| to_v1(b, key)).collect();
+            let body = Bytes::from(serde_json::to_vec(&backups).map_err(ApiError::internal)?);
+            if backups.iter().all(|b| b.progress.is_none()) {
+                state.listings.keep(&instance_id, Listing { version: listing.version, body: body.clone() });
+            }
+            body
+        }
+        (ListingRead::Unchanged(_), None) => {
+            return Err(ApiError::internal(anyhow::anyhow!("the store found a listing unchanged that was not kept")));
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn show_backup(
