@@ -21,10 +21,11 @@ What it does:
        page-N    GET /service-instances/:id/backups, the Backups page (bearer)
        baseline  GET /v1/instances/:id/backups on the auth_baseline example:
                  the same bearer check on the same state, then an empty list
-  4. prints req/s, p50 and p99 latency and errors (non-2xx, socket errors) of
-     each, as the median and the range over the rounds; each api's throughput
-     as a share of the baseline's; and whether the targets hold in every
-     round: api >= 50 % of baseline, api p99 < 10 ms, no error.
+  4. prints each answer's size, then req/s, p50 and p99 latency and errors
+     (non-2xx, socket errors) of each, as the median and the range over the
+     rounds; each api's and page's throughput as a share of the baseline's;
+     and whether the targets hold in every round: >= 50 % of baseline,
+     p99 < 10 ms, no error.
 
 Usage (from anywhere; paths are relative to the repository root):
   cargo build --release -p svcdash --bin svcdash --example auth_baseline
@@ -400,19 +401,23 @@ def measure(bench: Bench, label: str) -> None:
         targets[f"page-{n}"] = (f"{bench.base}/service-instances/{guid}/backups", "text/html")
     guid = bench.listed[LISTED[0]]
     targets["baseline"] = (f"{bench.baseline_base}/v1/instances/{guid}/backups", "application/json")
-    apis = [name for name in targets if name.startswith("api-")]
+    apis = [name for name in targets if name != "baseline"]
+    sizes = {}
     # Every answer has to be right before it is counted.
     for name, (url, accept) in targets.items():
         code, body = http("GET", url, headers={"Authorization": bench.token, "Accept": accept})
         if code != 200:
             die(f"{name}: HTTP {code}: {body[:300]!r}")
-        if name in apis and len(json.loads(body)) != int(name[4:]):
+        if name.startswith("api-") and len(json.loads(body)) != int(name[4:]):
             die(f"{name} listed {len(json.loads(body))} backups")
+        if name.startswith("page-") and body.count(b"<tr data-backup=") != int(name[5:]):
+            die(f"{name} shows {body.count(b'<tr data-backup=')} backups")
+        sizes[name] = len(body)
     say()
     say(f"## {label}")
     say()
-    say("| connections | route | req/s | p50 ms | p99 ms | errors | api share of baseline |")
-    say("|---|---|---|---|---|---|---|")
+    say("| connections | route | answer KB | req/s | p50 ms | p99 ms | errors | share of baseline |")
+    say("|---|---|---|---|---|---|---|---|")
     verdicts = []
     for connections in CONNECTIONS:
         runs: dict[str, list[dict]] = {name: [] for name in targets}
@@ -429,7 +434,7 @@ def measure(bench: Bench, label: str) -> None:
             rs = runs[name]
             share = spread([s * 100 for s in shares[name]], "{:.0f} %") if name in apis else ""
             say(
-                f"| {connections} | {name} | {spread([x['rps'] for x in rs], '{:.0f}')} | "
+                f"| {connections} | {name} | {sizes[name] / 1024:.1f} | {spread([x['rps'] for x in rs], '{:.0f}')} | "
                 f"{spread([x['p50'] for x in rs], '{:.2f}')} | {spread([x['p99'] for x in rs], '{:.2f}')} | "
                 f"{sum(x['errors'] for x in rs)} | {share} |"
             )

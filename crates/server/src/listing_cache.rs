@@ -1,27 +1,39 @@
-//! The API's backup listings as last served, by instance: a client polling an
-//! instance's backups is answered from here, after its access is checked, while
-//! the instance's listing version holds. The state store moves that version on
-//! with every change to what the listing shows, whichever process or replica
-//! made it, so a kept listing is never served stale. A listing with a running
-//! backup is not kept: its progress moves with the clock.
+//! Backup listings as last served, by instance: a client polling an instance's
+//! backups (the API's JSON, or the Backups page's `<main>`) is answered from
+//! here, after its access is checked, while the instance's listing version
+//! holds. The state store moves that version on with every change to what the
+//! listing or the page shows, whichever process or replica made it, so a kept
+//! listing is never served stale. A listing with a running backup or restore is
+//! not kept: its progress moves with the clock.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
 
-/// What the kept listings may take in all; past it, others make room.
+/// What the kept listings of one kind may take in all; past it, others make room.
 const BUDGET_BYTES: usize = 16 << 20;
 
-#[derive(Debug, Default)]
-pub struct ListingCache {
-    kept: Mutex<Kept>,
+#[derive(Debug)]
+pub struct ListingCache<T = Listing> {
+    kept: Mutex<Kept<T>>,
 }
 
-#[derive(Debug, Default)]
-struct Kept {
-    by_instance: HashMap<String, Listing>,
+impl<T> Default for ListingCache<T> {
+    fn default() -> Self {
+        Self { kept: Mutex::new(Kept { by_instance: HashMap::new(), bytes: 0 }) }
+    }
+}
+
+#[derive(Debug)]
+struct Kept<T> {
+    by_instance: HashMap<String, T>,
     bytes: usize,
+}
+
+/// A kept answer, and what it takes of the budget.
+pub trait Weighed: Clone {
+    fn bytes(&self) -> usize;
 }
 
 /// A listing's JSON as served at a version of the instance's listing.
@@ -31,35 +43,58 @@ pub struct Listing {
     pub body: Bytes,
 }
 
-impl ListingCache {
+impl Weighed for Listing {
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// The Backups page's `<main>` as rendered at a version of the instance's
+/// listing, for a caller who may (or may not) manage the instance, from this
+/// instance row: served again only while all three still hold.
+#[derive(Debug)]
+pub struct KeptPage {
+    pub version: i64,
+    pub may_manage: bool,
+    pub instance: store::Instance,
+    pub main: String,
+}
+
+impl Weighed for Arc<KeptPage> {
+    fn bytes(&self) -> usize {
+        self.main.len()
+    }
+}
+
+impl<T: Weighed> ListingCache<T> {
     /// The listing kept for the instance with this guid, whatever its version.
-    pub fn get(&self, instance_guid: &str) -> Option<Listing> {
+    pub fn get(&self, instance_guid: &str) -> Option<T> {
         self.lock().by_instance.get(instance_guid).cloned()
     }
 
     /// Keeps `listing` for the instance, in place of any older one.
-    pub fn keep(&self, instance_guid: &str, listing: Listing) {
-        let size = listing.body.len();
+    pub fn keep(&self, instance_guid: &str, listing: T) {
+        let size = listing.bytes();
         if size > BUDGET_BYTES {
             return;
         }
         let mut kept = self.lock();
         if let Some(old) = kept.by_instance.remove(instance_guid) {
-            kept.bytes -= old.body.len();
+            kept.bytes -= old.bytes();
         }
         // Whichever comes first in the map's (random) order makes room: polls
         // put back what they still ask for.
         while kept.bytes + size > BUDGET_BYTES {
             let Some(guid) = kept.by_instance.keys().next().cloned() else { break };
             if let Some(old) = kept.by_instance.remove(&guid) {
-                kept.bytes -= old.body.len();
+                kept.bytes -= old.bytes();
             }
         }
         kept.bytes += size;
         kept.by_instance.insert(instance_guid.to_owned(), listing);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept<T>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -74,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_newer_listing_replaces_the_kept_one() {
-        let cache = ListingCache::default();
+        let cache: ListingCache = ListingCache::default();
         cache.keep("a", listing(1, 10));
         cache.keep("a", listing(7, 20));
         let kept = cache.get("a").unwrap();
@@ -85,7 +120,7 @@ mod tests {
 
     #[test]
     fn listings_past_the_budget_make_room() {
-        let cache = ListingCache::default();
+        let cache: ListingCache = ListingCache::default();
         let quarter = BUDGET_BYTES / 4;
         for guid in ["a", "b", "c", "d", "e"] {
             cache.keep(guid, listing(1, quarter));

@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The backup listings the API served last, for clients that poll them.
     pub listings: crate::listing_cache::ListingCache,
+    /// The Backups pages' `<main>` served last, for pages that reload themselves.
+    pub backup_pages: crate::listing_cache::ListingCache<Arc<crate::listing_cache::KeptPage>>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             jobs: Arc::new(Notify::new()),
             login_limiter,
             listings: Default::default(),
+            backup_pages: Default::default(),
         })))
     }
 

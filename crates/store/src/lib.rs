@@ -142,7 +142,23 @@ pub trait BackupStore: Send + Sync {
     /// The listing and the rest of what the Backups page shows, as one read: its
     /// restores, its backup settings (`defaults` when it has none of its own) and
     /// the number of its nodes.
-    async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview>;
+    async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview> {
+        match self.backups_overview_unless(instance_guid, None, defaults).await? {
+            OverviewRead::Changed(overview) => Ok(overview),
+            OverviewRead::Unchanged(_) => {
+                Err(StoreError::Other(anyhow::anyhow!("an overview read as unchanged from none")))
+            }
+        }
+    }
+    /// [`Self::backups_overview`], or only the instance when the listing's version
+    /// (which the page's restores, settings and nodes move on too) is still
+    /// `known`.
+    async fn backups_overview_unless(
+        &self,
+        instance_guid: &str,
+        known: Option<i64>,
+        defaults: BackupSettings,
+    ) -> StoreResult<OverviewRead>;
     /// Records what was stored; the caller then finishes the job.
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()>;
     /// Records where the pieces of a backup's object lie (JSON the server writes and

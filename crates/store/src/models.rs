@@ -262,6 +262,16 @@ pub enum ListingRead {
     Unchanged(Instance),
 }
 
+/// What the Backups page shows, read unless the caller still had it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverviewRead {
+    /// Something the page shows changed since the version the caller had, or it
+    /// had none (the overview's listing carries the new version).
+    Changed(BackupsOverview),
+    /// The caller's version is current: only the instance, to check who may see it.
+    Unchanged(Instance),
+}
+
 /// What the Backups page shows of an instance, read together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupsOverview {

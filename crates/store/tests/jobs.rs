@@ -167,17 +167,25 @@ async fn a_backup_listing_reads_as_its_parts_do() {
 }
 
 /// The listing's version when it changed since `known`; `None` when the store
-/// found it unchanged (and read only the instance).
+/// found it unchanged (and read only the instance). The Backups page's overview
+/// agrees: read again at the same moments, and then as a whole read reads it.
 async fn changed_since(store: &SqliteStore, instance: &Instance, known: i64) -> Option<i64> {
-    match store.backup_listing_unless(&instance.guid, Some(known)).await.unwrap() {
-        ListingRead::Changed(listing) => {
+    let defaults = BackupSettings { min_backup_count: 3, retention_time_days: 14, exclude_from_auto_backup: false };
+    let overview = store.backups_overview_unless(&instance.guid, Some(known), defaults).await.unwrap();
+    let listing = store.backup_listing_unless(&instance.guid, Some(known)).await.unwrap();
+    match (listing, overview) {
+        (ListingRead::Changed(listing), OverviewRead::Changed(overview)) => {
             assert_eq!(listing, store.backup_listing(&instance.guid).await.unwrap());
+            assert_eq!(overview, store.backups_overview(&instance.guid, defaults).await.unwrap());
+            assert_eq!(overview.listing, listing);
             Some(listing.version)
         }
-        ListingRead::Unchanged(read) => {
+        (ListingRead::Unchanged(read), OverviewRead::Unchanged(overview_read)) => {
             assert_eq!(&read, instance);
+            assert_eq!(&overview_read, instance);
             None
         }
+        (listing, overview) => panic!("the listing and the overview disagree: {listing:?}, {overview:?}"),
     }
 }
 
@@ -215,10 +223,37 @@ async fn a_listing_is_read_again_only_once_what_it_shows_changed() {
     store.mark_backup_deleted(backup.id).await.unwrap();
     step("deleting the backup", &mut version).await;
 
+    // What the Backups page shows beside the listing moves the version on too.
     let settings = BackupSettings { min_backup_count: 1, retention_time_days: 2, exclude_from_auto_backup: true };
     store.update_backup_settings(a.id, settings, None).await.unwrap();
-    assert_eq!(changed_since(&store, &a, version).await, None, "the settings are not in the listing");
+    step("the instance's own backup settings", &mut version).await;
+    let settings = BackupSettings { min_backup_count: 2, ..settings };
+    store.update_backup_settings(a.id, settings, None).await.unwrap();
+    step("changing those settings", &mut version).await;
+    let kept = store.enqueue_backup(backup_of(&a, &key)).await.unwrap().into_backup();
+    let job = store.claim_next_job().await.unwrap().unwrap();
+    store.finish_job(job.id, TaskStatus::Done, None).await.unwrap();
+    step("a second backup", &mut version).await;
+    let restore = store.enqueue_restore(a.id, kept.id, &[0]).await.unwrap();
+    step("queuing a restore", &mut version).await;
+    store.set_restore_timeline(restore.id, 2, chrono::Utc::now()).await.unwrap();
+    step("recording the restore's timeline", &mut version).await;
+    let node = NewNode {
+        instance_id: a.id,
+        index: 1,
+        port: 42001,
+        extra_ports: Vec::new(),
+        admin_user: "admin".into(),
+        sealed_password: "sealed".into(),
+        role: None,
+    };
+    store.upsert_node(node).await.unwrap();
+    step("a new node", &mut version).await;
+
     let unknown = store.backup_listing_unless("no-such-instance", Some(version)).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+    let defaults = BackupSettings { min_backup_count: 3, retention_time_days: 14, exclude_from_auto_backup: false };
+    let unknown = store.backups_overview_unless("no-such-instance", Some(version), defaults).await;
     assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
 }
 

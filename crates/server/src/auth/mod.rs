@@ -235,6 +235,28 @@ impl AppState {
         Ok((overview, role))
     }
 
+    /// [`Self::authorized_backups_overview`], or only the check when the page's
+    /// version is still `known`.
+    pub async fn authorized_backups_overview_unless(
+        &self,
+        caller: &Caller,
+        instance_guid: &str,
+        known: Option<i64>,
+    ) -> Result<(store::OverviewRead, Role), ApiError> {
+        let defaults = self.config.backups.default_settings();
+        let read = self
+            .store
+            .backups_overview_unless(instance_guid, known, defaults)
+            .await
+            .map_err(|e| unknown_instance(e, instance_guid))?;
+        let instance = match &read {
+            store::OverviewRead::Changed(overview) => &overview.listing.instance,
+            store::OverviewRead::Unchanged(instance) => instance,
+        };
+        let role = self.authorize(caller, instance, Role::Read).await?;
+        Ok((read, role))
+    }
+
     /// The caller's role on the instance if it is at least `need`: 403 when not
     /// (recorded in the audit log when a change was refused).
     async fn authorize(&self, caller: &Caller, instance: &Instance, need: Role) -> Result<Role, ApiError> {

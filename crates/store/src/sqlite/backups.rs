@@ -239,10 +239,30 @@ impl BackupStore for SqliteStore {
         }
     }
 
-    async fn backups_overview(&self, instance_guid: &str, defaults: BackupSettings) -> StoreResult<BackupsOverview> {
+    async fn backups_overview_unless(
+        &self,
+        instance_guid: &str,
+        known: Option<i64>,
+        defaults: BackupSettings,
+    ) -> StoreResult<OverviewRead> {
         let guid = instance_guid.to_owned();
-        let row = self.readers.read(move |c| read_listing(c, &OVERVIEW, &guid, None, OverviewRow::read_row)).await?;
-        let (mut row, backups) = row;
+        let read = move |c: &rusqlite::Connection| {
+            // A poll of an unchanged page reads the listing's head only; a change
+            // reads the whole overview, at its own version.
+            if let Some(known) = known {
+                let head = c.prepare_cached(&LISTING)?.query_row((&guid, KeyKind::Personal.as_str()), |row| {
+                    Ok((ListingRow::read_head(row)?, row.get::<_, i64>("listing_version")?))
+                })?;
+                if head.1 == known {
+                    return Ok(Err(head.0));
+                }
+            }
+            read_listing(c, &OVERVIEW, &guid, None, OverviewRow::read_row).map(Ok)
+        };
+        let (mut row, backups) = match self.readers.read(read).await? {
+            Ok(overview) => overview,
+            Err(head) => return Ok(OverviewRead::Unchanged(head.instance.try_into()?)),
+        };
         row.listing.backups = backups.unwrap_or_default();
         let settings = match row.settings {
             Some(json) => {
@@ -255,12 +275,12 @@ impl BackupStore for SqliteStore {
             }
             None => defaults,
         };
-        Ok(BackupsOverview {
+        Ok(OverviewRead::Changed(BackupsOverview {
             restores: attach_jobs(folded::parse(&row.restores)?, folded::parse(&row.restore_jobs)?)?,
             listing: row.listing.read()?,
             settings,
             nodes: usize::try_from(row.nodes).unwrap_or(0),
-        })
+        }))
     }
 
     async fn record_backup_object(&self, id: i64, size: i64, sha256: &str, plain_size: i64) -> StoreResult<()> {

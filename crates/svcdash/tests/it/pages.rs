@@ -1,9 +1,11 @@
-//! The lifecycle pages as HTML for the roles: readers see metrics and updates but
-//! no buttons that change anything (and the API refuses them), managers get the
-//! buttons; the Metrics page shows one tab per node.
+//! The pages as HTML for the roles: readers see metrics and updates but no
+//! buttons that change anything (and the API refuses them), managers get the
+//! buttons; the Metrics page shows one tab per node; a reloaded Backups page is
+//! current and each caller's own.
 
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
+use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -97,4 +99,79 @@ async fn the_metrics_page_has_a_tab_per_node() {
     // An unknown node shows the first.
     let unknown = page(&app, &app.token, &format!("/service-instances/{id}/metrics?node=9")).await;
     assert!(unknown.contains("<h2>Node 0</h2>"), "{unknown}");
+}
+
+/// A Backups page reloaded while nothing on it changed is served from its last
+/// rendering (see `server::listing_cache`), yet shows every change at the next
+/// reload — svcdash's own and another process's writes to the state store — and
+/// each caller gets their own frame and the buttons of their own role.
+#[tokio::test]
+async fn a_reloaded_backups_page_shows_every_change_and_each_callers_own_frame() {
+    let app = TestApp::start().await;
+    let id = app.provision(REDIS_SERVICE, REDIS_PLAN, "org-a").await;
+    let path = format!("/service-instances/{id}/backups");
+    let rita = reader_token(&app, "rita", "org-a").await;
+    let manage = r#"data-action="backup""#;
+
+    let first = page(&app, &app.token, &path).await;
+    assert!(first.contains("No backups yet.") && first.contains(manage), "{first}");
+    assert_eq!(page(&app, &app.token, &path).await, first, "reloaded, unchanged");
+    let reader = page(&app, &rita, &path).await;
+    assert!(reader.contains("No backups yet.") && !reader.contains(manage), "a reader gets no backup button");
+    assert!(reader.contains(r#"title="Signed in">rita<"#), "the reader's own frame");
+    assert!(!reader.contains(r#"title="Signed in">alice<"#));
+    assert!(page(&app, &app.token, &path).await.contains(manage), "the manager's buttons again");
+
+    let seq = app.create_backup(&id).await;
+    app.wait_done(&format!("/v1/instances/{id}/backups/{seq}")).await;
+    let backed_up = page(&app, &app.token, &path).await;
+    assert!(backed_up.contains(&format!(r#"<tr data-backup="{seq}">"#)), "{backed_up}");
+    assert_eq!(page(&app, &app.token, &path).await, backed_up, "reloaded, unchanged");
+
+    let settings = serde_json::json!({"min_backup_count": 7, "retention_time": 9}).to_string();
+    let (status, body) =
+        app.api_as(&app.token, Method::PATCH, &format!("/v1/instances/{id}/backups-config"), Some(&settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set = page(&app, &app.token, &path).await;
+    assert!(set.contains(r#"name="min_backup_count" type="number" min="0" step="1" required value="7""#), "{set}");
+    assert!(set.contains(r#"name="retention_time" type="number" min="0" step="1" required value="9""#));
+
+    let restore = app.restore(&id, seq).await;
+    app.wait_done(&format!("/v1/instances/{id}/restores/{restore}")).await;
+    let restored = page(&app, &app.token, &path).await;
+    assert!(restored.contains(&format!(r#"<tr data-restore="{restore}">"#)), "{restored}");
+
+    // Another process (another replica) renames the instance and changes its
+    // settings: the next reload shows both.
+    let url = format!("sqlite://{}", app.state().config.database_path().display());
+    let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE instances SET name = 'renamed-elsewhere' WHERE guid = ?")
+        .bind(&id)
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    let renamed = page(&app, &app.token, &path).await;
+    assert!(renamed.contains("<h1>renamed-elsewhere ") && renamed.contains("<title>Backups · renamed-elsewhere"));
+    sqlx::query(
+        "UPDATE backup_settings SET retention_time_days = 11 \
+         WHERE instance_id = (SELECT id FROM instances WHERE guid = ?)",
+    )
+    .bind(&id)
+    .execute(&mut other_process)
+    .await
+    .unwrap();
+    other_process.close().await.unwrap();
+    let changed = page(&app, &app.token, &path).await;
+    assert!(changed.contains(r#"name="retention_time" type="number" min="0" step="1" required value="11""#));
+
+    let mallory = user_token(app.state(), "mallory", "org-b").await;
+    let res = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .header("Authorization", &mallory)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "the kept page is served after the check only");
 }

@@ -1,5 +1,7 @@
 //! The page handlers: instances, an instance's overview, its backups and restores.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
@@ -8,6 +10,7 @@ use store::{InstanceState, Role};
 use super::views::{BackupView, InstanceView, RestoreView, is_busy};
 use super::{Frame, Nav, PageCaller, PageError, render};
 use crate::auth::{Authenticator, Caller};
+use crate::listing_cache::KeptPage;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -83,10 +86,18 @@ pub async fn overview_page(state: &AppState, caller: &Caller, guid: &str) -> Res
     }))
 }
 
+/// The Backups page: its frame around a `<main>` rendered apart.
 #[derive(Template)]
 #[template(path = "backups.html")]
-struct BackupsPage {
+struct BackupsPage<'a> {
     page: Frame,
+    name: &'a str,
+    main: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "backups_main.html")]
+struct BackupsMain {
     i: InstanceView,
     may_manage: bool,
     backups: Vec<BackupView>,
@@ -106,13 +117,53 @@ struct BackupsPage {
     pitr_plan: String,
 }
 
+/// A page that reloads itself while nothing on it changed gets the `<main>` kept
+/// from its last rendering (see [`crate::listing_cache`]), after the caller's
+/// check; a page with running work, or with a Point-in-Time Recovery window
+/// (which moves as the log is archived), is rendered every time.
 pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Result<Response, PageError> {
-    let (store::BackupsOverview { listing, restores, settings, nodes }, role) =
-        state.authorized_backups_overview(caller, guid).await?;
-    let store::BackupListing { instance, backups, personal_key, .. } = listing;
+    let kept = state.backup_pages.get(guid);
+    let known = kept.as_ref().map(|k| k.version);
+    let (read, role) = state.authorized_backups_overview_unless(caller, guid, known).await?;
+    let may_manage = role == Role::Manage;
+    let overview = match (read, kept) {
+        (store::OverviewRead::Unchanged(instance), Some(kept))
+            if kept.may_manage == may_manage && kept.instance == instance =>
+        {
+            return Ok(framed(caller, &kept.instance, role, false, &kept.main));
+        }
+        (store::OverviewRead::Changed(overview), _) => overview,
+        // Kept for the other role, or before the instance itself changed.
+        (store::OverviewRead::Unchanged(_), _) => state.authorized_backups_overview(caller, guid).await?.0,
+    };
+    let version = overview.listing.version;
+    let (main, instance, busy) = backups_main(state, overview, may_manage).await?;
+    let html = main.render().map_err(|e| crate::error::ApiError::internal(anyhow::anyhow!("rendering a page: {e}")))?;
+    let page = framed(caller, &instance, role, busy, &html);
+    if !busy && main.pitr.is_none() {
+        state.backup_pages.keep(guid, Arc::new(KeptPage { version, may_manage, instance, main: html }));
+    }
+    Ok(page)
+}
+
+/// The page's frame around its `<main>`.
+fn framed(caller: &Caller, instance: &store::Instance, role: Role, busy: bool, main: &str) -> Response {
     let mut page = Frame::new(caller);
     page.nav = Some(Nav::new(&instance.guid, "backups", Some(role)));
-    page.busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
+    page.busy = busy;
+    render(&BackupsPage { page, name: &instance.name, main })
+}
+
+/// The page's `<main>` from what the store read, its instance, and whether a
+/// backup or restore is queued or running.
+async fn backups_main(
+    state: &AppState,
+    overview: store::BackupsOverview,
+    may_manage: bool,
+) -> Result<(BackupsMain, store::Instance, bool), PageError> {
+    let store::BackupsOverview { listing, restores, settings, nodes } = overview;
+    let store::BackupListing { instance, backups, personal_key, .. } = listing;
+    let busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
     let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
     let pitr = match instance.continuous_archiving {
         true => {
@@ -122,10 +173,9 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         }
         false => None,
     };
-    Ok(render(&BackupsPage {
-        page,
+    let main = BackupsMain {
         i: InstanceView::new(state, &instance),
-        may_manage: role == Role::Manage,
+        may_manage,
         backups: backups.iter().map(|b| BackupView::new(b, personal_key.as_ref())).collect(),
         restores,
         min_key_length: state.config.backups.min_encryption_key_length,
@@ -135,7 +185,8 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
         pitr,
         clustered: nodes > 1,
         pitr_plan: new_instance_plan(state, &instance, nodes),
-    }))
+    };
+    Ok((main, instance, busy))
 }
 
 /// The plan to name for a new instance made at a moment of `instance`: its own,
