@@ -50,19 +50,51 @@ impl Weighed for Listing {
 }
 
 /// The Backups page's `<main>` as rendered at a version of the instance's
-/// listing, for a caller who may (or may not) manage the instance, from this
-/// instance row: served again only while all three still hold.
-#[derive(Debug)]
+/// listing from this instance row, for those who may manage the instance and
+/// for those who may only read it (each once one of them asked): served again
+/// only while both the version and the row still hold, to the role it was
+/// rendered for.
+#[derive(Debug, Clone)]
 pub struct KeptPage {
     pub version: i64,
-    pub may_manage: bool,
     pub instance: store::Instance,
-    pub main: String,
+    pub for_managers: Option<Arc<str>>,
+    pub for_readers: Option<Arc<str>>,
+}
+
+impl KeptPage {
+    /// The `<main>` rendered for this role, if one was.
+    pub fn main(&self, may_manage: bool) -> Option<&Arc<str>> {
+        match may_manage {
+            true => self.for_managers.as_ref(),
+            false => self.for_readers.as_ref(),
+        }
+    }
+
+    /// `kept` with `main` for this role beside what it held when it is of the
+    /// same version and row; otherwise a page with `main` alone.
+    pub fn with(
+        kept: Option<&Self>,
+        version: i64,
+        instance: store::Instance,
+        may_manage: bool,
+        main: Arc<str>,
+    ) -> Self {
+        let mut page = match kept {
+            Some(kept) if kept.version == version && kept.instance == instance => kept.clone(),
+            _ => Self { version, instance, for_managers: None, for_readers: None },
+        };
+        match may_manage {
+            true => page.for_managers = Some(main),
+            false => page.for_readers = Some(main),
+        }
+        page
+    }
 }
 
 impl Weighed for Arc<KeptPage> {
     fn bytes(&self) -> usize {
-        self.main.len()
+        [&self.for_managers, &self.for_readers].into_iter().flatten().map(|m| m.len()).sum()
     }
 }
 

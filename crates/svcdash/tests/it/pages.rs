@@ -121,6 +121,11 @@ async fn a_reloaded_backups_page_shows_every_change_and_each_callers_own_frame()
     assert!(reader.contains(r#"title="Signed in">rita<"#), "the reader's own frame");
     assert!(!reader.contains(r#"title="Signed in">alice<"#));
     assert!(page(&app, &app.token, &path).await.contains(manage), "the manager's buttons again");
+    let kept = app.state().backup_pages.get(&id).expect("the page is kept");
+    assert!(
+        kept.for_managers.is_some() && kept.for_readers.is_some(),
+        "each role's rendering is kept beside the other's"
+    );
 
     let seq = app.create_backup(&id).await;
     app.wait_done(&format!("/v1/instances/{id}/backups/{seq}")).await;

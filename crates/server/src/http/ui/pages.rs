@@ -126,22 +126,26 @@ pub async fn backups_page(state: &AppState, caller: &Caller, guid: &str) -> Resu
     let known = kept.as_ref().map(|k| k.version);
     let (read, role) = state.authorized_backups_overview_unless(caller, guid, known).await?;
     let may_manage = role == Role::Manage;
-    let overview = match (read, kept) {
-        (store::OverviewRead::Unchanged(instance), Some(kept))
-            if kept.may_manage == may_manage && kept.instance == instance =>
-        {
-            return Ok(framed(caller, &kept.instance, role, false, &kept.main));
+    let overview = match (read, &kept) {
+        (store::OverviewRead::Unchanged(instance), Some(kept)) if kept.instance == instance => {
+            match kept.main(may_manage) {
+                Some(main) => return Ok(framed(caller, &kept.instance, role, false, main)),
+                // Kept for the other role only.
+                None => state.authorized_backups_overview(caller, guid).await?.0,
+            }
         }
         (store::OverviewRead::Changed(overview), _) => overview,
-        // Kept for the other role, or before the instance itself changed.
+        // Kept before the instance itself changed.
         (store::OverviewRead::Unchanged(_), _) => state.authorized_backups_overview(caller, guid).await?.0,
     };
     let version = overview.listing.version;
     let (main, instance, busy) = backups_main(state, overview, may_manage).await?;
-    let html = main.render().map_err(|e| crate::error::ApiError::internal(anyhow::anyhow!("rendering a page: {e}")))?;
+    let html: Arc<str> =
+        main.render().map_err(|e| crate::error::ApiError::internal(anyhow::anyhow!("rendering a page: {e}")))?.into();
     let page = framed(caller, &instance, role, busy, &html);
     if !busy && main.pitr.is_none() {
-        state.backup_pages.keep(guid, Arc::new(KeptPage { version, may_manage, instance, main: html }));
+        let kept = KeptPage::with(kept.as_deref(), version, instance, may_manage, html);
+        state.backup_pages.keep(guid, Arc::new(kept));
     }
     Ok(page)
 }
@@ -163,7 +167,9 @@ async fn backups_main(
 ) -> Result<(BackupsMain, store::Instance, bool), PageError> {
     let store::BackupsOverview { listing, restores, settings, nodes } = overview;
     let store::BackupListing { instance, backups, personal_key, .. } = listing;
-    let busy = backups.iter().any(|b| is_busy(b.status())) || restores.iter().any(|r| is_busy(r.status()));
+    // A restore that failed on one node may still have another's job waiting.
+    let busy = backups.iter().any(|b| is_busy(b.status()))
+        || restores.iter().any(|r| is_busy(r.status()) || r.jobs.iter().any(|j| is_busy(j.status)));
     let restores = restores.iter().map(|r| RestoreView::new(r, backups.iter().find(|b| b.id == r.backup_id))).collect();
     let pitr = match instance.continuous_archiving {
         true => {
