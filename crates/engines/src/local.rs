@@ -25,6 +25,8 @@ use crate::{AppCredentials, EngineRef, NodeLayout, NodeSpec, Tools, WalListener,
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to answer a question about its state.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a node that has not stopped yet is asked again.
 const ASK_AGAIN: Duration = Duration::from_secs(2);
 
@@ -135,6 +137,25 @@ impl LocalDeployer {
         let run_as = self.existing_engine_user(spec).await?;
         let node = Node { spec, layout: &layout, run_as, tools: &self.tools };
         work(&node).await
+    }
+
+    /// A question to a node's engine, bounded: a server may take the connection and
+    /// then not answer, and that must not hold the job or the check that asked
+    /// (connecting alone is bounded by each engine).
+    async fn probe<'s, T>(
+        &'s self,
+        spec: &'s NodeSpec,
+        what: &str,
+        work: impl AsyncFnOnce(&Node<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        tokio::time::timeout(PROBE_TIMEOUT, self.with_node(spec, work)).await.unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "node {} of {} did not say {what} within {} s",
+                spec.index,
+                spec.local_name,
+                PROBE_TIMEOUT.as_secs()
+            ))
+        })
     }
 
     /// Engine accounts must be able to walk down to the instances folder.
@@ -502,15 +523,15 @@ impl Deployer for LocalDeployer {
     }
 
     async fn role(&self, spec: &NodeSpec) -> anyhow::Result<Role> {
-        self.with_node(spec, async |node| spec.engine.role(node).await).await
+        self.probe(spec, "its role", async |node| spec.engine.role(node).await).await
     }
 
     async fn replication(&self, spec: &NodeSpec) -> anyhow::Result<Option<crate::Replication>> {
-        self.with_node(spec, async |node| spec.engine.replication(node).await).await
+        self.probe(spec, "its replication", async |node| spec.engine.replication(node).await).await
     }
 
     async fn in_sync(&self, spec: &NodeSpec) -> anyhow::Result<bool> {
-        self.with_node(spec, async |node| spec.engine.in_sync(node).await).await
+        self.probe(spec, "whether it is in step", async |node| spec.engine.in_sync(node).await).await
     }
 
     async fn switchover(&self, spec: &NodeSpec) -> anyhow::Result<()> {

@@ -270,17 +270,22 @@ async fn cluster_in_place(
         }
         crate::cluster::sync_users(state, instance, peer).await
     });
+    // Every peer's failure is told: which of them copied node 0 says where to look.
+    let mut failed = Vec::new();
     for (peer, back) in peers.iter().zip(futures::future::join_all(back).await) {
         if let Err(e) = back {
             tracing::warn!(instance = %instance.guid, node = peer.index, error = format!("{e:#}"), "node did not rejoin after the restore");
-            if switched {
-                return Err(e.context(format!(
-                    "node 0 runs on the restored data, and node {} did not copy it; the next check of the engines \
-                     has it copy node 0 again",
-                    peer.index
-                )));
-            }
+            failed.push((peer.index, e));
         }
+    }
+    if switched && !failed.is_empty() {
+        let nodes: Vec<String> = failed.iter().map(|(index, _)| index.to_string()).collect();
+        let (_, first) = failed.remove(0);
+        return Err(first.context(format!(
+            "node 0 runs on the restored data, and node {} did not copy it; the next check of the engines has \
+             it copy node 0 again",
+            nodes.join(" and node ")
+        )));
     }
     crate::cluster::observe_roles(state, instance).await?;
     result

@@ -36,7 +36,8 @@ async fn exec(conn: &mut sqlx::MySqlConnection, sql: &str) -> Option<()> {
 
 async fn count(creds: &Value, port: u64, table: &str) -> Option<i64> {
     let mut conn = connect(creds, port).await?;
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&mut conn).await.ok()
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&mut conn);
+    tokio::time::timeout(Duration::from_secs(10), query).await.ok()?.ok()
 }
 
 /// Inserts n = 1, 2, … into `table` on the first of the binding's hosts that takes

@@ -314,6 +314,32 @@ async fn a_synchronous_postgresql_cluster_loses_no_acknowledged_write_in_a_failo
         metrics.contains(r#"<dd id="replication">replica; "#) && metrics.contains("behind its primary"),
         "{metrics}"
     );
+
+    // A server that takes the connection and then does not answer is reported, not
+    // waited on: with the monitor's node table locked, asking whether a replica is
+    // in step (which asks the monitor first) fails within the deployer's bound.
+    let mut locker = {
+        use secrecy::ExposeSecret;
+        use sqlx::ConnectOptions;
+        sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(nodes[0].port_named("monitor").unwrap())
+            .username(&nodes[0].admin_user)
+            .password(nodes[0].admin_password.expose_secret())
+            .database("pg_auto_failover")
+            .connect()
+            .await
+            .unwrap()
+    };
+    sqlx::raw_sql("BEGIN; LOCK TABLE pgautofailover.node IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    let started = std::time::Instant::now();
+    let asked = tokio::time::timeout(Duration::from_secs(60), app.state().deployer.in_sync(&nodes[replica])).await;
+    let took = started.elapsed();
+    sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
+    let asked = asked.expect("the question is bounded");
+    let error = format!("{:#}", asked.expect_err("a node whose monitor does not answer is not known to be in step"));
+    assert!(error.contains("did not say whether it is in step within 15 s"), "{error}");
+    assert!(took < Duration::from_secs(20), "asked for {took:?}");
     app.stop().await;
 }
 
