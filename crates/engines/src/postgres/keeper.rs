@@ -460,6 +460,30 @@ pub async fn states(spec: &NodeSpec) -> anyhow::Result<Option<(String, String)>>
     Ok(states)
 }
 
+/// Waits until the monitor holds node 0 as a settled primary (`single`, or a
+/// primary state, reported as assigned). Its keeper reports `single` only once its
+/// own start-up steps are done; replicas that register before wait on it within
+/// their own start-up limit, and then only say they waited. Asked first, the
+/// failure names the node that is late and what the monitor saw of it.
+pub async fn wait_settled_primary(node: &Node<'_>) -> anyhow::Result<()> {
+    const SETTLED: &[&str] = &["single", "wait_primary", "primary"];
+    let started = Instant::now();
+    loop {
+        let seen = match states(node.spec).await {
+            Ok(Some((reported, goal))) if reported == goal && SETTLED.contains(&reported.as_str()) => return Ok(()),
+            Ok(Some((reported, goal))) => format!("reported {reported}, assigned {goal}"),
+            Ok(None) => "not registered".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "the keeper of node {} did not settle as the primary within 90 s (the monitor: {seen}; see its log)",
+            node.spec.index
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Gives pg_auto_failover's roles on the primary the password the keepers, the
 /// walreceivers and the monitor's health checks log in with. Node 0's keeper makes
 /// them once it has registered; replicas cannot copy the primary before.

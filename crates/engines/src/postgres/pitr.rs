@@ -200,7 +200,8 @@ impl NodeControl for ClusterNode<'_, '_> {
         super::keeper::init(self.node).await?;
         self.inner.start(StartMode::Setup).await?;
         super::keeper::configure(self.node).await?;
-        super::keeper::set_role_passwords(self.node).await
+        super::keeper::set_role_passwords(self.node).await?;
+        super::keeper::wait_settled_primary(self.node).await
     }
 }
 
