@@ -518,7 +518,15 @@ pub async fn set_role_passwords(node: &Node<'_>) -> anyhow::Result<()> {
 /// Sets the keeper's own timeouts (its configuration file, which it reads again
 /// when told). The keeper rewrites that file while a replica is being made: a
 /// read of it half-written fails, and is tried again.
+///
+/// `config set` signals the running keeper to read the file again, so it waits
+/// until the keeper's start-up steps are done. A start-up step that fails is not
+/// safely tried again: the retry finds the server the keeper started itself
+/// running and refuses to go on ("PostgreSQL is already running … refusing to
+/// initialize") until the keeper's supervisor gives up and stops the node. A
+/// signal in the middle of the steps is one way to fail one, so none is sent.
 pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
+    wait_initialized(node).await?;
     let started = Instant::now();
     loop {
         let mut cmd = autoctl(node, node.spec.port)?;
@@ -534,6 +542,23 @@ pub async fn configure(node: &Node<'_>) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits until the keeper has removed its init file, which it does once its
+/// start-up steps (registration, making or adopting the server) are done. A
+/// node started before has none.
+async fn wait_initialized(node: &Node<'_>) -> anyhow::Result<()> {
+    let file = keeper_file(&home(node), &pgdata(node.layout), "pg_autoctl.init");
+    let started = Instant::now();
+    while std::fs::symlink_metadata(&file).is_ok() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "the keeper of node {} did not finish its start-up steps within 90 s (see its log)",
+            node.spec.index
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Makes this node (a replica) the primary (`pg_autoctl perform promotion`, which
