@@ -303,33 +303,9 @@ impl TestApp {
     pub async fn wait_done(&self, path: &str) -> Value {
         let body = self.wait_finished(path).await;
         if body["status"] != "done" {
-            let (errors, logs) = (self.job_errors(path).await, self.engine_logs(path).await);
-            panic!("{path} is not done: {body}; its jobs said: {errors:?}\n{logs}");
+            panic!("{path} is not done: {body}; its jobs said: {:?}", self.job_errors(path).await);
         }
         body
-    }
-
-    /// The last lines of every log of the nodes of the instance in `path`
-    /// (`/v1/instances/ID/…`), the engines' and their companions': a failure in CI
-    /// says what the engines did, since their folders go with the test.
-    pub async fn engine_logs(&self, path: &str) -> String {
-        let Some(guid) = path.trim_matches('/').split('/').nth(2) else { return String::new() };
-        let Ok(instance) = self.state().store.instance_by_guid(guid).await else { return String::new() };
-        let mut files = Vec::new();
-        let root = self.instances.join(&instance.local_name);
-        for node in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let logs = engines::NodeLayout::new(node.path()).ephemeral().join("log");
-            files.extend(std::fs::read_dir(logs).into_iter().flatten().flatten().map(|e| e.path()));
-        }
-        files.sort();
-        let mut out = String::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-            out += &format!("--- {} (last 40 lines)\n{tail}\n", file.strip_prefix(&root).unwrap_or(&file).display());
-        }
-        out
     }
 
     /// What the jobs of the backup or restore at `path` reported, if they failed.
@@ -423,7 +399,9 @@ fn print_engine_logs(instances: &Path) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         println!("==== the last lines of {} ====", log.display());
-        for line in &lines[lines.len().saturating_sub(40)..] {
+        // Enough to reach back past a node's restart (a restore that puts the old
+        // data back writes a few dozen lines of its own).
+        for line in &lines[lines.len().saturating_sub(150)..] {
             println!("{line}");
         }
     }

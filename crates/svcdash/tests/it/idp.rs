@@ -72,11 +72,13 @@ impl Idp {
             .env("OIDC_ACCOUNTS", accounts().to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start node ({e}); `./dev.sh test` installs Node.js"));
-        // Read on a thread of its own: a provider that never says it is ready fails
-        // the test after a minute instead of blocking it (and the run) for good.
+        // Read on threads of their own: a provider that never says it is ready fails
+        // the test after a minute instead of blocking it (and the run) for good, and
+        // says what it printed and whether it was still running.
+        let started = std::time::Instant::now();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -84,15 +86,34 @@ impl Idp {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the OpenID provider did not say it was ready within a minute")
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let reader = std::thread::spawn({
+            let (stderr, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+            move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut lines = stderr.lock().unwrap();
+                    if lines.len() < 200 {
+                        lines.push(line);
+                    }
+                }
+            }
         });
-        let issuer = line
-            .trim()
-            .strip_prefix("OIDC_PROVIDER_READY ")
-            .unwrap_or_else(|| panic!("the OpenID provider did not start: {line:?}"))
-            .to_owned();
+        let line = rx.recv_timeout(std::time::Duration::from_secs(60));
+        let issuer = line.as_deref().ok().and_then(|l| l.trim().strip_prefix("OIDC_PROVIDER_READY "));
+        let Some(issuer) = issuer.map(str::to_owned) else {
+            let state = match child.try_wait() {
+                Ok(Some(status)) => format!("it ended ({status})"),
+                Ok(None) => "it was still running".to_owned(),
+                Err(e) => format!("cannot tell whether it runs: {e}"),
+            };
+            let waited = started.elapsed();
+            let _ = (child.kill(), child.wait());
+            let _ = reader.join();
+            panic!(
+                "the OpenID provider did not say it was ready ({line:?} after {waited:?}; {state}); it wrote on stderr:\n{}",
+                stderr.lock().unwrap().join("\n")
+            )
+        };
         Idp { child, issuer, callback: callback.to_owned() }
     }
 
