@@ -71,6 +71,8 @@ impl Idp {
             .env("OIDC_CLIENTS", clients.to_string())
             .env("OIDC_ACCOUNTS", accounts().to_string())
             .envs(env.iter().copied())
+            // Nothing to read: a terminal the test run was started from stays the run's.
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
