@@ -169,6 +169,7 @@ pub async fn init(node: &Node<'_>) -> anyhow::Result<()> {
             remove(node, &data).await?;
         }
         if files::read_small(&data.join("PG_VERSION")).is_none() {
+            forget_registration(node.spec).await;
             checkpoint_primary(node.spec).await;
         }
         return Ok(());
@@ -186,6 +187,37 @@ pub async fn init(node: &Node<'_>) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// A replica about to copy the primary registers with the monitor as a new node.
+/// The monitor may still hold the node's name: the node was rebuilt while the
+/// cluster ran (a restore in place left its data on an abandoned history), or an
+/// earlier copy failed after it registered. The keeper's registration would then
+/// fail on the name at every try, so the old entry goes first. A monitor that
+/// does not answer (a new cluster's, not started yet) holds no such entry.
+async fn forget_registration(spec: &NodeSpec) {
+    let name = format!("node-{}", spec.index);
+    let removed = async {
+        let mut conn = connect_at(spec, monitor_port(spec)?, MONITOR_DATABASE).await?;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT nodeid FROM pgautofailover.node WHERE nodename = $1")
+            .bind(&name)
+            .fetch_all(&mut conn)
+            .await?;
+        for id in &ids {
+            sqlx::query("SELECT pgautofailover.remove_node($1::bigint, true)").bind(id).execute(&mut conn).await?;
+        }
+        conn.close().await?;
+        anyhow::Ok(ids)
+    };
+    match removed.await {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => {
+            tracing::info!(instance = %spec.instance_guid, node = spec.index, ?ids, "the monitor's old entry of the node removed before it copies the primary");
+        }
+        Err(e) => {
+            tracing::debug!(instance = %spec.instance_guid, node = spec.index, error = format!("{e:#}"), "the monitor was not asked for an old entry of the node");
+        }
+    }
 }
 
 /// Archiving, as `postgresql.conf` lines: a keeper starts the server, so these
@@ -581,17 +613,33 @@ pub async fn promote(node: &Node<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// The state the monitor wants the node in (its goal state).
+async fn goal_state(spec: &NodeSpec) -> anyhow::Result<Option<String>> {
+    Ok(states(spec).await?.map(|(_, goal)| goal))
+}
+
 /// Hands the primary role to a replica (`pg_autoctl perform switchover`, which
 /// returns once the formation has a new primary). Just after a replica came back
 /// the monitor may still hold the primary in a passing state (`wait_primary`) and
 /// answers "couldn't find the primary node": asked again until it settles.
+///
+/// A monitor that has just started (node 0 restarted as a replica in a rolling
+/// restart) may call the switchover off at once, finding the replicas not yet
+/// healthy; `pg_autoctl` then returns as if done and the primary keeps its role.
+/// That is seen in the primary's goal state, and the switchover is asked again.
 pub async fn switchover(node: &Node<'_>) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let mut cmd = autoctl(node, node.spec.port)?;
         cmd.args(["perform", "switchover", "--pgdata"]).arg(pgdata(node.layout));
         match process::run(cmd, "pg_autoctl perform switchover").await {
-            Ok(_) => return Ok(()),
+            Ok(_) => match goal_state(node.spec).await {
+                Ok(Some(goal)) if goal == "primary" && started.elapsed() < Duration::from_secs(60) => {
+                    tracing::info!(instance = %node.spec.instance_guid, node = node.spec.index, "the monitor called the switchover off; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return Ok(()),
+            },
             Err(e)
                 if started.elapsed() < Duration::from_secs(60)
                     && format!("{e:#}").contains("couldn't find the primary") =>

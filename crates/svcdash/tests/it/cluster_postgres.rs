@@ -265,6 +265,28 @@ async fn postgresql_cluster_fails_over_keeps_its_binding_and_restores_on_the_pri
 
     println!("postgresql cluster memory: {} MiB for 3 nodes with the monitor", memory_mib(&app, &id).await);
 
+    // A replica whose data a restore in place left on an abandoned history (marked
+    // so when it could not copy node 0) copies the primary in the next rolling
+    // restart instead of starting on that data.
+    let marked = (primary_after + 1) % nodes.len();
+    let node_row = |app: &TestApp| {
+        let (store, instance) = (app.state().store.clone(), i.id);
+        async move { store.nodes(instance).await.unwrap().into_iter().find(|n| n.index as usize == marked).unwrap() }
+    };
+    app.state().store.set_node_copy_pending(node_row(&app).await.id, true).await.unwrap();
+    let left =
+        engines::NodeLayout::new(app.state().config.instances_dir().join(&i.local_name).join(format!("node-{marked}")))
+            .data_dir()
+            .join("left-history");
+    std::fs::write(&left, "").unwrap();
+    crate::cluster_story::restart(&app, &id).await;
+    assert!(!left.exists(), "node {marked} copied the primary, not started on the data it had");
+    assert!(!node_row(&app).await.copy_pending, "node {marked}'s mark came off after its copy");
+    psql(&uri, "INSERT INTO w VALUES (-3)").await.expect("the binding writes after the restart");
+    let primary = roles(&app, &id).await.iter().position(|r| *r == Some(NodeRole::Primary)).expect("a primary");
+    let rows = wait_replicas_caught_up(&app, &nodes, primary, "w").await;
+    assert_eq!(rows, rows_in_backup + 2, "every node holds the restored rows and the two writes after the restore");
+
     // Deprovisioning stops every process of the instance, the monitor included.
     let account_pids = instance_pids(&app, &id).await;
     assert!(account_pids.len() >= 8, "a monitor and three nodes run: {account_pids:?}");
